@@ -1,0 +1,238 @@
+"""Wire schemas of every record tandem moves through Kafka, and their codec.
+
+Records are UTF-8 JSON objects. Each carries a schema version ``v`` (1 today),
+a unique id and an event time ``ts`` in milliseconds since the Unix epoch.
+Validation is strict: unknown fields, wrong types (``"5"`` for a number),
+NaN or infinities, absurd timestamps and records over the size limit are
+rejected with a message that names the field.
+
+>>> event = decode_event(b'{"event_id": "e1", "user_id": "u1", "ts": 1767225600000,'
+...                      b' "type": "play", "item_id": "i9", "genre": "jazz", "ms_played": 30000}')
+>>> event.user_id, event.type.value
+('u1', 'play')
+>>> decode_event(b'{"event_id": "e1"}')
+Traceback (most recent call last):
+...
+streams.errors.InvalidRecord: ListeningEvent: user_id: Field required; ts: Field required; type: Field required
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streams.errors import InvalidRecord, RecordTooLarge
+
+SCHEMA_VERSION = 1
+
+#: Records larger than this are rejected before they are parsed.
+MAX_RECORD_BYTES = 64 * 1024
+
+#: Event times outside [2000-01-01, 2100-01-01) are taken as a unit or clock error.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
+
+#: A dead letter keeps at most this much of the rejected value (its full size is recorded).
+MAX_DEAD_LETTER_VALUE_BYTES = 512 * 1024
+
+#: No single play lasts longer than a day.
+MAX_MS_PLAYED = 86_400_000
+
+RecordId = Annotated[str, Field(min_length=1, max_length=128)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+EventTime = Annotated[int, Field(ge=MIN_TS_MS, lt=MAX_TS_MS)]
+
+
+class EventType(StrEnum):
+    PLAY = "play"
+    SKIP = "skip"
+    LIKE = "like"
+    SESSION_START = "session_start"
+    SESSION_END = "session_end"
+
+
+#: Event types that concern one item and so must name it.
+ITEM_EVENT_TYPES = frozenset({EventType.PLAY, EventType.SKIP, EventType.LIKE})
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, use_enum_values=False
+    )
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class ListeningEvent(_Record):
+    """What a listener did, published by producers to ``events`` keyed by user_id."""
+
+    event_id: RecordId
+    user_id: RecordId
+    ts: EventTime
+    type: Annotated[EventType, Field(strict=False)]  # JSON carries the value as a string
+    item_id: Name | None = None
+    genre: Name | None = None
+    ms_played: Annotated[int, Field(ge=0, le=MAX_MS_PLAYED)] = 0
+
+    @model_validator(mode="after")
+    def _item_events_name_their_item(self) -> ListeningEvent:
+        if self.type in ITEM_EVENT_TYPES and self.item_id is None:
+            raise ValueError(f"item_id: required for a {self.type.value} event")
+        return self
+
+
+class Decision(_Record):
+    """What serving chose for a user, and with which probability."""
+
+    decision_id: RecordId
+    user_id: RecordId
+    ts: EventTime
+    policy: Name
+    policy_version: Annotated[int, Field(ge=0)]
+    arm: Name
+    propensity: Annotated[float, Field(gt=0.0, le=1.0)]
+    arms: Annotated[list[Name], Field(min_length=1, max_length=1000)]
+    context: dict[Name, float] = Field(default_factory=dict)
+    assignments: dict[Name, Name] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _arm_is_a_candidate(self) -> Decision:
+        if self.arm not in self.arms:
+            raise ValueError(f"arm: {self.arm!r} is not one of the candidate arms")
+        return self
+
+
+class Exposure(_Record):
+    """A user saw a variant of an experiment; the first one anchors metric windows."""
+
+    exposure_id: RecordId
+    experiment: Name
+    variant: Name
+    user_id: RecordId
+    ts: EventTime
+
+
+class ModelSnapshot(_Record):
+    """A policy's learned state, as JSON: never pickle on a topic."""
+
+    snapshot_id: RecordId
+    policy: Name
+    version: Annotated[int, Field(ge=0)]
+    ts: EventTime
+    updates: Annotated[int, Field(ge=0)]
+    state: dict[str, Any]
+
+
+class DeadLetter(_Record):
+    """A record that could not be processed, with where it came from and why."""
+
+    dead_letter_id: RecordId
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    value_b64: str
+    value_bytes: int
+    error: str
+    error_type: str
+    stage: str
+    recorded_at_ms: int
+
+    def raw_value(self) -> bytes:
+        return base64.b64decode(self.value_b64)
+
+
+RecordT = TypeVar("RecordT", bound=_Record)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
+
+
+def _reject_nonfinite(token: str) -> float:
+    raise ValueError(f"non-finite number {token} is not valid JSON")
+
+
+def decode(raw: bytes | bytearray | memoryview | str, schema: type[RecordT]) -> RecordT:
+    """Parse and validate one record, raising ``InvalidRecord`` that names the field."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    size = len(raw)
+    if size > MAX_RECORD_BYTES:
+        raise RecordTooLarge(
+            f"{schema.__name__}: record is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit"
+        )
+    try:
+        payload = json.loads(bytes(raw).decode("utf-8"), parse_constant=_reject_nonfinite)
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(f"{schema.__name__}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except ValueError as exc:
+        raise InvalidRecord(f"{schema.__name__}: malformed JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise InvalidRecord(f"{schema.__name__}: expected a JSON object, got {type(payload).__name__}")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRecord(f"{schema.__name__}: {_describe(exc)}") from None
+
+
+def decode_event(raw: bytes | bytearray | memoryview | str) -> ListeningEvent:
+    return decode(raw, ListeningEvent)
+
+
+def encode(record: _Record, *, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """Serialize a record as compact UTF-8 JSON, refusing to write an oversized one."""
+    data = record.model_dump_json(exclude_none=True).encode("utf-8")
+    if len(data) > limit:
+        raise RecordTooLarge(
+            f"{type(record).__name__}: record is {len(data)} bytes, over the {limit}-byte limit"
+        )
+    return data
+
+
+def encode_dead_letter(record: DeadLetter) -> bytes:
+    """Dead letters may carry an oversized rejected value, so they have a larger limit."""
+    return encode(record, limit=2 * MAX_DEAD_LETTER_VALUE_BYTES)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def dead_letter(
+    *,
+    raw_value: bytes | None,
+    raw_key: bytes | None,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    error: BaseException | str,
+    stage: str,
+) -> DeadLetter:
+    """Wrap a rejected record with its origin and the reason it was rejected."""
+    return DeadLetter(
+        dead_letter_id=f"{source_topic}:{partition}:{offset}:{stage}",
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        key_b64=base64.b64encode(raw_key).decode("ascii") if raw_key is not None else None,
+        value_b64=base64.b64encode((raw_value or b"")[:MAX_DEAD_LETTER_VALUE_BYTES]).decode("ascii"),
+        value_bytes=len(raw_value or b""),
+        error=str(error),
+        error_type=type(error).__name__ if isinstance(error, BaseException) else "Rejected",
+        stage=stage,
+        recorded_at_ms=int(time.time() * 1000),  # metadata only, never used for windows
+    )
+
+
