@@ -1,0 +1,157 @@
+"""Publishing records to tandem's topics with kafka-python, for producers and for tandem itself.
+
+Records are keyed by ``user_id`` so one user's events stay in order on one
+partition. Delivery is acknowledged by all in-sync replicas; a failure is never
+swallowed: it is counted, kept, and raised by the next ``flush()`` or ``close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+from streams.errors import DeliveryError, InvalidRecord
+from streams.events import decode_event, encode
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PENDING = 50_000
+
+
+class KeyedRecord(Protocol):
+    @property
+    def user_id(self) -> str: ...
+
+    def model_dump_json(self, **kwargs: Any) -> str: ...
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class EventPublisher:
+    """Publish records keyed by user_id; ``flush()`` raises if any delivery failed.
+
+    ``config`` is a kafka-python producer configuration, usually
+    ``infra.kafka_config.producer_config(settings)``. At most ``max_pending``
+    records wait for acknowledgement; past that, ``publish`` waits for the
+    broker, so memory stays bounded whatever the broker's speed.
+    """
+
+    def __init__(self, *, config: dict[str, Any], topic: str, max_pending: int = DEFAULT_MAX_PENDING):
+        from kafka import KafkaProducer
+
+        self.topic = topic
+        self.max_pending = max_pending
+        self.stats = DeliveryStats()
+        self._lock = threading.Lock()
+        self._reported = 0
+        self._producer = KafkaProducer(**config)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self.stats.sent - self.stats.acknowledged - self.stats.failed
+
+    def publish(self, record: KeyedRecord, *, topic: str | None = None) -> None:
+        self.publish_bytes(record.user_id.encode("utf-8"), encode(record), topic=topic)  # type: ignore[arg-type]
+
+    def publish_bytes(self, key: bytes | None, value: bytes, *, topic: str | None = None) -> None:
+        from kafka.errors import KafkaError
+
+        if self.pending >= self.max_pending:
+            self._producer.flush()
+        try:
+            future = self._producer.send(topic or self.topic, key=key, value=value)
+        except KafkaError as exc:
+            self._failed(exc)
+            raise DeliveryError(f"could not hand a record to the producer: {exc}") from exc
+        with self._lock:
+            self.stats.sent += 1
+        future.add_callback(self._acknowledged)
+        future.add_errback(self._failed)
+
+    def publish_many(self, records: Iterable[KeyedRecord]) -> int:
+        count = 0
+        for record in records:
+            self.publish(record)
+            count += 1
+        return count
+
+    def _acknowledged(self, _metadata: object) -> None:
+        with self._lock:
+            self.stats.acknowledged += 1
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.stats.failed += 1
+            if len(self.stats.errors) < 100:
+                self.stats.errors.append(f"{type(error).__name__}: {error}")
+        logger.error("delivery to %s failed: %s", self.topic, error)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every record sent so far; raise ``DeliveryError`` on new failures."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise DeliveryError(f"{self.pending} records unacknowledged after {timeout_s} s") from exc
+        with self._lock:
+            new_failures = self.stats.failed - self._reported
+            self._reported = self.stats.failed
+            errors = self.stats.errors[-min(new_failures, 5) :] if new_failures else []
+        if new_failures:
+            raise DeliveryError(f"{new_failures} records were not delivered: {'; '.join(errors)}")
+
+    def close(self, timeout_s: float | None = 30.0) -> None:
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._producer.close(timeout=timeout_s)
+
+    def __enter__(self) -> EventPublisher:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class PublishReport:
+    accepted: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, object]]:
+    """Yield ``(line_number, event_or_error_message)`` for each non-blank line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, decode_event(line.rstrip("\n"))
+        except InvalidRecord as exc:
+            yield number, str(exc)
+
+
+def publish_lines(publisher: EventPublisher, lines: Iterable[str]) -> PublishReport:
+    """Publish valid JSON lines as listening events; invalid ones are reported, not sent."""
+    report = PublishReport()
+    for number, outcome in parse_lines(lines):
+        if isinstance(outcome, str):
+            report.rejected.append((number, outcome))
+        else:
+            publisher.publish(outcome)  # type: ignore[arg-type]
+            report.accepted += 1
+    publisher.flush()
+    return report
