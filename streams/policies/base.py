@@ -1,0 +1,185 @@
+"""What every policy shares: the ``Choice`` it returns, sampling, versioning, state.
+
+A policy maps a context (``dict[str, float]``) and the candidate arms of one call to
+a probability for each arm, and samples the arm from exactly those probabilities, so
+the propensity it logs is the true probability of the choice given the policy's
+state. Candidate sets may change from call to call; an arm never seen before is
+scored by a fresh, untrained model and nothing is stored for it until it is updated.
+
+``version`` counts the updates applied (one per ``update`` call), is kept in the
+serialized state and restored with it, so ``(name, version)`` names the exact
+parameters behind a decision.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from streams.policies.errors import InvalidArms, InvalidPolicyState, InvalidReward
+
+#: Version of the serialized state layout written by ``to_state``.
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The chosen arm, its probability, and the whole distribution it was drawn from."""
+
+    arm: str
+    propensity: float
+    probabilities: dict[str, float] = field(repr=False)
+
+
+def check_arms(arms: Sequence[str]) -> list[str]:
+    arms = list(arms)
+    if not arms:
+        raise InvalidArms("arms: at least one candidate arm is required")
+    if len(set(arms)) != len(arms):
+        raise InvalidArms("arms: candidate arms must be distinct")
+    for arm in arms:
+        if not isinstance(arm, str) or not arm:
+            raise InvalidArms(f"arms: {arm!r} is not a non-empty string")
+    return arms
+
+
+def check_reward(reward: float) -> float:
+    try:
+        value = float(reward)
+    except (TypeError, ValueError):
+        raise InvalidReward(f"reward: {reward!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidReward(f"reward: {reward!r} is not finite")
+    return value
+
+
+def greedy_probabilities(scores: Mapping[str, float], epsilon: float) -> dict[str, float]:
+    """Epsilon-greedy in closed form: ties for the best score share the greedy mass."""
+    best = max(scores.values())
+    winners = [arm for arm, score in scores.items() if score == best]
+    explore = epsilon / len(scores)
+    exploit = (1.0 - epsilon) / len(winners)
+    probs = dict.fromkeys(scores, explore)
+    for arm in winners:
+        probs[arm] += exploit
+    return probs
+
+
+def sample(probabilities: Mapping[str, float], u: float) -> str:
+    """The arm whose cumulative-probability interval holds ``u`` in [0, 1)."""
+    total = 0.0
+    last = None
+    for arm, p in probabilities.items():
+        total += p
+        if p > 0.0:
+            last = arm
+            if u < total:
+                return arm
+    assert last is not None, "probabilities are all zero"
+    return last  # u beyond a total a rounding error below 1
+
+
+class Policy:
+    """Base of the policies; subclasses implement ``probabilities`` and ``_learn``."""
+
+    name: ClassVar[str] = "policy"
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self.seed = seed
+        self.version = 0
+        self._rng = random.Random(seed)
+
+    # -- the interface serving and the learner use --------------------------------
+
+    def probabilities(self, context: Mapping[str, float], arms: Sequence[str]) -> dict[str, float]:
+        """The probability of choosing each arm; they sum to 1 and are all > 0."""
+        raise NotImplementedError
+
+    def choose(self, context: Mapping[str, float], arms: Sequence[str]) -> Choice:
+        """Sample an arm from ``probabilities(context, arms)`` with the policy's RNG."""
+        probs = self.probabilities(context, arms)
+        arm = sample(probs, self._rng.random())
+        return Choice(arm=arm, propensity=probs[arm], probabilities=probs)
+
+    def update(self, context: Mapping[str, float], arm: str, reward: float) -> None:
+        """Learn from the reward observed for ``arm`` in ``context``; bumps ``version``."""
+        if not isinstance(arm, str) or not arm:
+            raise InvalidArms(f"arm: {arm!r} is not a non-empty string")
+        self._learn(context, arm, check_reward(reward))
+        self.version += 1
+
+    def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
+        raise NotImplementedError
+
+    # -- reproduction -------------------------------------------------------------
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters other than ``seed`` (JSON-compatible)."""
+        return {}
+
+    def clone(self, *, seed: int | None = None) -> Policy:
+        """A fresh, untrained policy with the same parameters (and seed unless given)."""
+        return type(self)(seed=self.seed if seed is None else seed, **self.params())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in {**self.params(), "seed": self.seed}.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- safe serialization (plain JSON types, never pickle) ----------------------
+
+    def to_state(self, *, include_rng: bool = False) -> dict[str, Any]:
+        """The learned state as JSON-compatible types.
+
+        With ``include_rng`` the random generator's state is kept too, so the reloaded
+        policy makes the very same draws; without it (the default, for snapshots that
+        several servers load) ``from_state`` reseeds from ``seed``.
+        """
+        state: dict[str, Any] = {
+            "policy": self.name,
+            "format": STATE_FORMAT,
+            "params": self.params(),
+            "seed": self.seed,
+            "version": self.version,
+            "model": self._model_state(),
+        }
+        if include_rng:
+            state["rng"] = self._rng_state()
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, seed: int | None = None) -> Policy:
+        """Rebuild a policy from ``to_state`` output; ``seed`` overrides the stored one."""
+        if not isinstance(state, Mapping):
+            raise InvalidPolicyState(f"state: expected an object, got {type(state).__name__}")
+        if state.get("policy") != cls.name:
+            raise InvalidPolicyState(f"policy: {state.get('policy')!r} is not {cls.name!r}")
+        if state.get("format") != STATE_FORMAT:
+            raise InvalidPolicyState(f"format: {state.get('format')!r} is not {STATE_FORMAT}")
+        try:
+            policy = cls(seed=state["seed"] if seed is None else seed, **state["params"])
+            policy.version = int(state["version"])
+            policy._load_model(state["model"])
+            if "rng" in state and seed is None:
+                policy._load_rng(state["rng"])
+        except InvalidPolicyState:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InvalidPolicyState(f"{cls.name}: malformed state ({type(exc).__name__}: {exc})") from exc
+        return policy
+
+    def _model_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_model(self, model: Mapping[str, Any]) -> None:
+        return None
+
+    def _rng_state(self) -> Any:
+        version, internal, gauss = self._rng.getstate()
+        return [version, list(internal), gauss]
+
+    def _load_rng(self, rng: Any) -> None:
+        version, internal, gauss = rng
+        self._rng.setstate((version, tuple(internal), gauss))
