@@ -1,0 +1,362 @@
+"""Experiment specs: YAML on disk, JSON on the compacted ``experiments`` topic.
+
+A spec is validated strictly and every error names the field that is wrong:
+
+>>> parse_spec({"id": "x", "salt": "s", "start": 0, "end": "1d", "control": "a",
+...             "variants": [{"name": "a", "weight": 1.0, "policy": "p"}], "metrics": []})
+Traceback (most recent call last):
+...
+experiments.errors.InvalidSpec: experiment spec: start: must be ...; end: ...
+
+Durations are written ``7d``, ``1h``, ``30m``, ``90s``, ``250ms`` (or compounds such as
+``1d12h``) or as integer milliseconds; instants as ISO-8601 with a UTC offset or as
+integer milliseconds since the epoch. Both are held as integer milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from experiments.errors import InvalidSpec
+from streams.events import MAX_TS_MS, MIN_TS_MS, EventType
+
+#: Every layer is cut into this many buckets; experiments of a layer own disjoint ranges.
+LAYER_BUCKETS = 10_000
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> int:
+    """``"7d"`` → 604800000; integers are milliseconds.
+
+    >>> parse_duration("1d12h"), parse_duration("30m"), parse_duration(250)
+    (129600000, 1800000, 250)
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 7d, 1h, 30m or integer milliseconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if text and "".join(n + u for n, u in parts) == text:
+            return sum(int(n) * _UNITS_MS[u] for n, u in parts)
+    raise ValueError(f"{value!r} is not a duration (write e.g. 7d, 1h, 30m, 90s, 250ms or milliseconds)")
+
+
+def parse_instant(value: Any) -> int:
+    """ISO-8601 with a UTC offset, or integer milliseconds since the epoch → milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be an ISO-8601 UTC time or integer milliseconds")
+    if isinstance(value, int):
+        moment = value
+    elif isinstance(value, str | datetime) and not isinstance(value, bool):
+        try:
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO-8601 time") from None
+        if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
+            raise ValueError(f"{value!s} must be UTC (end it with Z or +00:00)")
+        moment = int(parsed.astimezone(UTC).timestamp() * 1000)
+    elif isinstance(value, date):
+        raise ValueError(f"{value!s} is a date: write a time with a UTC offset, e.g. {value}T00:00:00Z")
+    else:
+        raise ValueError("must be an ISO-8601 UTC time or integer milliseconds")
+    if not MIN_TS_MS <= moment < MAX_TS_MS:
+        raise ValueError(f"must be between 2000-01-01 and 2100-01-01 (got {moment} ms)")
+    return moment
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+Instant = Annotated[int, BeforeValidator(parse_instant)]
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Share = Annotated[float, Field(strict=True, ge=0.0, lt=1.0)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Shorthands for common measures, e.g. ``measure: plays``.
+MEASURE_SHORTHANDS: dict[str, dict[str, Any]] = {
+    "plays": {"agg": "count", "types": ["play"]},
+    "skips": {"agg": "count", "types": ["skip"]},
+    "likes": {"agg": "count", "types": ["like"]},
+    "sessions": {"agg": "count", "types": ["session_start"]},
+    "events": {"agg": "count"},
+    "ms_played": {"agg": "sum_ms_played"},
+    "active": {"agg": "active"},
+    "distinct_items": {"agg": "distinct_items"},
+    "distinct_genres": {"agg": "distinct_genres"},
+}
+
+
+class Measure(_Spec):
+    """What is aggregated per user from ``events`` inside a window; ``types`` None means every type."""
+
+    agg: Literal["count", "sum_ms_played", "active", "distinct_items", "distinct_genres"]
+    types: tuple[EventType, ...] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data not in MEASURE_SHORTHANDS:
+                raise ValueError(f"unknown measure {data!r} (one of {', '.join(MEASURE_SHORTHANDS)})")
+            return MEASURE_SHORTHANDS[data]
+        return data
+
+    def selects(self, event_type: str) -> bool:
+        return self.types is None or event_type in self.types
+
+
+class Window(_Spec):
+    """``[first exposure + delay, first exposure + delay + length)`` in event time."""
+
+    delay: Duration = 0
+    length: Duration
+
+    @model_validator(mode="after")
+    def _check(self) -> Window:
+        _non_negative_field("delay", self.delay)
+        _positive_field("length", self.length)
+        return self
+
+
+class Covariate(_Spec):
+    """CUPED pre-period: ``[first exposure - length, first exposure)``, same measure as the metric."""
+
+    length: Duration
+
+    @model_validator(mode="after")
+    def _check(self) -> Covariate:
+        _positive_field("length", self.length)
+        return self
+
+
+def _positive_field(name: str, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{name}: must be positive")
+
+
+def _non_negative_field(name: str, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{name}: must not be negative")
+
+
+class Metric(_Spec):
+    name: Name
+    role: Literal["success", "guardrail"]
+    kind: Literal["mean", "proportion", "ratio"]
+    direction: Literal["increase", "decrease"]
+    window: Window
+    measure: Measure | None = None
+    numerator: Measure | None = None
+    denominator: Measure | None = None
+    covariate: Covariate | None = None
+    #: Guardrails only: the relative degradation tolerated (0.01 = 1 % worse than control).
+    margin: Annotated[float, Field(strict=True, gt=0.0, lt=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Metric:
+        if self.kind == "ratio":
+            for field in ("numerator", "denominator"):
+                if getattr(self, field) is None:
+                    raise ValueError(f"{field}: required for a ratio metric")
+            if self.measure is not None:
+                raise ValueError("measure: a ratio metric has numerator and denominator instead")
+            if self.covariate is not None:
+                raise ValueError("covariate: CUPED is supported for mean and proportion metrics only")
+        else:
+            if self.measure is None:
+                raise ValueError(f"measure: required for a {self.kind} metric")
+            for field in ("numerator", "denominator"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field}: only ratio metrics have one")
+            if self.kind == "proportion" and self.measure.agg != "active":
+                raise ValueError("measure: a proportion metric needs a 0/1 measure (agg: active)")
+        if self.role == "guardrail" and self.margin is None:
+            raise ValueError("margin: required for a guardrail (relative non-inferiority margin)")
+        if self.role == "success" and self.margin is not None:
+            raise ValueError("margin: only guardrails have a non-inferiority margin")
+        return self
+
+    @property
+    def end_offset(self) -> int:
+        """Milliseconds from first exposure to the end of the window."""
+        return self.window.delay + self.window.length
+
+    @property
+    def pre_length(self) -> int:
+        return self.covariate.length if self.covariate is not None else 0
+
+    def measures(self) -> tuple[Measure, ...]:
+        if self.kind == "ratio":
+            return (self.numerator, self.denominator)  # type: ignore[return-value]
+        return (self.measure,)  # type: ignore[return-value]
+
+    def selects(self, event_type: str) -> bool:
+        """Whether an event of this type can change the metric's value."""
+        return any(m.selects(event_type) for m in self.measures())
+
+
+class Variant(_Spec):
+    name: Name
+    weight: Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
+    policy: Name
+
+
+class Layer(_Spec):
+    """Experiments of one layer own disjoint ``buckets`` ranges [lo, hi) of the layer hash.
+
+    ``holdout`` is the share of users excluded from every experiment of the layer (served the
+    product default); all experiments of a layer must declare the same holdout.
+    """
+
+    name: Name
+    buckets: tuple[int, int] = (0, LAYER_BUCKETS)
+    holdout: Share = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Layer:
+        lo, hi = self.buckets
+        if not 0 <= lo < hi <= LAYER_BUCKETS:
+            raise ValueError(f"buckets: need 0 <= lo < hi <= {LAYER_BUCKETS}, got [{lo}, {hi})")
+        return self
+
+
+class ExperimentSpec(_Spec):
+    v: Literal[1] = 1
+    id: Name
+    salt: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+    unit: Literal["user"] = "user"
+    description: str = ""
+    variants: Annotated[tuple[Variant, ...], Field(min_length=2)]
+    control: Name
+    start: Instant
+    end: Instant
+    layer: Layer | None = None
+    alpha: Annotated[float, Field(strict=True, gt=0.0, lt=0.5)] = 0.05
+    correction: Literal["none", "bonferroni", "holm", "benjamini-hochberg"] = "holm"
+    metrics: Annotated[tuple[Metric, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentSpec:
+        names = [v.name for v in self.variants]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"variants[{i}].name: duplicate variant {name!r}")
+        if abs(sum(v.weight for v in self.variants) - 1.0) > 1e-9:
+            raise ValueError("variants: weights must sum to 1")
+        if self.control not in names:
+            raise ValueError(f"control: {self.control!r} is not one of the variants ({', '.join(names)})")
+        if self.end <= self.start:
+            raise ValueError("end: must be after start")
+        metric_names = [m.name for m in self.metrics]
+        for i, name in enumerate(metric_names):
+            if name in metric_names[:i]:
+                raise ValueError(f"metrics[{i}].name: duplicate metric {name!r}")
+        if not any(m.role == "success" for m in self.metrics):
+            raise ValueError("metrics: at least one success metric is required")
+        return self
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    @functools.cached_property
+    def variant_cutoffs(self) -> tuple[tuple[float, str], ...]:
+        """Cumulative weights, for assignment: a unit hashing below ``cutoff`` gets ``variant``."""
+        total, out = 0.0, []
+        for variant in self.variants:
+            total += variant.weight
+            out.append((total, variant.name))
+        return tuple(out[:-1]) + ((2.0, out[-1][1]),)  # the last variant takes rounding slack
+
+    @property
+    def min_end_offset(self) -> int:
+        return min(m.end_offset for m in self.metrics)
+
+    @property
+    def lookback(self) -> int:
+        """How far from a window's close the oldest event it needs can lie."""
+        return max(m.end_offset for m in self.metrics) + max(m.pre_length for m in self.metrics)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "lax-", "json-")):
+            out += f".{part}" if out else part
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    items = error.errors(include_url=False)
+    for item in items:
+        if item["type"] == "too_short" and any(
+            len(other["loc"]) > len(item["loc"]) and other["loc"][: len(item["loc"])] == item["loc"]
+            for other in items
+        ):
+            continue  # a collection whose items failed is reported through those items
+        where = _location(item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        # Validators of nested models name the field themselves: "window: ..." at metrics[2].
+        head, sep, rest = message.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
+            where, message = (f"{where}.{head}" if where else head), rest
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    """Validate a spec given as a mapping (parsed YAML or JSON)."""
+    if not isinstance(data, dict):
+        raise InvalidSpec(f"experiment spec: expected a mapping, got {type(data).__name__}")
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidSpec(f"experiment spec: {_describe(exc)}") from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and validate a YAML spec file; errors start with the file name."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InvalidSpec(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return parse_spec(data)
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{path}: {exc}") from None
+
+
+def spec_to_json(spec: ExperimentSpec) -> bytes:
+    """Canonical JSON (sorted keys, milliseconds) for the compacted ``experiments`` topic."""
+    payload = spec.model_dump(mode="json", exclude_none=True)
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def spec_from_json(raw: bytes | str) -> ExperimentSpec:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSpec(f"experiment spec: malformed JSON ({exc})") from None
+    return parse_spec(data)
