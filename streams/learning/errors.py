@@ -1,0 +1,7 @@
+"""Errors of the learning path."""
+
+from infra.errors import TandemError
+
+
+class InvalidJoinerState(TandemError, ValueError):
+    """A serialized reward-joiner state is malformed or of another format."""
