@@ -1,0 +1,110 @@
+"""The decision rule: ship, do not ship, or keep running (inconclusive), each with its reasons.
+
+Each treatment variant is judged on its comparisons with the control (after the
+multiple-testing correction; "significant" means adjusted p <= alpha):
+
+1. **SRM blocks everything.** If the sample ratio mismatch check fails (p < 0.001 by
+   default) the verdict is ``inconclusive`` for every variant: the split is not what was
+   configured, so assignment or logging is broken and no metric can be trusted.
+2. **do_not_ship** when any metric is significantly worse: a success metric, or a
+   guardrail without a margin, whose two-sided test is significant in the bad direction
+   (``direction`` says whether higher or lower is better); or a guardrail with a margin
+   whose interval lies entirely beyond the margin on the bad side.
+3. **ship** when at least one success metric improves significantly, every guardrail
+   with a margin has shown non-inferiority (its one-sided test is significant) and no
+   guardrail lacks data.
+4. Otherwise **inconclusive** (keep running): no success metric has improved yet, or a
+   guardrail's non-inferiority is not shown yet.
+
+Across variants: ``ship`` when some variant ships (the reasons name it), ``do_not_ship``
+when every variant is ``do_not_ship``, otherwise ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One comparison, as the decision rule sees it."""
+
+    metric: str
+    variant: str
+    role: str  # success | guardrail
+    test: str  # superiority | non_inferiority | insufficient_data
+    significant: bool = False
+    good_direction: bool = False  # the estimate points the good way
+    beyond_margin: bool = False  # non-inferiority: interval entirely past the margin
+    margin: float | None = None
+    adjusted_p: float | None = None
+
+    @property
+    def worse(self) -> bool:
+        if self.test == "superiority":
+            return self.significant and not self.good_direction
+        return self.test == "non_inferiority" and self.beyond_margin
+
+    @property
+    def improved(self) -> bool:
+        return self.role == "success" and self.test == "superiority" and self.significant and self.good_direction
+
+
+def _p(f: Finding) -> str:
+    return "n/a" if f.adjusted_p is None else f"{f.adjusted_p:.3g}"
+
+
+def decide_variant(findings: list[Finding], *, srm_passed: bool, srm_reason: str = "") -> dict:
+    """Verdict and reasons for one treatment variant."""
+    if not srm_passed:
+        return {"verdict": "inconclusive", "reasons": [srm_reason or "sample ratio mismatch"]}
+    worse = [f for f in findings if f.worse]
+    if worse:
+        reasons = []
+        for f in worse:
+            if f.test == "non_inferiority":
+                reasons.append(f"guardrail {f.metric!r} is significantly worse than its {f.margin:.2%} margin")
+            else:
+                reasons.append(f"{f.role} metric {f.metric!r} is significantly worse (adjusted p={_p(f)})")
+        return {"verdict": "do_not_ship", "reasons": reasons}
+    improved = [f for f in findings if f.improved]
+    pending = [f for f in findings if f.test == "non_inferiority" and not f.significant]
+    thin = [f for f in findings if f.role == "guardrail" and f.test == "insufficient_data"]
+    blockers = [
+        f"guardrail {f.metric!r}: non-inferiority within {f.margin:.2%} not shown yet (adjusted p={_p(f)})"
+        for f in pending
+    ] + [f"guardrail {f.metric!r}: not enough data" for f in thin]
+    if improved and not blockers:
+        ok = [f"success metric {f.metric!r} improved significantly (adjusted p={_p(f)})" for f in improved]
+        ni = [f"guardrail {f.metric!r} is non-inferior within {f.margin:.2%}" for f in findings
+              if f.test == "non_inferiority"]
+        return {"verdict": "ship", "reasons": ok + ni + ["no sample ratio mismatch"]}
+    reasons = [] if improved else ["no success metric improved significantly yet"]
+    return {"verdict": "inconclusive", "reasons": reasons + blockers}
+
+
+def decide(findings: list[Finding], *, variants: list[str], srm_passed: bool, srm_reason: str = "") -> dict:
+    """Overall verdict plus one verdict per treatment variant.
+
+    >>> f = [Finding("minutes", "b", "success", "superiority", significant=True, good_direction=True)]
+    >>> decide(f, variants=["b"], srm_passed=True)["verdict"]
+    'ship'
+    >>> decide(f, variants=["b"], srm_passed=False, srm_reason="SRM")["verdict"]
+    'inconclusive'
+    """
+    per = {
+        v: decide_variant([f for f in findings if f.variant == v], srm_passed=srm_passed, srm_reason=srm_reason)
+        for v in variants
+    }
+    if not srm_passed:
+        return {"verdict": "inconclusive", "reasons": [srm_reason or "sample ratio mismatch"], "variants": per}
+    shipped = [v for v in variants if per[v]["verdict"] == "ship"]
+    if shipped:
+        verdict = "ship"
+    elif variants and all(per[v]["verdict"] == "do_not_ship" for v in variants):
+        verdict = "do_not_ship"
+    else:
+        verdict = "inconclusive"
+    order = shipped + [v for v in variants if v not in shipped]
+    reasons = [f"{v} ({per[v]['verdict']}): {r}" for v in order for r in per[v]["reasons"]]
+    return {"verdict": verdict, "reasons": reasons, "variants": per}
