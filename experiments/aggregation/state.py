@@ -1,0 +1,318 @@
+"""The aggregation core: first exposures, exposure-anchored windows, lateness, statistics.
+
+Plain Python, no Kafka, no database. Records are applied one at a time, in arrival order;
+``apply_event`` and ``apply_exposure`` return None when the record is accepted (a replayed
+id is accepted and changes nothing) or the reason it is rejected (the caller makes it a dead
+letter). Every change is also written to ``journal`` so a store can persist it.
+
+Rules (see the package README section):
+
+* The first exposure of a user in an experiment, ordered by ``(ts, exposure_id)``, anchors
+  the windows and fixes the variant. An exposure that arrives out of order but is earlier
+  re-anchors the user, as long as no window would change after closing. A user seen in
+  another variant stays in the first one and is flagged (``multi_variant_users``).
+* Raw events are kept per user (exact, keyed by event_id for dedupe) for ``lookback`` =
+  longest window end + longest CUPED pre-window behind the closing point, then pruned: no
+  open window, and no window of an exposure that is not late, can reach further back.
+* A user's metric window closes when ``watermark - allowed_lateness >= window end``; its
+  value is then computed once and added to the statistics. A record older than that point
+  that would change a closed window (an event inside it, of a type the metric reads; an
+  exposure whose windows would already be closed) is late: rejected and counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from experiments.aggregation.stats import SufficientStats, metric_record
+from experiments.aggregation.watermark import Partition, WatermarkTracker
+from experiments.aggregation.windows import Contribution, Outcome, contribution, touches
+from experiments.errors import SpecConflict
+from experiments.spec import ExperimentSpec
+from streams.events import Exposure, ListeningEvent
+
+#: Fields of a spec that may change while the experiment runs; any other change is refused.
+MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction"})
+
+
+@dataclass(slots=True)
+class Anchor:
+    """A user's first exposure in an experiment."""
+
+    variant: str
+    ts: int
+    exposure_id: str
+    multi: bool = False
+
+
+@dataclass(slots=True)
+class Journal:
+    """What changed since the last ``take_journal()``, for the store to persist."""
+
+    specs: list[ExperimentSpec] = field(default_factory=list)
+    events: list[Outcome] = field(default_factory=list)
+    pruned_events: list[str] = field(default_factory=list)
+    exposures: list[tuple[str, int]] = field(default_factory=list)
+    pruned_exposures: list[str] = field(default_factory=list)
+    anchors: set[tuple[str, str]] = field(default_factory=set)
+    contributions: list[tuple[str, str, str, str, Contribution]] = field(default_factory=list)
+    late: set[str] = field(default_factory=set)
+    partitions: set[Partition] = field(default_factory=set)
+
+
+class AggregationState:
+    def __init__(self, *, allowed_lateness_ms: int, min_retention_ms: int = 0) -> None:
+        self.tracker = WatermarkTracker(allowed_lateness_ms=allowed_lateness_ms)
+        self.min_retention_ms = min_retention_ms
+        self.specs: dict[str, ExperimentSpec] = {}
+        self.events: dict[str, Outcome] = {}
+        self.user_events: dict[str, list[Outcome]] = {}
+        self.exposure_ts: dict[str, int] = {}
+        self.anchors: dict[str, dict[str, Anchor]] = {}  # experiment -> user -> anchor
+        self.user_anchors: dict[str, dict[str, Anchor]] = {}  # user -> experiment -> anchor
+        self.stats: dict[tuple[str, str, str], SufficientStats] = {}
+        self.late: dict[str, int] = {}
+        self.counts: dict[tuple[str, str], list[int]] = {}  # (exp, variant) -> [exposed, multi-variant]
+        self.journal = Journal()
+        self._closing: list[tuple[int, str, str, str, int]] = []  # (end, exp, user, metric, anchor ts)
+        self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 1 exposure, id)
+        self._closed_upto: int | None = None
+        self._horizon = min_retention_ms
+
+    # ---- specs -------------------------------------------------------------------------
+    def register_spec(self, spec: ExperimentSpec) -> bool:
+        """Add or update a spec; False if unchanged. Raises ``SpecConflict`` for unsafe changes."""
+        current = self.specs.get(spec.id)
+        if current == spec:
+            return False
+        if current is not None:
+            changed = [
+                name for name in type(spec).model_fields
+                if getattr(spec, name) != getattr(current, name) and name not in MUTABLE_SPEC_FIELDS
+            ]
+            if changed:
+                raise SpecConflict(
+                    f"{', '.join(changed)}: cannot change while experiment {spec.id!r} runs "
+                    "(only description, end, alpha and correction may); start a new experiment id"
+                )
+        self._install(spec)
+        self.journal.specs.append(spec)
+        return True
+
+    def _install(self, spec: ExperimentSpec) -> None:
+        self.specs[spec.id] = spec
+        self.anchors.setdefault(spec.id, {})
+        self._horizon = max([self.min_retention_ms] + [s.lookback for s in self.specs.values()])
+
+    # ---- records -----------------------------------------------------------------------
+    def apply_event(self, event: ListeningEvent, partition: Partition) -> str | None:
+        reason = self._event(event)
+        self._observe(partition, event.ts)
+        return reason
+
+    def apply_exposure(self, exposure: Exposure, partition: Partition) -> str | None:
+        reason = self._exposure(exposure)
+        self._observe(partition, exposure.ts)
+        return reason
+
+    def _event(self, event: ListeningEvent) -> str | None:
+        if event.event_id in self.events:
+            return None
+        closed = self._closed_upto
+        if closed is not None and event.ts < closed:
+            etype = event.type.value
+            hit = sorted(
+                exp for exp, anchor in self.user_anchors.get(event.user_id, {}).items()
+                if any(
+                    anchor.ts + m.end_offset <= closed and touches(m, anchor.ts, etype, event.ts)
+                    for m in self.specs[exp].metrics
+                )
+            )
+            if hit:
+                for exp in hit:
+                    self.late[exp] = self.late.get(exp, 0) + 1
+                    self.journal.late.add(exp)
+                return (
+                    f"late: event time {event.ts} is before watermark - allowed lateness ({closed}) "
+                    f"and falls in a closed window of {', '.join(hit)}"
+                )
+            if event.ts < closed - self._horizon:
+                return None  # no open window and no acceptable future exposure can reach it
+        outcome = Outcome.of(event)
+        self.events[outcome.event_id] = outcome
+        self.user_events.setdefault(outcome.user_id, []).append(outcome)
+        heapq.heappush(self._expiry, (outcome.ts, 0, outcome.event_id))
+        self.journal.events.append(outcome)
+        return None
+
+    def _exposure(self, exposure: Exposure) -> str | None:
+        exp, user = exposure.experiment, exposure.user_id
+        spec = self.specs.get(exp)
+        if spec is None:
+            return f"unknown experiment {exp!r}"
+        if exposure.exposure_id in self.exposure_ts:
+            return None
+        if spec.variant(exposure.variant) is None:
+            return f"variant: {exposure.variant!r} is not a variant of experiment {exp!r}"
+        if not spec.start <= exposure.ts < spec.end:
+            return f"ts: {exposure.ts} is outside experiment {exp!r} [{spec.start}, {spec.end})"
+        anchor = self.anchors[exp].get(user)
+        if anchor is None or (exposure.ts, exposure.exposure_id) < (anchor.ts, anchor.exposure_id):
+            closed = self._closed_upto
+            if closed is not None and exposure.ts + spec.min_end_offset <= closed:
+                self.late[exp] = self.late.get(exp, 0) + 1
+                self.journal.late.add(exp)
+                return (
+                    f"late: exposure at {exposure.ts} would anchor windows already closed by "
+                    f"watermark - allowed lateness ({closed})"
+                )
+            if anchor is None:
+                anchor = Anchor(exposure.variant, exposure.ts, exposure.exposure_id)
+                self.anchors[exp][user] = anchor
+                self.user_anchors.setdefault(user, {})[exp] = anchor
+                self._count(exp, anchor, 1)
+                self._schedule(spec, user, anchor)
+            else:  # an earlier exposure arrived late, but every window is still open: re-anchor
+                self._count(exp, anchor, -1)
+                anchor.multi = anchor.multi or anchor.variant != exposure.variant
+                moved = anchor.ts != exposure.ts
+                anchor.variant, anchor.ts, anchor.exposure_id = (
+                    exposure.variant, exposure.ts, exposure.exposure_id
+                )
+                self._count(exp, anchor, 1)
+                if moved:
+                    self._schedule(spec, user, anchor)
+        elif exposure.variant != anchor.variant and not anchor.multi:
+            self._count(exp, anchor, -1)
+            anchor.multi = True
+            self._count(exp, anchor, 1)
+        self.exposure_ts[exposure.exposure_id] = exposure.ts
+        heapq.heappush(self._expiry, (exposure.ts, 1, exposure.exposure_id))
+        self.journal.exposures.append((exposure.exposure_id, exposure.ts))
+        self.journal.anchors.add((exp, user))
+        return None
+
+    def _count(self, exp: str, anchor: Anchor, sign: int) -> None:
+        counts = self.counts.get((exp, anchor.variant))
+        if counts is None:
+            counts = self.counts[(exp, anchor.variant)] = [0, 0]
+        counts[0] += sign
+        counts[1] += sign * anchor.multi
+
+    # ---- time --------------------------------------------------------------------------
+    def _schedule(self, spec: ExperimentSpec, user: str, anchor: Anchor) -> None:
+        for metric in spec.metrics:
+            heapq.heappush(self._closing, (anchor.ts + metric.end_offset, spec.id, user, metric.name, anchor.ts))
+
+    def _observe(self, partition: Partition, ts: int) -> None:
+        tracker = self.tracker
+        before = tracker.watermark
+        tracker.observe(partition, ts)
+        self.journal.partitions.add(partition)
+        if tracker.watermark != before:
+            self._close(tracker.closed_upto)  # type: ignore[arg-type]
+
+    def declare_partition(self, partition: Partition) -> None:
+        self.tracker.declare(partition)
+        self.journal.partitions.add(partition)
+
+    def _close(self, upto: int) -> None:
+        self._closed_upto = upto
+        closing = self._closing
+        while closing and closing[0][0] <= upto:
+            _, exp, user, name, anchor_ts = heapq.heappop(closing)
+            anchor = self.anchors[exp].get(user)
+            if anchor is None or anchor.ts != anchor_ts:
+                continue  # re-anchored: a fresher entry exists
+            metric = self.specs[exp].metric(name)
+            assert metric is not None
+            value = contribution(metric, self.user_events.get(user, ()), anchor.ts)
+            key = (exp, anchor.variant, name)
+            stats = self.stats.get(key)
+            if stats is None:
+                stats = self.stats[key] = SufficientStats()
+            stats.add(value)
+            self.journal.contributions.append((exp, user, name, anchor.variant, value))
+
+    def prune(self) -> None:
+        """Forget raw events and exposure ids no window can need any more (call per batch)."""
+        if self._closed_upto is None:
+            return
+        bound = self._closed_upto - self._horizon
+        expiry, users = self._expiry, set()
+        while expiry and expiry[0][0] < bound:
+            _, kind, record_id = heapq.heappop(expiry)
+            if kind == 0:
+                outcome = self.events.pop(record_id, None)
+                if outcome is not None:
+                    users.add(outcome.user_id)
+                    self.journal.pruned_events.append(record_id)
+            elif self.exposure_ts.pop(record_id, None) is not None:
+                self.journal.pruned_exposures.append(record_id)
+        for user in users:
+            kept = [e for e in self.user_events[user] if e.ts >= bound]
+            if kept:
+                self.user_events[user] = kept
+            else:
+                del self.user_events[user]
+
+    # ---- loading and reading -----------------------------------------------------------
+    def load(
+        self,
+        *,
+        specs: list[ExperimentSpec],
+        events: list[Outcome],
+        exposures: list[tuple[str, int]],
+        anchors: list[tuple[str, str, Anchor]],
+        stats: dict[tuple[str, str, str], SufficientStats],
+        late: dict[str, int],
+        partitions: dict[Partition, int | None],
+        watermark: int | None,
+    ) -> None:
+        """Restore persisted state (the journal stays empty)."""
+        for spec in specs:
+            self._install(spec)
+        for outcome in events:
+            self.events[outcome.event_id] = outcome
+            self.user_events.setdefault(outcome.user_id, []).append(outcome)
+            self._expiry.append((outcome.ts, 0, outcome.event_id))
+        for exposure_id, ts in exposures:
+            self.exposure_ts[exposure_id] = ts
+            self._expiry.append((ts, 1, exposure_id))
+        heapq.heapify(self._expiry)
+        self.tracker.restore(partitions, watermark)
+        self._closed_upto = self.tracker.closed_upto
+        for exp, user, anchor in anchors:
+            self.anchors.setdefault(exp, {})[user] = anchor
+            self.user_anchors.setdefault(user, {})[exp] = anchor
+            self._count(exp, anchor, 1)
+            for metric in self.specs[exp].metrics:
+                end = anchor.ts + metric.end_offset
+                if self._closed_upto is None or end > self._closed_upto:
+                    self._closing.append((end, exp, user, metric.name, anchor.ts))
+        heapq.heapify(self._closing)
+        self.stats.update(stats)
+        self.late.update(late)
+
+    def take_journal(self) -> Journal:
+        journal, self.journal = self.journal, Journal()
+        return journal
+
+    def metric_records(self, experiment: str) -> list[dict]:
+        """The current ``experiment-metrics`` records of one experiment (empty if unknown)."""
+        spec = self.specs.get(experiment)
+        if spec is None:
+            return []
+        watermark = self.tracker.watermark or 0
+        return [
+            metric_record(
+                experiment=experiment, variant=variant.name, metric=metric,
+                stats=self.stats.get((experiment, variant.name, metric.name)) or SufficientStats(),
+                exposed=counts[0], watermark_ts=watermark,
+                late_records=self.late.get(experiment, 0), multi_variant_users=counts[1],
+            )
+            for variant in spec.variants
+            for counts in [self.counts.get((experiment, variant.name), (0, 0))]
+            for metric in spec.metrics
+        ]
