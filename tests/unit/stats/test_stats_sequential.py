@@ -1,0 +1,101 @@
+"""Sequential testing: boundaries by Monte Carlo, and A/A false-positive rates when peeking daily."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from experiments.stats.inference import FixedHorizon
+from experiments.stats.means import compare, mean_arm
+from experiments.stats.sequential import (
+    AlwaysValid,
+    GroupSequential,
+    group_sequential_boundaries,
+    mixture_critical,
+    normalize_looks,
+    obf_spending,
+)
+
+ALPHA = 0.05
+
+
+def test_first_boundary_and_spending_closed_form():
+    c = group_sequential_boundaries((0.25, 0.5, 1.0), ALPHA)
+    assert c[0] == pytest.approx(stats.norm.isf(ALPHA / 2) / np.sqrt(0.25), rel=1e-9)
+    assert obf_spending(1.0, ALPHA) == pytest.approx(ALPHA)
+    assert group_sequential_boundaries((1.0,), ALPHA)[0] == pytest.approx(stats.norm.isf(ALPHA / 2))
+    assert c[0] > c[1] > c[2] > stats.norm.isf(ALPHA / 2)
+
+
+def test_boundaries_spend_alpha_as_planned_by_monte_carlo():
+    looks = (0.1, 0.3, 0.45, 0.7, 1.0)
+    c = np.array(group_sequential_boundaries(looks, ALPHA))
+    rng = np.random.default_rng(51)
+    t = np.array(looks)
+    paths = np.cumsum(rng.standard_normal((400_000, len(t))) * np.sqrt(np.diff(np.r_[0, t])), axis=1)
+    cross = np.abs(paths) / np.sqrt(t) >= c
+    first = np.argmax(cross, axis=1)[cross.any(axis=1)]
+    per_look = np.bincount(first, minlength=len(t)) / len(paths)
+    planned = np.diff(np.r_[0.0, obf_spending(t, ALPHA)])
+    assert per_look == pytest.approx(planned, abs=4 * np.sqrt(ALPHA / len(paths)))
+    assert cross.any(axis=1).mean() == pytest.approx(ALPHA, abs=0.0015)
+
+
+def test_repeated_p_value_is_consistent_with_the_boundary():
+    ref = GroupSequential(normalize_looks([0.2, 0.4], 0.6))
+    assert ref.looks == (0.2, 0.4, 0.6)
+    for z in (0.5, 1.9, 2.3, 2.8, 4.0):
+        p = ref.p_two_sided(z)
+        for a in (0.01, 0.05, 0.1):
+            if abs(p - a) > 1e-6:
+                assert (p <= a) == (z >= ref.critical(a))
+    single = GroupSequential((1.0,))
+    assert single.p_two_sided(2.1) == pytest.approx(FixedHorizon().p_two_sided(2.1), rel=1e-5)
+
+
+def test_always_valid_p_value_and_critical_are_inverse():
+    ref = AlwaysValid(rho=0.7)
+    z = ref.critical(0.05)
+    assert ref.p_two_sided(z) == pytest.approx(0.05, rel=1e-9)
+    assert ref.critical(0.05) > stats.norm.isf(0.025)
+
+
+@pytest.fixture(scope="module")
+def aa_daily_z():
+    """Welch z after each of 20 days, 4000 A/A experiments, 100 new users per arm per day (skewed data)."""
+    rng = np.random.default_rng(52)
+    sims, days, per_day = 4000, 20, 100
+    def cumulative():
+        x = rng.lognormal(0.0, 1.0, (sims, days, per_day))
+        return np.cumsum(x.sum(2), 1), np.cumsum((x * x).sum(2), 1)
+    (sc, ssc), (st, sst) = cumulative(), cumulative()
+    n = per_day * np.arange(1, days + 1)
+    eff = compare(mean_arm(n, sc, ssc), mean_arm(n, st, sst), welch=True)
+    return eff.estimate / eff.se, eff.df, n
+
+
+def _not_above(rejections, alpha=ALPHA):
+    return stats.binomtest(int(rejections.sum()), rejections.size, alpha, alternative="greater").pvalue > 0.001
+
+
+def test_aa_fixed_horizon_rate_is_alpha_and_naive_peeking_inflates_it(aa_daily_z):
+    z, df, _ = aa_daily_z
+    final = 2 * stats.t.sf(np.abs(z[:, -1]), df[:, -1]) <= ALPHA
+    assert stats.binomtest(int(final.sum()), final.size, ALPHA).pvalue > 0.001
+    naive = (2 * stats.t.sf(np.abs(z), df) <= ALPHA).any(axis=1)
+    assert naive.mean() > 2 * ALPHA
+
+
+def test_aa_group_sequential_daily_peeking_keeps_alpha(aa_daily_z):
+    z, _, n = aa_daily_z
+    looks = tuple(n / n[-1])
+    c = np.array(group_sequential_boundaries(looks, ALPHA))
+    rejected = (np.abs(z) >= c).any(axis=1)
+    assert _not_above(rejected)
+    assert rejected.mean() > 0.02  # it still spends its alpha
+
+
+def test_aa_always_valid_daily_peeking_keeps_alpha(aa_daily_z):
+    z, _, n = aa_daily_z
+    crit = mixture_critical(ALPHA, 2000 / (2 * n))  # tuned for 2000 users in total
+    rejected = (np.abs(z) >= crit).any(axis=1)
+    assert _not_above(rejected)
