@@ -3,6 +3,7 @@
 The state is one JSON-native dict (it lives as a Faust table value; never pickle)::
 
     {"v": 1, "u": user_id, "t": newest accepted event time (ms) or None,
+     "r": events accepted since "t" last advanced (late ones, within the lateness),
      "e": {event_id: entry, ...}}   # entries in acceptance order, see windows.py
 
 ``from_dict`` adopts the dict without copying and ``to_dict`` hands back the live
@@ -24,7 +25,7 @@ a replayed event still inside the week is a duplicate, an older one is late.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -56,6 +57,7 @@ class ApplyResult:
         return LateEvent(self.reason) if self.outcome is Outcome.LATE else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ACCEPTED = ApplyResult(Outcome.ACCEPTED)
 _DUPLICATE = ApplyResult(Outcome.DUPLICATE, "event_id: already applied")
 
@@ -66,7 +68,7 @@ class UserFeatureState:
     __slots__ = ("_data", "_entries", "_lateness", "config")
 
     def __init__(self, user_id: str, *, config: FeatureConfig = DEFAULT_CONFIG) -> None:
-        self._adopt({"v": STATE_VERSION, "u": user_id, "t": None, "e": {}}, config)
+        self._adopt({"v": STATE_VERSION, "u": user_id, "t": None, "r": 0, "e": {}}, config)
 
     def _adopt(self, data: dict[str, Any], config: FeatureConfig) -> None:
         self._data = data
@@ -143,7 +145,10 @@ class UserFeatureState:
             entries[event_id] = [ts, code]
         if newest is None or ts > newest:
             data["t"] = ts
+            data["r"] = 0
             self._evict(ts - RETENTION_MS)
+        else:
+            data["r"] = data.get("r", 0) + 1
         return _ACCEPTED
 
     def _evict(self, cutoff: int) -> None:
@@ -174,14 +179,21 @@ class UserFeatureState:
     def feature_row(self, as_of_ts: int | None = None) -> dict[str, Any]:
         """A row for the feature store: user_id, event_timestamp (aware UTC) and every feature.
 
-        The timestamp is the as-of event time, so rows of one user are monotonic in it.
+        The timestamp is the as-of event time (default: the newest event time), so a user's rows
+        are monotonic in it. A late event accepted within the lateness changes the features but
+        not the newest event time; since the Redis online store drops writes whose timestamp is
+        not newer, such a row carries the newest event time plus one microsecond per late event
+        applied since (at most 999): every change is a strictly newer row, still inside the
+        newest event's millisecond.
         """
         features = self.features(as_of_ts)
-        ts = as_of_ts if as_of_ts is not None else self.newest_ts
+        newest = self.newest_ts
+        ts = as_of_ts if as_of_ts is not None else newest
         if ts is None:
             raise FeatureError("feature_row: the state has no event yet, so no event time")
+        bump_us = min(self._data.get("r", 0), 999) if ts == newest else 0
         return {
             "user_id": self.user_id,
-            "event_timestamp": datetime.fromtimestamp(ts / 1000, tz=UTC),
+            "event_timestamp": _EPOCH + timedelta(milliseconds=ts, microseconds=bump_us),
             **features,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -204,3 +205,16 @@ def test_eviction_reaches_past_an_out_of_order_neighbour():
     assert set(state.to_dict()["e"]) == {"e1", "e3"}
     assert state.apply(event(1, BASE, EventType.PLAY)).outcome is Outcome.DUPLICATE
     assert state.apply(event(2, BASE - 5 * MINUTE, EventType.PLAY)).outcome is Outcome.LATE
+
+
+def test_rows_get_strictly_newer_when_a_late_event_changes_the_features():
+    state = UserFeatureState("u1", config=CONFIG)
+    state.apply(event(1, BASE, EventType.PLAY))
+    first = state.feature_row()["event_timestamp"]
+    state.apply(event(2, BASE - MINUTE, EventType.PLAY))  # late, accepted: newest unchanged
+    second = state.feature_row()["event_timestamp"]
+    assert second - first == timedelta(microseconds=1)
+    state = UserFeatureState.from_dict(json.loads(json.dumps(state.to_dict())), config=CONFIG)
+    state.apply(event(3, BASE + 1, EventType.SKIP))
+    assert state.feature_row()["event_timestamp"] == first + timedelta(milliseconds=1)
+    assert state.feature_row(BASE + HOUR)["event_timestamp"] == first + timedelta(hours=1)
