@@ -87,7 +87,7 @@ def apply_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> A
         existing = [spec for spec in specs if settings.topic(spec.name) in present]
         if existing:
             described = {
-                item["topic"]: len(item["partitions"])
+                item.get("name", item.get("topic")): len(item["partitions"])  # key differs by kafka-python version
                 for item in admin.describe_topics([settings.topic(spec.name) for spec in existing])
             }
             for spec in existing:

@@ -7,6 +7,7 @@ swallowed: it is counted, kept, and raised by the next ``flush()`` or ``close()`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -48,13 +49,17 @@ class EventPublisher:
 
     def __init__(self, *, config: dict[str, Any], topic: str, max_pending: int = DEFAULT_MAX_PENDING):
         from kafka import KafkaProducer
+        from kafka.errors import KafkaError
 
         self.topic = topic
         self.max_pending = max_pending
         self.stats = DeliveryStats()
         self._lock = threading.Lock()
         self._reported = 0
-        self._producer = KafkaProducer(**config)
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:
+            raise DeliveryError(f"cannot connect to {config.get('bootstrap_servers')}: {exc}") from exc
 
     @property
     def pending(self) -> int:
@@ -113,10 +118,15 @@ class EventPublisher:
             raise DeliveryError(f"{new_failures} records were not delivered: {'; '.join(errors)}")
 
     def close(self, timeout_s: float | None = 30.0) -> None:
+        """Flush and close; undelivered records raise ``DeliveryError`` after the producer is closed."""
+        from kafka.errors import KafkaError
+
         try:
             self.flush(timeout_s)
         finally:
-            self._producer.close(timeout=timeout_s)
+            # A failed flush was raised above; closing must not hide it behind a second timeout.
+            with contextlib.suppress(KafkaError):
+                self._producer.close(timeout=timeout_s if self.pending == 0 else 0)
 
     def __enter__(self) -> EventPublisher:
         return self

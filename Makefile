@@ -1,0 +1,55 @@
+# tandem: `make demo` runs the main job, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration check lint types imports bench up down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "tandem needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install tandem with its dev tools
+
+demo: $(STAMP) ## the main job: the end-to-end demo on the embedded broker
+	$(BIN)/tandem demo
+
+test: $(STAMP) ## every test, unit and integration (starts its own broker)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP) ## unit tests only
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: $(STAMP) ## integration tests only
+	$(BIN)/python -m pytest -m integration
+
+check: lint types imports ## what CI checks besides the tests: lint, types, import boundaries
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+bench: $(STAMP) ## every benchmark; writes bench/results.json
+	$(BIN)/python -m bench.run
+
+up: $(STAMP) ## start broker, workers and serving API in the background (logs in .tandem/logs)
+	$(BIN)/tandem up
+
+down: $(STAMP) ## stop what `make up` started
+	$(BIN)/tandem down
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .tandem .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,174 @@
+"""The wire schemas: round trips, and precise rejection of everything malformed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.errors import InvalidRecord, RecordTooLarge
+from streams.events import (
+    MAX_RECORD_BYTES,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    Decision,
+    Exposure,
+    ListeningEvent,
+    ModelSnapshot,
+    dead_letter,
+    decode,
+    decode_event,
+    encode,
+    encode_dead_letter,
+)
+from tests.helpers import T0_MS
+
+ids = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
+timestamps = st.integers(min_value=MIN_TS_MS, max_value=MAX_TS_MS - 1)
+
+events = st.builds(
+    ListeningEvent,
+    event_id=ids,
+    user_id=ids,
+    ts=timestamps,
+    type=st.sampled_from(["play", "skip", "like"]),
+    item_id=ids,
+    genre=st.none() | ids,
+    ms_played=st.integers(min_value=0, max_value=86_400_000),
+)
+
+
+def valid_event_payload() -> dict[str, object]:
+    return {
+        "v": 1,
+        "event_id": "e1",
+        "user_id": "u1",
+        "ts": T0_MS,
+        "type": "play",
+        "item_id": "jazz-1",
+        "genre": "jazz",
+        "ms_played": 30_000,
+    }
+
+
+@given(events)
+def test_events_round_trip_through_the_codec(event: ListeningEvent) -> None:
+    assert decode_event(encode(event)) == event
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300)
+def test_random_bytes_are_rejected_with_invalid_record_only(raw: bytes) -> None:
+    try:
+        decode_event(raw)
+    except InvalidRecord as exc:
+        assert str(exc).startswith("ListeningEvent: ")
+
+
+@pytest.mark.parametrize("field", ["event_id", "user_id", "ts", "type"])
+def test_a_missing_field_is_named(field: str) -> None:
+    payload = valid_event_payload()
+    del payload[field]
+    with pytest.raises(InvalidRecord, match=rf"{field}: Field required"):
+        decode_event(json.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ts", "1767225600000", "ts: Input should be a valid integer"),
+        ("ts", 1.5e12, "ts: Input should be a valid integer"),
+        ("ts", 17_672_256_000_000_000, "ts: Input should be less than"),
+        ("ts", 0, "ts: Input should be greater than or equal to"),
+        ("ms_played", -1, "ms_played: Input should be greater than or equal to 0"),
+        ("ms_played", True, "ms_played: Input should be a valid integer"),
+        ("type", "zap", "type: Input should be 'play'"),
+        ("user_id", 42, "user_id: Input should be a valid string"),
+        ("user_id", "", "user_id: String should have at least 1 character"),
+        ("surprise", 1, "surprise: Extra inputs are not permitted"),
+        ("v", 2, "v: Input should be 1"),
+    ],
+)
+def test_a_mistyped_field_is_named(field: str, value: object, message: str) -> None:
+    payload = valid_event_payload()
+    payload[field] = value
+    with pytest.raises(InvalidRecord, match=message):
+        decode_event(json.dumps(payload))
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_rejected(token: str) -> None:
+    raw = json.dumps(valid_event_payload()).replace("30000", token)
+    with pytest.raises(InvalidRecord, match="non-finite"):
+        decode_event(raw)
+
+
+def test_an_item_event_must_name_its_item() -> None:
+    payload = valid_event_payload()
+    del payload["item_id"]
+    with pytest.raises(InvalidRecord, match="item_id: required for a play event"):
+        decode_event(json.dumps(payload))
+
+
+def test_session_events_need_no_item() -> None:
+    payload = {"event_id": "e", "user_id": "u", "ts": T0_MS, "type": "session_start"}
+    assert decode_event(json.dumps(payload)).item_id is None
+
+
+def test_oversized_records_are_rejected_before_parsing() -> None:
+    payload = valid_event_payload()
+    payload["genre"] = "x" * MAX_RECORD_BYTES
+    with pytest.raises(RecordTooLarge, match="over the 65536-byte limit"):
+        decode_event(json.dumps(payload))
+
+
+def test_json_that_is_not_an_object_is_rejected() -> None:
+    with pytest.raises(InvalidRecord, match="expected a JSON object, got list"):
+        decode_event(b"[1, 2]")
+
+
+def test_decisions_check_the_chosen_arm_and_propensity() -> None:
+    base = {
+        "decision_id": "d1",
+        "user_id": "u1",
+        "ts": T0_MS,
+        "policy": "linucb",
+        "policy_version": 3,
+        "arm": "jazz",
+        "propensity": 0.25,
+        "arms": ["jazz", "rock"],
+        "context": {"plays_1h": 2.0},
+        "assignments": {"exp": "treatment"},
+    }
+    decision = decode(json.dumps(base), Decision)
+    assert decode(encode(decision), Decision) == decision
+    with pytest.raises(InvalidRecord, match="arm: 'pop' is not one of the candidate arms"):
+        decode(json.dumps({**base, "arm": "pop"}), Decision)
+    with pytest.raises(InvalidRecord, match="propensity: Input should be greater than 0"):
+        decode(json.dumps({**base, "propensity": 0.0}), Decision)
+
+
+def test_exposures_and_snapshots_round_trip() -> None:
+    exposure = Exposure(exposure_id="x1", experiment="exp", variant="control", user_id="u1", ts=T0_MS)
+    assert decode(encode(exposure), Exposure) == exposure
+    snapshot = ModelSnapshot(
+        snapshot_id="s1", policy="linucb", version=7, ts=T0_MS, updates=100, state={"arms": {"jazz": [1.0, 2.0]}}
+    )
+    assert decode(encode(snapshot), ModelSnapshot) == snapshot
+
+
+def test_dead_letters_keep_the_raw_bytes_and_the_reason() -> None:
+    raw = b"\xff not json" * 10_000  # oversized and not UTF-8
+    with pytest.raises(InvalidRecord) as caught:
+        decode_event(raw)
+    letter = dead_letter(
+        raw_value=raw, raw_key=b"u1", source_topic="tandem.events", partition=2, offset=41, error=caught.value,
+        stage="features",
+    )
+    assert letter.raw_value() == raw
+    assert letter.value_bytes == len(raw)
+    assert letter.error_type == "RecordTooLarge"
+    assert "over the 65536-byte limit" in letter.error
+    assert len(encode_dead_letter(letter)) > MAX_RECORD_BYTES
