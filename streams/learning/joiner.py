@@ -38,6 +38,8 @@ events below the watermark that no open decision of their user can still claim.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -107,6 +109,10 @@ class RewardJoiner:
         self._decisions: dict[str, dict[str, Decision]] = {}  # user -> id -> open decision
         self._events: dict[str, dict[str, tuple[ListeningEvent, float]]] = {}  # user -> id -> (event, reward)
         self._decision_ids: set[str] = set()
+        # (close time, user) per open decision and (ts, user) per buffered event, so that
+        # advance() visits only the users whose state can change
+        self._closing: list[tuple[int, str]] = []
+        self._expiring: list[tuple[int, str]] = []
 
     @property
     def open_decisions(self) -> int:
@@ -124,6 +130,7 @@ class RewardJoiner:
             return self._count(Admission.LATE, "decision")
         self._decisions.setdefault(decision.user_id, {})[decision.decision_id] = decision
         self._decision_ids.add(decision.decision_id)
+        heapq.heappush(self._closing, (decision.ts + self.window_ms, decision.user_id))
         return self._count(Admission.ACCEPTED, "decision")
 
     def add_event(self, event: ListeningEvent) -> Admission:
@@ -139,6 +146,7 @@ class RewardJoiner:
                 del self._events[event.user_id]
             return self._count(Admission.LATE, "event")
         buffered[event.event_id] = (event, float(value))
+        heapq.heappush(self._expiring, (event.ts, event.user_id))
         return self._count(Admission.ACCEPTED, "event")
 
     def _count(self, admission: Admission, kind: str) -> Admission:
@@ -153,26 +161,38 @@ class RewardJoiner:
         if self.max_ts == NO_WATERMARK and watermark is None:
             return []
         self.watermark = max(self.watermark, target)
+        closing: set[str] = set()
+        while self._closing and self._closing[0][0] <= self.watermark:
+            closing.add(heapq.heappop(self._closing)[1])
+        expiring = set(closing)
+        while self._expiring and self._expiring[0][0] < self.watermark:
+            expiring.add(heapq.heappop(self._expiring)[1])
         closed: list[Reward] = []
-        for user in list(self._decisions):
+        for user in sorted(closing):
             closed.extend(self._close_user(user))
-        for user in list(self._events):
-            self._evict_events(user)
+        for user in sorted(expiring):
+            if user in self._events:
+                self._evict_events(user)
         closed.sort(key=lambda r: (r.decision.ts + self.window_ms, r.decision.ts, r.decision.decision_id))
         return closed
 
     def _close_user(self, user: str) -> list[Reward]:
-        decisions = self._decisions[user]
+        decisions = self._decisions.get(user, {})
         closing = {i for i, d in decisions.items() if d.ts + self.window_ms <= self.watermark}
         if not closing:
             return []
         totals = dict.fromkeys(closing, 0.0)
         credited = dict.fromkeys(closing, 0)
+        ranked = sorted(decisions.values(), key=_rank)  # every open decision can win an event
+        starts = [d.ts for d in ranked]
+        low = min(decisions[i].ts for i in closing)
+        high = max(decisions[i].ts for i in closing) + self.window_ms
         for event, value in self._events.get(user, {}).values():
-            winner = self._winner(decisions.values(), event)
-            if winner is not None and winner.decision_id in closing:
-                totals[winner.decision_id] += value
-                credited[winner.decision_id] += 1
+            if low <= event.ts < high:
+                winner = self._winner(ranked, starts, event)
+                if winner is not None and winner.decision_id in closing:
+                    totals[winner.decision_id] += value
+                    credited[winner.decision_id] += 1
         rewards = []
         for decision_id in closing:
             decision = decisions.pop(decision_id)
@@ -180,17 +200,21 @@ class RewardJoiner:
             n = credited[decision_id]
             rewards.append(Reward(decision, totals[decision_id] if n else self.default_reward, n, self.watermark))
         if not decisions:
-            del self._decisions[user]
+            self._decisions.pop(user, None)
         self.counts["decisions_closed"] += len(rewards)
         return rewards
 
-    def _winner(self, decisions: Any, event: ListeningEvent) -> Decision | None:
-        best = None
-        for d in decisions:
-            if d.ts <= event.ts < d.ts + self.window_ms and self.match(d, event):
-                if best is None or _rank(d) > _rank(best):
-                    best = d
-        return best
+    def _winner(self, ranked: list[Decision], starts: list[int], event: ListeningEvent) -> Decision | None:
+        """The most recent eligible decision: scan back from the last one started by ``event.ts``."""
+        i = bisect.bisect_right(starts, event.ts)
+        while i > 0:
+            i -= 1
+            decision = ranked[i]
+            if decision.ts + self.window_ms <= event.ts:
+                return None  # this one and all before it ended before the event
+            if self.match(decision, event):
+                return decision
+        return None
 
     def _evict_events(self, user: str) -> None:
         open_ = self._decisions.get(user)
@@ -241,9 +265,13 @@ class RewardJoiner:
                 d = Decision.model_validate(raw)
                 joiner._decisions.setdefault(d.user_id, {})[d.decision_id] = d
                 joiner._decision_ids.add(d.decision_id)
+                joiner._closing.append((d.ts + joiner.window_ms, d.user_id))
             for raw, value in state["events"]:
                 e = ListeningEvent.model_validate(raw)
                 joiner._events.setdefault(e.user_id, {})[e.event_id] = (e, float(value))
+                joiner._expiring.append((e.ts, e.user_id))
+            heapq.heapify(joiner._closing)
+            heapq.heapify(joiner._expiring)
         except InvalidJoinerState:
             raise
         except (KeyError, TypeError, ValueError) as exc:
