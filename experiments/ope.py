@@ -191,7 +191,7 @@ def reward_model_predictions(
         train = np.flatnonzero(fold_of != k) if folds > 1 else test
         fallback = float(rewards[train].mean()) if train.size else 0.0
         models: dict[str, tuple[np.ndarray, float] | None] = {}
-        for i in test:
+        for i in test.tolist():
             for arm in log[i].arms:
                 if arm not in models:
                     rows = train[arms_chosen[train] == arm]

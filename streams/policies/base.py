@@ -98,10 +98,18 @@ class Policy:
         """The probability of choosing each arm; they sum to 1 and are all > 0."""
         raise NotImplementedError
 
-    def choose(self, context: Mapping[str, float], arms: Sequence[str]) -> Choice:
-        """Sample an arm from ``probabilities(context, arms)`` with the policy's RNG."""
+    def choose(self, context: Mapping[str, float], arms: Sequence[str], *, u: float | None = None) -> Choice:
+        """Sample an arm from ``probabilities(context, arms)``.
+
+        The draw comes from the policy's RNG, or is ``u`` in [0, 1) when given (e.g. a
+        hash of the decision id, so that a decision can be replayed exactly).
+        """
         probs = self.probabilities(context, arms)
-        arm = sample(probs, self._rng.random())
+        if u is None:
+            u = self._rng.random()
+        elif not 0.0 <= u < 1.0:
+            raise ValueError(f"u: {u!r} must be in [0, 1)")
+        arm = sample(probs, u)
         return Choice(arm=arm, propensity=probs[arm], probabilities=probs)
 
     def update(self, context: Mapping[str, float], arm: str, reward: float) -> None:

@@ -31,7 +31,7 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def _policy_class(name: str) -> type[Policy]:
+def _policy_class(name: Any) -> type[Policy]:
     try:
         return POLICIES[name]
     except (KeyError, TypeError):

@@ -83,6 +83,17 @@ def test_thompson_two_arm_win_probability_matches_the_closed_form():
     assert ThompsonPolicy(seed=0).win_probabilities(means, sds)[0] == pytest.approx(exact, abs=1e-3)
 
 
+def test_a_supplied_draw_replays_the_choice_without_touching_the_rng():
+    policy = make_policy("popularity", seed=0, epsilon=0.3)
+    policy.update({}, "rock", 1.0)  # jazz 0.1, rock 0.8, pop 0.1
+    state = policy.to_state(include_rng=True)
+    picks = [policy.choose({}, ["jazz", "rock", "pop"], u=u).arm for u in (0.0, 0.099, 0.1, 0.89, 0.9, 0.999)]
+    assert picks == ["jazz", "jazz", "rock", "rock", "pop", "pop"]
+    assert policy.to_state(include_rng=True) == state
+    with pytest.raises(ValueError, match="u:"):
+        policy.choose({}, ["jazz"], u=1.0)
+
+
 @pytest.mark.parametrize("arms", [[], ["a", "a"], ["a", ""]])
 def test_bad_candidate_sets_are_rejected(arms):
     with pytest.raises(InvalidArms):
