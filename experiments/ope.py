@@ -117,8 +117,12 @@ def _estimate(
     low = high = None
     if bootstrap:
         rng = np.random.default_rng(seed)
-        idx = rng.integers(0, n, size=(bootstrap, n))
-        draws = statistic(idx) if statistic is not None else terms[idx].mean(axis=1)
+        chunk = max(1, 4_000_000 // n)  # resample indices a few million at a time
+        parts = []
+        for start in range(0, bootstrap, chunk):
+            idx = rng.integers(0, n, size=(min(chunk, bootstrap - start), n))
+            parts.append(statistic(idx) if statistic is not None else terms[idx].mean(axis=1))
+        draws = np.concatenate(parts)
         low, high = (float(q) for q in np.quantile(draws, [0.5 - confidence / 2, 0.5 + confidence / 2]))
     return Estimate(
         method, float(value), se, value - z * se, value + z * se, confidence, n, ess, float(w.max()), low, high

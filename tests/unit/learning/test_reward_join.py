@@ -197,3 +197,9 @@ def test_a_malformed_state_is_rejected_with_a_reason():
     state["decisions"] = [{"decision_id": "d1"}]
     with pytest.raises(InvalidJoinerState, match="malformed"):
         RewardJoiner.from_state(state)
+
+
+def test_everything_exported_is_importable():
+    import streams.learning as package
+
+    assert all(getattr(package, name, None) is not None for name in package.__all__)

@@ -99,3 +99,9 @@ def test_bad_states_and_names_are_rejected():
         make_policy("epsilon_greedy", seed=0, epsilon=0.0)
     with pytest.raises(ValueError, match="unexpected keyword"):
         make_policy("uniform", seed=0, temperature=1.0)
+
+
+def test_everything_exported_is_importable():
+    import streams.policies as package
+
+    assert all(getattr(package, name, None) is not None for name in package.__all__)
