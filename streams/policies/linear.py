@@ -22,10 +22,15 @@ Both policies have exact propensities in closed form:
   the logged propensity is therefore exactly the probability of the choice, and the
   quadrature error only makes the policy differ (slightly) from textbook Thompson
   sampling. ``probabilities`` is deterministic, which off-policy evaluation needs.
+
+The state keeps each arm's ``b`` as a list of numbers and the upper triangle of its
+``A⁻¹`` as base64 of little-endian float64 (exact and a third of the JSON size: 10
+arms × 20 features is ~25 kB instead of ~59 kB, under the 64 kB record limit).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -124,7 +129,8 @@ class _LinearArmsPolicy(Policy):
         arms = {}
         for arm, stats in self._arms.items():
             upper = np.triu_indices(stats.b.shape[0])
-            arms[arm] = {"n": stats.n, "b": stats.b.tolist(), "a_inv_upper": stats.a_inv[upper].tolist()}
+            packed = base64.b64encode(stats.a_inv[upper].astype("<f8").tobytes()).decode("ascii")
+            arms[arm] = {"n": stats.n, "b": stats.b.tolist(), "a_inv_upper_f64": packed}
         return {"features": list(self._features), "arms": arms}
 
     def _load_model(self, model: Mapping[str, Any]) -> None:
@@ -133,15 +139,21 @@ class _LinearArmsPolicy(Policy):
             raise InvalidPolicyState("model.features: duplicated feature names")
         self._features = features
         self._index = {f: i + 1 for i, f in enumerate(features)}
-        for arm, data in model["arms"].items():
+        self._load_arms(model["arms"], len(features))  # bad base64 is a ValueError: "malformed"
+
+    def _load_arms(self, arms: Mapping[str, Any], n_features: int) -> None:
+        for arm, data in arms.items():
             b = np.asarray(data["b"], dtype=float)
             dim = b.shape[0]
-            if not 1 <= dim <= len(features) + 1:
-                raise InvalidPolicyState(f"model.arms.{arm}.b: {dim} values for {len(features)} features")
+            if b.ndim != 1 or not 1 <= dim <= n_features + 1:
+                raise InvalidPolicyState(f"model.arms.{arm}.b: {dim} values for {n_features} features")
             upper = np.triu_indices(dim)
-            values = np.asarray(data["a_inv_upper"], dtype=float)
-            if values.shape != (upper[0].shape[0],):
-                raise InvalidPolicyState(f"model.arms.{arm}.a_inv_upper: wrong length for {dim} dims")
+            raw = base64.b64decode(data["a_inv_upper_f64"], validate=True)
+            if len(raw) != 8 * upper[0].shape[0]:
+                raise InvalidPolicyState(f"model.arms.{arm}.a_inv_upper_f64: wrong length for {dim} dims")
+            values = np.frombuffer(raw, dtype="<f8").astype(float)
+            if not np.isfinite(values).all():
+                raise InvalidPolicyState(f"model.arms.{arm}.a_inv_upper_f64: non-finite values")
             a_inv = np.zeros((dim, dim))
             a_inv[upper] = values
             a_inv.T[upper] = values

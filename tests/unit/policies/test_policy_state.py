@@ -105,3 +105,33 @@ def test_everything_exported_is_importable():
     import streams.policies as package
 
     assert all(getattr(package, name, None) is not None for name in package.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_10_arm_20_feature_snapshot_fits_in_one_model_record(name):
+    from streams.events import ModelSnapshot, decode, encode
+
+    policy = make_policy(name, seed=0)
+    rng = random.Random(0)
+    arms = [f"genre{k}" for k in range(10)]
+    for i in range(500):
+        policy.update({f"f{j}": rng.gauss(0, 1) for j in range(20)}, arms[i % 10], rng.random())
+    snapshot = ModelSnapshot(
+        snapshot_id="s1", policy=name, version=policy.version, ts=1_767_225_600_000,
+        updates=policy.version, state=policy.to_state(),
+    )
+    restored = policy_from_state(decode(encode(snapshot), ModelSnapshot).state)
+    context = {f"f{j}": 0.5 for j in range(20)}
+    assert restored.probabilities(context, arms) == policy.probabilities(context, arms)
+
+
+def test_corrupt_packed_matrix_is_rejected():
+    policy = make_policy("linucb", seed=0)
+    policy.update({"x": 1.0}, "a", 1.0)
+    state = policy.to_state()
+    state["model"]["arms"]["a"]["a_inv_upper_f64"] = "not base64!"
+    with pytest.raises(InvalidPolicyState, match="malformed"):
+        policy_from_state(state)
+    state["model"]["arms"]["a"]["a_inv_upper_f64"] = "AAAA"
+    with pytest.raises(InvalidPolicyState, match="wrong length"):
+        policy_from_state(state)
