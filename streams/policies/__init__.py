@@ -10,6 +10,7 @@ from streams.policies.base import Choice, Policy
 from streams.policies.baselines import PopularityPolicy, UniformPolicy
 from streams.policies.errors import (
     InvalidArms,
+    InvalidContext,
     InvalidPolicyState,
     InvalidReward,
     PolicyError,
@@ -24,6 +25,7 @@ __all__ = [
     "Choice",
     "EpsilonGreedyPolicy",
     "InvalidArms",
+    "InvalidContext",
     "InvalidPolicyState",
     "InvalidReward",
     "LinUCBPolicy",

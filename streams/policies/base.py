@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from streams.policies.errors import InvalidArms, InvalidPolicyState, InvalidReward
+from streams.policies.errors import InvalidArms, InvalidContext, InvalidPolicyState, InvalidReward
 
 #: Version of the serialized state layout written by ``to_state``.
 STATE_FORMAT = 1
@@ -44,6 +44,13 @@ def check_arms(arms: Sequence[str]) -> list[str]:
         if not isinstance(arm, str) or not arm:
             raise InvalidArms(f"arms: {arm!r} is not a non-empty string")
     return arms
+
+
+def check_context(context: Mapping[str, float]) -> None:
+    """Non-finite features would poison every model they touch: refuse them."""
+    for feature, value in context.items():
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            raise InvalidContext(f"context.{feature}: {value!r} is not a finite number")
 
 
 def check_reward(reward: float) -> float:
@@ -104,6 +111,7 @@ class Policy:
         The draw comes from the policy's RNG, or is ``u`` in [0, 1) when given (e.g. a
         hash of the decision id, so that a decision can be replayed exactly).
         """
+        check_context(context)
         probs = self.probabilities(context, arms)
         if u is None:
             u = self._rng.random()
@@ -116,6 +124,7 @@ class Policy:
         """Learn from the reward observed for ``arm`` in ``context``; bumps ``version``."""
         if not isinstance(arm, str) or not arm:
             raise InvalidArms(f"arm: {arm!r} is not a non-empty string")
+        check_context(context)
         self._learn(context, arm, check_reward(reward))
         self.version += 1
 

@@ -11,6 +11,10 @@ class InvalidArms(PolicyError, ValueError):
     """The candidate arms are empty, duplicated or not strings."""
 
 
+class InvalidContext(PolicyError, ValueError):
+    """A context feature is not a finite number."""
+
+
 class InvalidReward(PolicyError, ValueError):
     """A reward is not a finite number."""
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from streams.policies import POLICIES, Choice, InvalidArms, ThompsonPolicy, make_policy
+from streams.policies import POLICIES, Choice, InvalidArms, InvalidContext, InvalidReward, ThompsonPolicy, make_policy
 
 ARMS = ["jazz", "rock", "pop", "folk", "soul"]
 CONTEXT = {"f0": 0.3, "f1": -1.2, "f2": 0.8}
@@ -98,3 +98,15 @@ def test_a_supplied_draw_replays_the_choice_without_touching_the_rng():
 def test_bad_candidate_sets_are_rejected(arms):
     with pytest.raises(InvalidArms):
         make_policy("uniform", seed=0).choose({}, arms)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_non_finite_inputs_are_refused_before_they_reach_a_model(name):
+    policy = make_policy(name, seed=0)
+    with pytest.raises(InvalidContext, match="context.f0"):
+        policy.update({"f0": float("nan")}, "a", 1.0)
+    with pytest.raises(InvalidContext, match="context.f0"):
+        policy.choose({"f0": float("inf")}, ["a"])
+    with pytest.raises(InvalidReward, match="reward"):
+        policy.update({"f0": 1.0}, "a", float("nan"))
+    assert policy.version == 0
