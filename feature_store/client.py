@@ -174,8 +174,10 @@ class FeatureStoreClient:
                            offline_files=len(files))
 
     def _drop_not_newer(self, table: pa.Table) -> pa.Table:
-        if self.settings.online_store == "redis" or table.num_rows == 0:
+        if self.settings.online_store == "redis" or not self.settings.drop_older_writes:
             return table  # Feast's Redis store drops not-newer writes itself, atomically per key
+        if table.num_rows == 0:
+            return table
         # Feast's SQLite store keeps event times in whole seconds: drop rows from an older
         # second than the stored row; within the stored row's second, the last write wins.
         users = table[JOIN_KEY].to_pylist()

@@ -160,3 +160,12 @@ def test_settings_and_schema_are_checked(tmp_path):
         FeatureStoreClient(settings=settings, defaults={"event_timestamp": 0}).start()
     with pytest.raises(FeatureStoreError, match="not started"):
         FeatureStoreClient(settings=settings, defaults=DEFAULTS).read(["u1"])
+
+
+def test_without_the_older_write_check_sqlite_is_last_write_wins(tmp_path):
+    settings = FeatureStoreSettings(repo_path=tmp_path, drop_older_writes=False, write_offline=False)
+    with FeatureStoreClient(settings=settings, defaults=DEFAULTS) as client:
+        client.write_rows([row("u1", T0, plays=2)])
+        assert client.write_rows([row("u1", T0 - timedelta(days=1), plays=1)]).written == 1
+        assert client.read(["u1"])["u1"]["plays_1h"] == 1  # the trap the check avoids
+        assert not list((tmp_path / "offline" / "user_listening_features").glob("date=*"))
