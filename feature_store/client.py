@@ -121,7 +121,7 @@ class FeatureStoreClient:
         if store is None:
             return
         with self._lock:
-            online = getattr(store._get_provider(), "online_store", None)
+            online: Any = getattr(store._get_provider(), "online_store", None)
             conn = getattr(online, "_conn", None)
             if conn is not None:  # the SQLite store keeps one connection open
                 conn.close()

@@ -48,38 +48,43 @@ def compute_features(
     - ``distinct_items_7d``: number of distinct item_ids among the 7-day plays.
     """
     c1, c24, c7 = as_of_ts - HOUR_MS, as_of_ts - DAY_MS, as_of_ts - WEEK_MS
-    plays = [0, 0, 0]
-    skips = [0, 0, 0]
-    ms = [0, 0, 0]
-    sessions = 0
-    last_play = None
-    genres: dict[str, int] = {}
+    p1 = p24 = p7 = s1 = s24 = s7 = m1 = m24 = m7 = sessions = 0
+    last_play = -1
+    genres: dict[str | None, int] = {}
     items: set[str] = set()
     for entry in entries:
         ts = entry[0]
         if ts > as_of_ts or ts <= c7:
             continue
         code = entry[1]
-        if code == PLAY or code == SKIP:
-            counts = plays if code == PLAY else skips
+        if code == PLAY:
             played = entry[2]
-            counts[2] += 1
-            ms[2] += played
+            p7 += 1
+            m7 += played
             if ts > c24:
-                counts[1] += 1
-                ms[1] += played
+                p24 += 1
+                m24 += played
                 if ts > c1:
-                    counts[0] += 1
-                    ms[0] += played
-            if code == PLAY:
-                genre = entry[3]
-                if genre is not None:
-                    genres[genre] = genres.get(genre, 0) + 1
-                items.add(entry[4])
-                if last_play is None or ts > last_play:
-                    last_play = ts
+                    p1 += 1
+                    m1 += played
+            genre = entry[3]
+            genres[genre] = genres.get(genre, 0) + 1
+            items.add(entry[4])
+            if ts > last_play:
+                last_play = ts
+        elif code == SKIP:
+            played = entry[2]
+            s7 += 1
+            m7 += played
+            if ts > c24:
+                s24 += 1
+                m24 += played
+                if ts > c1:
+                    s1 += 1
+                    m1 += played
         elif code == SESSION_START and ts > c24:
             sessions += 1
+    plays, skips, ms = (p1, p24, p7), (s1, s24, s7), (m1, m24, m7)
 
     out = default_features(config)
     for i, window in enumerate(("1h", "24h", "7d")):
@@ -92,7 +97,7 @@ def compute_features(
         for genre in config.top_genres:
             out[affinity_name(genre)] = genres.get(genre, 0) / plays[2]
     out["seconds_since_last_play"] = (
-        (as_of_ts - last_play) / 1000.0 if last_play is not None else NO_RECENT_PLAY_S
+        (as_of_ts - last_play) / 1000.0 if last_play >= 0 else NO_RECENT_PLAY_S
     )
     out["sessions_24h"] = sessions
     out["distinct_items_7d"] = len(items)
