@@ -14,6 +14,7 @@ them in an executor. A lock serializes calls, so one client may be shared betwee
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -173,6 +174,10 @@ class FeatureStoreClient:
         return WriteReport(written=fresh.num_rows, stale=table.num_rows - fresh.num_rows,
                            offline_files=len(files))
 
+    async def write_rows_async(self, rows: Sequence[Mapping[str, Any]]) -> WriteReport:
+        """``write_rows`` in a worker thread, for asyncio callers (Feast has no async SQLite)."""
+        return await asyncio.to_thread(self.write_rows, rows)
+
     def _drop_not_newer(self, table: pa.Table) -> pa.Table:
         if self.settings.online_store == "redis" or not self.settings.drop_older_writes:
             return table  # Feast's Redis store drops not-newer writes itself, atomically per key
@@ -225,6 +230,10 @@ class FeatureStoreClient:
                    for name, default in self.defaults.items()}
             for user in unique
         }
+
+    async def read_async(self, user_ids: Sequence[str]) -> dict[str, dict[str, int | float]]:
+        """``read`` in a worker thread, for asyncio callers."""
+        return await asyncio.to_thread(self.read, user_ids)
 
     def freshness(self, user_id: str, *, now: datetime | int) -> Freshness:
         """The event time of the user's online row and how far it lags ``now`` (event time).

@@ -31,8 +31,9 @@ def _load(path: str) -> Any:
     module, _, name = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise FeatureStoreError(f"cannot import {path}: {exc} (is the extra installed?)") from exc
+    except Exception as exc:  # Feast raises its own FeastExtrasDependencyImportError, not ImportError
+        reason = str(exc).splitlines()[0]
+        raise FeatureStoreError(f"cannot import {path}: {reason} (is feast's extra installed?)") from exc
 
 
 def import_feast() -> SimpleNamespace:

