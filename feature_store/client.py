@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WriteReport:
-    written: int  # rows pushed to the online store
-    stale: int  # rows dropped: not newer than the user's stored row (or than another row of the batch)
+    written: int  # rows handed to the online store (Redis may still drop ones that are not newer)
+    stale: int  # rows dropped here: older than the stored row, or not the newest of their user in the batch
     offline_files: int
 
 
