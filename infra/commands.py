@@ -1,17 +1,111 @@
-"""The ``tandem`` subcommands of the stacks: demo, features, serving, experiments, stats."""
+"""The ``tandem`` subcommands of the stacks: demo, experiments, stats and the rest."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
 from typing import Any
+
+from infra.settings import Settings
 
 
 def register(*, commands_parser: Any) -> None:
     demo = commands_parser.add_parser("demo", help="the end-to-end demo on the embedded broker")
     demo.set_defaults(handler=cmd_demo)
 
+    experiments = commands_parser.add_parser("experiments", help="experiment specs and the metric aggregator")
+    actions = experiments.add_subparsers(dest="action", required=True)
+    apply = actions.add_parser("apply", help="validate a YAML spec and publish it to the experiments topic")
+    apply.add_argument("file")
+    actions.add_parser("list", help="the experiments on the experiments topic")
+    aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
+    aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
+    aggregate.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
+    metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
+    metrics.add_argument("experiment")
+    experiments.set_defaults(handler=cmd_experiments)
 
-def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
+    stats = commands_parser.add_parser("stats", help="statistics from a JSON file of sufficient statistics")
+    stats.add_argument("file", help="a JSON file, or - for standard input")
+    stats.set_defaults(handler=cmd_stats)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from infra.demo import run_demo
 
     return run_demo(settings=settings)
+
+
+def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "apply":
+        return _apply_spec(args.file, settings)
+    if args.action == "list":
+        return _list_specs(settings)
+    if args.action == "aggregate":
+        return _aggregate(args, settings)
+    return _print_metrics(args.experiment, settings)
+
+
+def _apply_spec(path: str, settings: Settings) -> int:
+    from experiments.spec import load_spec, spec_to_json
+    from infra.kafka_config import producer_config
+    from infra.topics import apply_topics
+    from streams.producer import EventPublisher
+
+    spec = load_spec(path)
+    apply_topics(settings)
+    with EventPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
+    return 0
+
+
+def _list_specs(settings: Settings) -> int:
+    from experiments.spec import spec_from_json
+    from infra.topic_reader import newest_per_key, read_topic
+
+    for record in newest_per_key(read_topic(settings, settings.topic("experiments"))).values():
+        if record.value is None:
+            continue
+        spec = spec_from_json(record.value)
+        variants = ", ".join(f"{v.name}={v.weight:g}:{v.policy}" for v in spec.variants)
+        print(f"{spec.id:28} variants [{variants}]  metrics [{', '.join(m.name for m in spec.metrics)}]")
+    return 0
+
+
+def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from experiments.aggregator import Aggregator
+    from experiments.spec import parse_duration
+
+    aggregator = Aggregator(
+        settings=settings,
+        allowed_lateness_ms=parse_duration(args.allowed_lateness),
+        crash_after_commits=args.crash_after_commits,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())
+    signal.signal(signal.SIGINT, lambda *_: aggregator.stop())
+    stats = aggregator.run(idle_exit_s=args.idle_exit)
+    print(json.dumps(stats.__dict__), file=sys.stderr)
+    return 0
+
+
+def _print_metrics(experiment: str, settings: Settings) -> int:
+    from experiments.aggregator import open_store
+
+    with open_store(settings) as store:
+        records = store.metric_records(experiment)
+    if not records:
+        print(f"no metrics for experiment {experiment!r} in {settings.state_dir}", file=sys.stderr)
+        return 1
+    for record in records:
+        print(json.dumps(record))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from experiments.stats.cli import run_stats
+
+    return run_stats(args.file)

@@ -15,3 +15,7 @@ class BrokerError(TandemError, RuntimeError):
 
 class ProvisioningError(TandemError, RuntimeError):
     """Topics could not be created or do not match their spec."""
+
+
+class DeliveryError(TandemError, RuntimeError):
+    """The broker did not acknowledge records handed to a publisher."""

@@ -1,6 +1,8 @@
 """Errors of the personalization stack."""
 
-from infra.errors import TandemError
+from infra.errors import DeliveryError, TandemError
+
+__all__ = ["DeliveryError", "InvalidRecord", "RecordTooLarge"]
 
 
 class InvalidRecord(TandemError, ValueError):
@@ -9,7 +11,3 @@ class InvalidRecord(TandemError, ValueError):
 
 class RecordTooLarge(InvalidRecord):
     """A record is larger than the configured size limit."""
-
-
-class DeliveryError(TandemError, RuntimeError):
-    """The broker did not acknowledge records handed to a publisher."""

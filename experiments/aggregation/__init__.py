@@ -2,7 +2,7 @@
 
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, metric_record, record_key
-from experiments.aggregation.store import AggregationStore, BatchResult, SourceRecord, default_topics
+from experiments.aggregation.store import AggregationStore, BatchResult, OutboxItem, SourceRecord, default_topics
 from experiments.aggregation.watermark import WatermarkTracker
 from experiments.aggregation.windows import Contribution, Outcome, contribution, measure_value
 
@@ -11,6 +11,7 @@ __all__ = [
     "AggregationStore",
     "Anchor",
     "BatchResult",
+    "OutboxItem",
     "Contribution",
     "Outcome",
     "SourceRecord",

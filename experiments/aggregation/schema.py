@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS agg_meta (
     name         TEXT PRIMARY KEY,
     value        BIGINT
 );
+-- what a commit produced for the broker (dead letters, changed metric records), kept until acknowledged
+CREATE TABLE IF NOT EXISTS agg_outbox (
+    outbox_id    TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    payload      TEXT NOT NULL
+);
 -- the next offset to consume, written in the same transaction as the state
 CREATE TABLE IF NOT EXISTS agg_offsets (
     topic        TEXT NOT NULL,
@@ -93,6 +100,11 @@ UPSERT_OFFSET = (
     "INSERT INTO agg_offsets (topic, partition_id, next_offset) VALUES (?, ?, ?) "
     "ON CONFLICT (topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset"
 )
+UPSERT_OUTBOX = (
+    "INSERT INTO agg_outbox (outbox_id, kind, record_key, payload) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (outbox_id) DO UPDATE SET payload = excluded.payload"
+)
+DELETE_OUTBOX = "DELETE FROM agg_outbox WHERE outbox_id = ?"
 LOAD_STATS = """
 SELECT experiment, variant, metric, COUNT(*), SUM(value), SUM(value * value),
        SUM(COALESCE(den, 0)), SUM(COALESCE(den * den, 0)), SUM(COALESCE(value * den, 0)),

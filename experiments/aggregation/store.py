@@ -13,6 +13,7 @@ below a stored offset are skipped, so nothing is applied twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,15 @@ class BatchResult:
     metric_records: list[dict[str, Any]] = field(default_factory=list)
     applied: int = 0
     skipped: int = 0
+
+
+class OutboxItem(NamedTuple):
+    """A record committed with the state and not yet acknowledged by the broker."""
+
+    outbox_id: str
+    kind: str  # "dead_letter" or "metric"
+    key: str  # the Kafka record key: the source topic, or experiment/variant/metric
+    payload: str  # the record as JSON
 
 
 class AggregationStore:
@@ -126,6 +136,17 @@ class AggregationStore:
     def metric_records(self, experiment: str) -> list[dict[str, Any]]:
         return self.state.metric_records(experiment)
 
+    def outbox(self) -> list[OutboxItem]:
+        """Dead letters and metric records committed but not yet cleared, oldest first."""
+        rows = self._conn.execute("SELECT outbox_id, kind, record_key, payload FROM agg_outbox ORDER BY rowid")
+        return [OutboxItem(*row) for row in rows]
+
+    def clear_outbox(self, outbox_ids: Iterable[str]) -> None:
+        """Forget outbox items once the broker has acknowledged them."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.executemany(sql.DELETE_OUTBOX, [(i,) for i in outbox_ids])
+        self._conn.execute("COMMIT")
+
     @property
     def watermark(self) -> int | None:
         return self.state.tracker.watermark
@@ -154,7 +175,7 @@ class AggregationStore:
             self._broken = True  # memory may be ahead of the database
             raise
         state.prune()
-        result.metric_records = self._commit(offsets)
+        result.metric_records = self._commit(offsets, result.dead_letters)
         return result
 
     def _apply(self, records: Iterable[SourceRecord], result: BatchResult, offsets: dict) -> None:
@@ -199,8 +220,19 @@ class AggregationStore:
         if self._broken:
             raise StoreError("a previous commit failed: discard this store and reopen the database")
 
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+    def _commit(
+        self, offsets: dict[tuple[str, int], int], dead_letters: Iterable[DeadLetter] = ()
+    ) -> list[dict[str, Any]]:
         state = self.state
+        changed = self._changed_records()
+        outbox = [
+            (f"dead_letter:{d.dead_letter_id}", "dead_letter", d.source_topic, d.model_dump_json())
+            for d in dead_letters
+        ] + [
+            (f"metric:{key}", "metric", key, json.dumps(record))
+            for record in changed
+            for key in [record_key(record["experiment"], record["variant"], record["metric"])]
+        ]
         j = state.take_journal()
         anchors = [
             (e, u, a.variant, a.ts, a.exposure_id, int(a.multi))
@@ -221,6 +253,7 @@ class AggregationStore:
             x(sql.UPSERT_PARTITION, [(t, p, state.tracker.partitions[(t, p)]) for t, p in j.partitions])
             x(sql.UPSERT_META, [("watermark", state.tracker.watermark)])
             x(sql.UPSERT_OFFSET, [(t, p, o) for (t, p), o in offsets.items()])
+            x(sql.UPSERT_OUTBOX, outbox)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._broken = True
@@ -228,7 +261,7 @@ class AggregationStore:
                 self._conn.execute("ROLLBACK")
             raise StoreError(f"commit failed, nothing of this batch was stored: {exc}") from exc
         self._offsets.update(offsets)
-        return self._changed_records()
+        return changed
 
     def _changed_records(self) -> list[dict[str, Any]]:
         changed = []
