@@ -1,0 +1,35 @@
+"""The serving API: assignment, features, the variant's policy, and the decision log.
+
+``Recommender`` is the plain logic (no HTTP, no Kafka); ``DecisionLog`` hands decisions and
+exposures to Kafka off the request path, within a buffer limit; ``LiveConfig`` and
+``LiveConfigReader`` hot-reload experiment specs and policy snapshots; ``ServingService``
+puts them together and ``build_app`` is the thin aiohttp adapter; ``serve`` runs it all.
+"""
+
+from streams.serving.commands import build_service, serve
+from streams.serving.decision_log import DecisionLog
+from streams.serving.errors import InvalidRequest, ServingError
+from streams.serving.http import build_app
+from streams.serving.live_config import LiveConfig, LiveConfigReader
+from streams.serving.recommender import FeatureReader, Recommendation, Recommender
+from streams.serving.request import DEFAULT_ARMS, RecommendRequest, ServingConfig, parse_request
+from streams.serving.service import ServingService
+
+__all__ = [
+    "DEFAULT_ARMS",
+    "DecisionLog",
+    "FeatureReader",
+    "InvalidRequest",
+    "LiveConfig",
+    "LiveConfigReader",
+    "RecommendRequest",
+    "Recommendation",
+    "Recommender",
+    "ServingConfig",
+    "ServingError",
+    "ServingService",
+    "build_app",
+    "build_service",
+    "parse_request",
+    "serve",
+]

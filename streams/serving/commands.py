@@ -1,0 +1,107 @@
+"""``tandem serve``: the serving API as a process, on the configured broker and Feast repository."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from infra.kafka_config import consumer_config, producer_config
+from infra.settings import Settings
+from streams.serving.decision_log import DecisionLog
+from streams.serving.http import build_app
+from streams.serving.live_config import LiveConfig, LiveConfigReader
+from streams.serving.recommender import FeatureReader
+from streams.serving.request import ServingConfig
+from streams.serving.service import ServingService
+
+logger = logging.getLogger(__name__)
+
+#: The drain thread's producer: ``send`` gives up after 1 s when the broker is away (the
+#: record stays queued and is retried); unacknowledged records are retried by the producer
+#: for up to 2 minutes before they count as failed.
+PRODUCER_OVERRIDES: dict[str, Any] = {"max_block_ms": 1_000, "delivery_timeout_ms": 120_000, "linger_ms": 5}
+
+
+def build_service(
+    settings: Settings, *, features: FeatureReader, config: ServingConfig = ServingConfig(),  # noqa: B008
+    producer_overrides: dict[str, Any] | None = None,
+) -> ServingService:
+    """The service on ``settings``' broker; not started (``start()`` it, or use ``serve``)."""
+    overrides = {**PRODUCER_OVERRIDES, **(producer_overrides or {})}
+    log = DecisionLog(
+        producer_factory=lambda: _producer(settings, overrides),
+        topics={"decisions": settings.topic("decisions"), "exposures": settings.topic("exposures")},
+        max_pending=config.max_pending,
+    )
+    live = LiveConfig()
+    reader = LiveConfigReader(
+        live=live,
+        consumer_config=consumer_config(settings, group_id=None),
+        experiments_topic=settings.topic("experiments"),
+        models_topic=settings.topic("models"),
+    )
+    return ServingService(features=features, live=live, log=log, config=config, reader=reader)
+
+
+def _producer(settings: Settings, overrides: dict[str, Any]) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(**producer_config(settings, **overrides))
+
+
+def open_feature_store(settings: Settings) -> Any:
+    """The Feast client on ``settings.feast_dir`` with the feature logic's defaults, started."""
+    from feature_store import FeatureStoreClient, FeatureStoreSettings
+    from streams.features import default_features
+
+    client = FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir),
+                                defaults=default_features())
+    client.start()
+    return client
+
+
+async def run_server(service: ServingService, *, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve ``service`` on ``host:port`` until ``stop`` is set."""
+    runner = web.AppRunner(build_app(service), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        logger.info("serving on http://%s:%d (default policy %s, arms %s)", host, port,
+                    service.config.default_policy, ",".join(service.config.arms))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 8080,
+    config: ServingConfig = ServingConfig(),  # noqa: B008 - frozen
+) -> int:
+    """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop."""
+    from infra.topics import apply_topics
+
+    apply_topics(settings)
+    features = open_feature_store(settings)
+    service = build_service(settings, features=features, config=config).start()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(service, host=host, port=port, stop=stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        service.close()
+        with contextlib.suppress(Exception):
+            features.close()
+    logger.info("serving stopped: %s", service.health()["decision_log"])
+    return 0

@@ -1,0 +1,207 @@
+"""The bounded, asynchronous log of decisions and exposures.
+
+The request path only calls ``offer``, which never blocks on the broker: it appends
+to an in-memory queue drained by one background thread that owns the kafka-python
+producer (whose ``send`` may block up to ``max_block_ms`` while the broker is away).
+At most ``max_pending`` records may be unacknowledged at once (queued, or handed to
+the producer and not yet acknowledged); past that, ``offer`` refuses the record and
+counts it as overflowed, and a warning is logged (at most every 10 s, with the
+count). Delivery failures are counted and logged too. Nothing is dropped silently:
+every record is in exactly one of ``acknowledged``, ``failed``, ``overflowed`` or
+``pending``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from streams.events import encode
+
+logger = logging.getLogger(__name__)
+
+WARN_EVERY_S = 10.0
+
+
+class DecisionLog:
+    """Hand records to Kafka off the request path; see the module docstring.
+
+    ``producer_factory`` builds the producer inside the drain thread (retried every
+    ``retry_s`` while the broker cannot be reached). ``topics`` maps a short name
+    (``decisions``, ``exposures``) to the topic, so counters read by name.
+    """
+
+    def __init__(
+        self,
+        *,
+        producer_factory: Callable[[], Any],
+        topics: dict[str, str],
+        max_pending: int = 100_000,
+        retry_s: float = 1.0,
+    ) -> None:
+        self._factory = producer_factory
+        self.topics = dict(topics)
+        self.max_pending = max_pending
+        self._retry_s = retry_s
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._pending = 0
+        self.offered: Counter[str] = Counter()
+        self.acknowledged: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.overflowed: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self.last_ack_monotonic: float | None = None
+        self.last_failure_monotonic: float | None = None
+        self._busy_since = time.monotonic()  # when the log last went from no pending record to one
+        self.producer_ready = False
+        self._deadline = float("inf")
+        self._last_warning = {"overflow": -WARN_EVERY_S, "failed": -WARN_EVERY_S}
+        self._thread = threading.Thread(target=self._run, name="serving-decision-log", daemon=True)
+
+    # -- the request path --------------------------------------------------------------
+
+    def offer(self, kind: str, record: Any) -> bool:
+        """Queue ``record`` (keyed by its ``user_id``) for the ``kind`` topic; False if it overflowed."""
+        with self._cond:
+            if self._pending >= self.max_pending:
+                self.overflowed[kind] += 1
+                overflow = True
+            else:
+                if self._pending == 0:
+                    self._busy_since = time.monotonic()
+                self._pending += 1
+                self.offered[kind] += 1
+                self._queue.append((kind, record))
+                self._cond.notify()
+                overflow = False
+        if overflow:
+            self._warn("overflow")
+        return not overflow
+
+    def _warn(self, what: str) -> None:
+        """Log a summary at most every ``WARN_EVERY_S`` per kind of loss, with the running totals."""
+        now = time.monotonic()
+        if now - self._last_warning[what] < WARN_EVERY_S:
+            return
+        self._last_warning[what] = now
+        logger.error(
+            "decision log: %s records overflowed (buffer limit %d unacknowledged), %s failed delivery; "
+            "last broker error: %s", dict(self.overflowed), self.max_pending, dict(self.failed), self.last_error)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def healthy(self, *, stall_s: float = 5.0) -> bool:
+        """The producer runs, the buffer has room, the last delivery did not fail, and records
+        waiting for the broker have seen an acknowledgement within ``stall_s``."""
+        now = time.monotonic()
+        last_ack = self.last_ack_monotonic
+        failing = self.last_failure_monotonic is not None and (
+            last_ack is None or self.last_failure_monotonic > last_ack)
+        stalled = self._pending > 0 and now - max(last_ack or 0.0, self._busy_since) > stall_s
+        return self.producer_ready and self._pending < self.max_pending and not failing and not stalled
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> DecisionLog:
+        self._thread.start()
+        return self
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is queued, wait up to ``timeout_s`` for acknowledgements, and report the rest."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + timeout_s
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s + 2.0)
+        if self._pending:
+            logger.error("decision log closed with %d records unsent or unacknowledged", self._pending)
+
+    # -- the drain thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        producer = self._connect()
+        while producer is not None:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(0.5)
+                if self._stopping and (not self._queue or time.monotonic() > self._deadline):
+                    break
+                kind, record = self._queue.popleft()
+            if not self._send(producer, kind, record):
+                with self._cond:
+                    self._queue.appendleft((kind, record))
+                time.sleep(min(self._retry_s, 0.2))
+        if producer is not None:
+            self._shutdown(producer)
+
+    def _connect(self) -> Any:
+        while True:
+            try:
+                producer = self._factory()
+                self.producer_ready = True
+                return producer
+            except Exception as exc:  # noqa: BLE001 - keep trying while the broker is away
+                self.last_error = f"cannot start the producer: {type(exc).__name__}: {exc}"
+                logger.warning("decision log: %s", self.last_error)
+            with self._cond:
+                if self._stopping:
+                    return None
+                self._cond.wait(self._retry_s)
+
+    def _send(self, producer: Any, kind: str, record: Any) -> bool:
+        """Hand one record to the producer; False if it should be retried (not accepted)."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            value = encode(record)
+        except ValueError as exc:  # an invalid record would never be accepted: count it
+            self._done(kind, error=exc)
+            return True
+        try:
+            future = producer.send(self.topics[kind], key=record.user_id.encode("utf-8"), value=value)
+        except KafkaTimeoutError as exc:  # metadata or buffer space not available within max_block_ms
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        except Exception as exc:  # noqa: BLE001 - counted and logged, never lost silently
+            self._done(kind, error=exc)
+            return True
+        future.add_callback(lambda _meta: self._done(kind))
+        future.add_errback(lambda exc: self._done(kind, error=exc))
+        return True
+
+    def _done(self, kind: str, *, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._pending -= 1
+            if error is None:
+                self.acknowledged[kind] += 1
+                self.last_ack_monotonic = time.monotonic()
+            else:
+                self.failed[kind] += 1
+                self.last_failure_monotonic = time.monotonic()
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {error}"
+            self._warn("failed")
+
+    def _shutdown(self, producer: Any) -> None:
+        remaining = max(0.0, self._deadline - time.monotonic())
+        try:
+            producer.flush(timeout=remaining)
+        except Exception as exc:  # noqa: BLE001
+            logger.error("decision log flush: %s: %s", type(exc).__name__, exc)
+        try:
+            producer.close(timeout=0 if self._pending else remaining)
+        except Exception as exc:  # noqa: BLE001
+            logger.error("decision log close: %s: %s", type(exc).__name__, exc)

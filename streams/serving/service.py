@@ -1,0 +1,174 @@
+"""The serving process's parts put together: features off the event loop, the recommender, the log.
+
+``ServingService`` is what the HTTP adapter calls; it knows nothing of HTTP. Feast reads
+block, so they run in a one-thread executor (the client serializes reads anyway), each
+bounded by ``feature_timeout_s``: past it, or when ``max_feature_reads`` are already in
+flight, the request is served with the default features, counted as a fallback (the
+decision's ``context`` is what was actually used). There is no feature cache: a read of
+one user costs ~0.3 ms on the SQLite store, so features are as fresh as the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streams.events import MAX_TS_MS, MIN_TS_MS
+from streams.serving.decision_log import DecisionLog
+from streams.serving.live_config import LiveConfig, LiveConfigReader
+from streams.serving.metrics import ServingMetrics, TextBuilder
+from streams.serving.recommender import FeatureReader, Recommender
+from streams.serving.request import RecommendRequest, ServingConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ServingService:
+    def __init__(
+        self,
+        *,
+        features: FeatureReader,
+        live: LiveConfig,
+        log: DecisionLog,
+        config: ServingConfig = ServingConfig(),  # noqa: B008 - frozen, shared safely
+        reader: LiveConfigReader | None = None,
+    ) -> None:
+        self.config = config
+        self.features = features
+        self.live = live
+        self.log = log
+        self.reader = reader
+        self.recommender = Recommender(live=live, arms=config.arms, default_policy=config.default_policy)
+        self.metrics = ServingMetrics()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-features")
+        self._reads_in_flight = 0
+        self.started_monotonic = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, *, wait_ready: bool = True) -> ServingService:
+        """Start the log and the live-config reader; wait (bounded) until the config is read."""
+        self.log.start()
+        if self.reader is not None:
+            self.reader.start()
+            if wait_ready and not self.reader.ready.wait(self.config.ready_timeout_s):
+                logger.warning("live config not read to its end within %.0f s: serving with what is loaded",
+                               self.config.ready_timeout_s)
+        return self
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.log.close(timeout_s)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the request path --------------------------------------------------------------
+
+    async def read_features(self, user_id: str) -> dict[str, int | float]:
+        """The user's features from the store, or the defaults (counted) when it is slow, busy or failing."""
+        if self._reads_in_flight >= self.config.max_feature_reads:
+            self.metrics.feature_fallbacks["busy"] += 1
+            return dict(self.features.defaults)
+        self._reads_in_flight += 1
+        began = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self.features.read, [user_id])
+        future.add_done_callback(self._read_done)
+        done, _ = await asyncio.wait({future}, timeout=self.config.feature_timeout_s)
+        if not done:
+            self.metrics.feature_fallbacks["timeout"] += 1
+            return dict(self.features.defaults)
+        self.metrics.feature_latency.observe(time.perf_counter() - began)
+        try:
+            return future.result()[user_id]
+        except Exception as exc:  # noqa: BLE001 - a broken store must not break serving
+            self.metrics.feature_fallbacks["error"] += 1
+            logger.error("feature read for %s failed: %s: %s", user_id, type(exc).__name__, exc)
+            return dict(self.features.defaults)
+
+    def _read_done(self, future: Any) -> None:
+        self._reads_in_flight -= 1
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved, so a late failure is not reported as never retrieved
+
+    async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+        features = await self.read_features(request.user_id)
+        ts = request.ts if request.ts is not None else min(max(int(time.time() * 1000), MIN_TS_MS), MAX_TS_MS - 1)
+        out = self.recommender.recommend(request.user_id, features=features, ts_ms=ts, candidates=request.candidates)
+        self.log.offer("decisions", out.decision)
+        for exposure in out.exposures:
+            self.log.offer("exposures", exposure)
+        return out.response()
+
+    # -- health and metrics ------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        log, reader = self.log, self.reader
+        now = time.monotonic()
+        caught_up = reader is None or reader.ready.is_set()
+        broker_ok = log.healthy()
+        return {
+            "status": "ok" if broker_ok and caught_up else "degraded",
+            "uptime_s": round(now - self.started_monotonic, 3),
+            "decision_log": {
+                "broker_ok": broker_ok,
+                "producer_ready": log.producer_ready,
+                "pending": log.pending,
+                "max_pending": log.max_pending,
+                "acknowledged": dict(log.acknowledged),
+                "failed": dict(log.failed),
+                "overflowed": dict(log.overflowed),
+                "last_ack_age_s": None if log.last_ack_monotonic is None else round(now - log.last_ack_monotonic, 3),
+                "last_error": log.last_error,
+            },
+            "live_config": {
+                "caught_up": caught_up,
+                "reloads": dict(self.live.reloads),
+                "reload_errors": dict(self.live.reload_errors),
+                "last_error": None if reader is None else reader.last_error,
+            },
+            "experiments": {
+                spec.id: {v.name: v.policy for v in spec.variants} for spec in self.live.specs()
+            },
+            "policies": self.live.versions(),
+            "default_policy": self.config.default_policy,
+            "arms": list(self.config.arms),
+            "feature_fallbacks": dict(self.metrics.feature_fallbacks),
+        }
+
+    def metrics_text(self) -> str:
+        m, log, live = self.metrics, self.log, self.live
+        out = TextBuilder()
+        out.family("tandem_serving_requests_total", "counter", "HTTP requests by route and status")
+        for (route, status), count in sorted(m.requests.items()):
+            out.sample("tandem_serving_requests_total", count, route=route, status=status)
+        out.histogram("tandem_serving_recommend_latency_seconds", "POST /recommend latency", m.latency)
+        out.histogram("tandem_serving_feature_read_seconds", "Feast online read latency", m.feature_latency)
+        out.counter("tandem_serving_feature_fallbacks_total", "requests served with default features",
+                    m.feature_fallbacks, "reason")
+        for name, help_text, values in (
+            ("tandem_serving_records_logged_total", "records acknowledged by the broker", log.acknowledged),
+            ("tandem_serving_records_failed_total", "records whose delivery failed", log.failed),
+            ("tandem_serving_records_overflowed_total", "records refused: the log's buffer was full",
+             log.overflowed),
+        ):
+            out.counter(name, help_text, {kind: values.get(kind, 0) for kind in log.topics}, "topic")
+        out.family("tandem_serving_records_pending", "gauge", "records queued or unacknowledged")
+        out.sample("tandem_serving_records_pending", log.pending)
+        out.family("tandem_serving_records_pending_limit", "gauge", "the log's buffer limit")
+        out.sample("tandem_serving_records_pending_limit", log.max_pending)
+        out.family("tandem_serving_policy_version", "gauge", "version of each policy served")
+        for name, version in live.versions().items():
+            out.sample("tandem_serving_policy_version", version, policy=name)
+        out.counter("tandem_serving_reloads_total", "live config records applied",
+                    {k: live.reloads.get(k, 0) for k in ("experiments", "models")}, "topic")
+        out.counter("tandem_serving_reload_errors_total", "live config records rejected",
+                    {k: live.reload_errors.get(k, 0) for k in ("experiments", "models")}, "topic")
+        out.counter("tandem_serving_unresolved_policy_total", "variants served the default policy instead",
+                    self.recommender.unresolved, "policy")
+        out.family("tandem_serving_experiments", "gauge", "experiment specs loaded")
+        out.sample("tandem_serving_experiments", len(live.specs()))
+        return out.render()
+

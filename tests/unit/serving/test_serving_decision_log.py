@@ -1,0 +1,144 @@
+"""The decision log with a fake producer: never blocks the caller, bounded, every record accounted for."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from streams.events import Exposure
+from streams.serving import DecisionLog
+from tests.helpers import T0_MS
+
+
+class FakeFuture:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+    def add_callback(self, fn):  # type: ignore[no-untyped-def]
+        if self.error is None:
+            fn(object())
+        return self
+
+    def add_errback(self, fn):  # type: ignore[no-untyped-def]
+        if self.error is not None:
+            fn(self.error)
+        return self
+
+
+class FakeProducer:
+    """Acknowledges at once; ``gate`` makes ``send`` block (a broker that is away); ``fail`` fails deliveries."""
+
+    def __init__(self, *, gate: threading.Event | None = None, fail: bool = False, timeouts: int = 0) -> None:
+        self.gate, self.fail, self.timeouts = gate, fail, timeouts
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.closed = False
+
+    def send(self, topic: str, *, key: bytes, value: bytes) -> FakeFuture:
+        if self.gate is not None:
+            self.gate.wait()
+        if self.timeouts:
+            self.timeouts -= 1
+            raise KafkaTimeoutError("no metadata")
+        self.sent.append((topic, key, value))
+        return FakeFuture(RuntimeError("broker said no") if self.fail else None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+def exposure(i: int) -> Exposure:
+    return Exposure(exposure_id=f"x{i}", experiment="e", variant="a", user_id=f"u{i}", ts=T0_MS)
+
+
+def make_log(producer: FakeProducer, max_pending: int = 100) -> DecisionLog:
+    return DecisionLog(producer_factory=lambda: producer, topics={"exposures": "t.exposures"},
+                       max_pending=max_pending, retry_s=0.05)
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_records_are_sent_keyed_by_user_and_acknowledged() -> None:
+    producer = FakeProducer()
+    log = make_log(producer).start()
+    for i in range(50):
+        assert log.offer("exposures", exposure(i))
+    wait_until(lambda: log.acknowledged["exposures"] == 50)
+    log.close()
+    assert log.pending == 0 and producer.closed
+    assert [key for _, key, _ in producer.sent] == [f"u{i}".encode() for i in range(50)]
+    assert {topic for topic, _, _ in producer.sent} == {"t.exposures"}
+    assert log.healthy()
+
+
+def test_a_blocked_broker_never_blocks_offer_and_overflow_is_counted() -> None:
+    gate = threading.Event()
+    log = make_log(FakeProducer(gate=gate), max_pending=20).start()
+    began = time.perf_counter()
+    accepted = [log.offer("exposures", exposure(i)) for i in range(100)]
+    assert time.perf_counter() - began < 0.1
+    assert sum(accepted) == 20 and log.overflowed["exposures"] == 80 and log.pending == 20
+    assert not log.healthy()
+    gate.set()
+    wait_until(lambda: log.acknowledged["exposures"] == 20)
+    assert log.pending == 0
+    log.close()
+
+
+def test_failed_deliveries_are_counted_and_make_the_log_unhealthy() -> None:
+    log = make_log(FakeProducer(fail=True)).start()
+    for i in range(5):
+        log.offer("exposures", exposure(i))
+    wait_until(lambda: log.failed["exposures"] == 5)
+    assert log.pending == 0 and "broker said no" in (log.last_error or "") and not log.healthy()
+    log.close()
+
+
+def test_a_send_that_times_out_is_retried_not_lost() -> None:
+    producer = FakeProducer(timeouts=3)
+    log = make_log(producer).start()
+    log.offer("exposures", exposure(1))
+    wait_until(lambda: log.acknowledged["exposures"] == 1)
+    assert len(producer.sent) == 1
+    log.close()
+
+
+def test_a_producer_that_cannot_start_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    attempts = []
+
+    def factory() -> FakeProducer:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("connection refused")
+        return FakeProducer()
+
+    log = DecisionLog(producer_factory=factory, topics={"exposures": "t"}, retry_s=0.02).start()
+    log.offer("exposures", exposure(1))
+    wait_until(lambda: log.acknowledged["exposures"] == 1)
+    log.close()
+    assert len(attempts) == 3
+
+
+def test_close_reports_what_could_not_be_sent(caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+    log = make_log(FakeProducer(gate=gate)).start()
+    for i in range(3):
+        log.offer("exposures", exposure(i))
+    release = threading.Timer(3.0, gate.set)  # the drain thread is stuck in send() past close()
+    release.start()
+    began = time.monotonic()
+    log.close(timeout_s=0.1)
+    assert time.monotonic() - began < 2.5
+    assert "3 records unsent or unacknowledged" in caplog.text
+    release.cancel()
+    gate.set()

@@ -1,0 +1,172 @@
+"""The recommender with an in-memory feature reader: assignment, policies, propensities, records."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from experiments.assignment import assign, assign_all
+from experiments.spec import parse_spec, spec_to_json
+from streams.events import ModelSnapshot, encode
+from streams.features import default_features
+from streams.policies import make_policy
+from streams.serving import DEFAULT_ARMS, LiveConfig, Recommender
+from tests.helpers import T0_MS
+
+DAY_MS = 86_400_000
+
+
+class InMemoryFeatures:
+    """A feature reader: known users' rows, defaults for everyone else (as the Feast client does)."""
+
+    def __init__(self, rows: dict[str, dict[str, int | float]] | None = None) -> None:
+        self.defaults = default_features()
+        self.rows = rows or {}
+
+    def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
+        return {user: {**self.defaults, **self.rows.get(user, {})} for user in user_ids}
+
+
+def spec_dict(**changes: object) -> dict:
+    spec = {
+        "id": "discovery", "salt": "discovery/1", "start": T0_MS, "end": T0_MS + 30 * DAY_MS,
+        "control": "control",
+        "variants": [{"name": "control", "weight": 0.5, "policy": "popularity"},
+                     {"name": "treatment", "weight": 0.5, "policy": "linucb"}],
+        "layer": {"name": "recs", "holdout": 0.1},
+        "metrics": [{"name": "plays", "role": "success", "kind": "mean", "direction": "increase",
+                     "measure": "plays", "window": {"length": "7d"}}],
+    }
+    spec.update(changes)
+    return spec
+
+
+def snapshot(policy_name: str, policy: object, version: int = 1) -> bytes:
+    state = policy.to_state()  # type: ignore[attr-defined]
+    return encode(ModelSnapshot(snapshot_id=f"s{version}", policy=policy_name, version=version, ts=T0_MS,
+                                updates=version, state=state))
+
+
+def live_with(*specs: dict) -> LiveConfig:
+    live = LiveConfig()
+    for spec in specs:
+        live.apply_spec(spec["id"].encode(), spec_to_json(parse_spec(spec)))
+    return live
+
+
+def trained_linucb(seed: int = 1) -> object:
+    policy = make_policy("linucb", seed=seed, epsilon=0.1)
+    rng = random.Random(seed)
+    for _ in range(200):
+        context = {"plays_1h": float(rng.randint(0, 5)), "skip_rate_1h": rng.random()}
+        arm = rng.choice(DEFAULT_ARMS)
+        policy.update(context, arm, 1.0 if arm == "jazz" and context["plays_1h"] > 2 else 0.0)
+    return policy
+
+
+def test_cold_start_users_get_the_default_features_and_policy() -> None:
+    features = InMemoryFeatures()
+    rec = Recommender(live=LiveConfig(), arms=DEFAULT_ARMS)
+    out = rec.recommend("nobody", features=features.read(["nobody"])["nobody"], ts_ms=T0_MS)
+    decision = out.decision
+    assert decision.context == {k: float(v) for k, v in features.defaults.items()}
+    assert (decision.policy, decision.policy_version, decision.assignments) == ("popularity", 0, {})
+    assert decision.arms == list(DEFAULT_ARMS) and decision.arm in DEFAULT_ARMS
+    assert decision.propensity == pytest.approx(1 / len(DEFAULT_ARMS))  # no data: ties share
+    assert out.exposures == () and out.variant is None
+    assert out.response()["version"] == 0 and out.response()["decision_id"] == decision.decision_id
+
+
+def test_users_get_their_variants_policy_and_one_exposure() -> None:
+    spec = parse_spec(spec_dict())
+    rec = Recommender(live=live_with(spec_dict()), arms=DEFAULT_ARMS)
+    seen = set()
+    for i in range(300):
+        user = f"u{i}"
+        out = rec.recommend(user, features=default_features(), ts_ms=T0_MS + DAY_MS)
+        variant = assign(spec, user, at_ms=T0_MS + DAY_MS)
+        assert out.decision.assignments == assign_all([spec], user, at_ms=T0_MS + DAY_MS)
+        if variant is None:  # holdout: the default policy and no exposure
+            assert out.decision.policy == "popularity" and out.exposures == ()
+            seen.add("holdout")
+            continue
+        seen.add(variant)
+        assert out.decision.policy == spec.variant(variant).policy
+        (exposure,) = out.exposures
+        assert (exposure.experiment, exposure.variant, exposure.user_id, exposure.ts) == (
+            "discovery", variant, user, T0_MS + DAY_MS)
+        assert exposure.exposure_id == f"{out.decision.decision_id}:discovery"
+    assert seen == {"holdout", "control", "treatment"}
+
+
+def test_experiments_apply_only_between_start_and_end_in_event_time() -> None:
+    rec = Recommender(live=live_with(spec_dict()), arms=DEFAULT_ARMS)
+    for ts in (T0_MS - 1, T0_MS + 30 * DAY_MS):
+        out = rec.recommend("u1", features={}, ts_ms=ts)
+        assert out.decision.assignments == {} and out.decision.ts == ts
+
+
+def test_the_logged_propensity_is_the_policys_probability() -> None:
+    policy = trained_linucb()
+    live = live_with(spec_dict(variants=[{"name": "control", "weight": 0.01, "policy": "popularity"},
+                                         {"name": "treatment", "weight": 0.99, "policy": "linucb"}],
+                               layer=None))
+    live.apply_snapshot(b"linucb", snapshot("linucb", policy, version=200))
+    rec = Recommender(live=live, arms=DEFAULT_ARMS)
+    rng = random.Random(5)
+    checked = 0
+    for i in range(200):
+        features = {**default_features(), "plays_1h": rng.randint(0, 5), "skip_rate_1h": rng.random()}
+        out = rec.recommend(f"user-{i}", features=features, ts_ms=T0_MS + DAY_MS)
+        decision = out.decision
+        if decision.policy != "linucb":
+            continue
+        checked += 1
+        assert decision.policy_version == 200
+        expected = policy.probabilities(decision.context, decision.arms)  # type: ignore[attr-defined]
+        assert decision.propensity == pytest.approx(expected[decision.arm], abs=1e-12)
+    assert checked > 150
+
+
+def test_candidates_replace_the_default_arms() -> None:
+    rec = Recommender(live=LiveConfig(), arms=DEFAULT_ARMS)
+    out = rec.recommend("u1", features={}, ts_ms=T0_MS, candidates=["a", "b", "c"])
+    assert out.decision.arms == ["a", "b", "c"] and out.decision.propensity == pytest.approx(1 / 3)
+
+
+def test_a_variant_whose_policy_cannot_be_served_gets_the_default_and_no_exposure() -> None:
+    live = live_with(spec_dict(layer=None, variants=[{"name": "control", "weight": 0.5, "policy": "mystery"},
+                                                     {"name": "treatment", "weight": 0.5, "policy": "mystery"}]))
+    rec = Recommender(live=live, arms=DEFAULT_ARMS)
+    out = rec.recommend("u1", features={}, ts_ms=T0_MS + DAY_MS)
+    assert out.decision.policy == "popularity" and out.exposures == () and out.decision.assignments
+    assert rec.unresolved["mystery"] == 1
+
+
+def test_live_config_applies_the_newest_record_per_key_and_counts_bad_ones() -> None:
+    live = live_with(spec_dict())
+    live.apply_spec(b"discovery", spec_to_json(parse_spec(spec_dict(description="second"))))
+    assert [s.description for s in live.specs()] == ["second"]
+    live.apply_spec(b"discovery", b"{not json")
+    live.apply_spec(b"other", spec_to_json(parse_spec(spec_dict())))  # key is not the id
+    assert live.reload_errors["experiments"] == 2 and live.specs()[0].description == "second"
+    live.apply_spec(b"discovery", None)  # tombstone
+    assert live.specs() == () and live.reloads["experiments"] == 3
+
+    live.apply_snapshot(b"linucb", snapshot("linucb", trained_linucb(), version=200))
+    assert live.versions()["linucb"] == 200
+    live.apply_snapshot(b"linucb", b'{"snapshot_id": "x"}')
+    bad_state = json.loads(snapshot("linucb", trained_linucb()))
+    bad_state["state"]["policy"] = "nope"
+    live.apply_snapshot(b"linucb", json.dumps(bad_state).encode())
+    live.apply_snapshot(b"softmax", snapshot("linucb", trained_linucb()))  # key is not the policy
+    assert live.reload_errors["models"] == 3 and live.versions()["linucb"] == 200
+    live.apply_snapshot(b"linucb", None)
+    assert "linucb" not in live.versions()
+
+
+def test_an_unknown_default_policy_fails_at_construction() -> None:
+    with pytest.raises(KeyError, match="nope"):
+        Recommender(live=LiveConfig(), arms=DEFAULT_ARMS, default_policy="nope")
