@@ -1,0 +1,5 @@
+import sys
+
+from streams.worker.runner import main
+
+sys.exit(main())

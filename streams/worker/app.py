@@ -1,0 +1,160 @@
+"""The personalization Faust app: the features agent, its table, its batcher and its status.
+
+``make_app(settings, feature_store=...)`` builds a ``faust.App`` whose id (and consumer group)
+is ``<topic prefix>tandem-personalization``. It reads ``events`` as raw bytes and keeps one
+JSON state per user in the table ``user-features`` (changelog topic
+``<app id>-user-features-changelog``).
+
+Recovery on the embedded broker (DESIGN.md): Faust rebuilds a table by reading its changelog
+up to the partition's end offset, which that broker under-reports when a produce batch holds
+more than one record, so the tail of the changelog is silently skipped. Two defences:
+
+- the table lives in RocksDB (rocksdict) under ``state_dir``: Faust writes every update to
+  the local database before sending it to the changelog, and stores per partition the
+  changelog offset it holds; after a crash on the same host, recovery starts from there and
+  the local database already holds every update, so a short end offset skips nothing;
+- ``producer_max_batch_size=1`` (the default here on the embedded profile) makes the producer
+  write one record per batch, which makes the broker's end offsets right, for the memory
+  store and for a partition that moves to another host. It costs throughput; the benchmark
+  measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from infra.kafka_config import faust_config
+from infra.settings import Settings
+from streams.features import DEFAULT_CONFIG, FeatureConfig
+from streams.worker.batching import MicroBatcher
+from streams.worker.dead_letters import DeadLetters
+from streams.worker.features_agent import FeaturesAdapter, install
+from streams.worker.status import status_path, write_status
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "tandem-personalization"
+TABLE_NAME = "user-features"
+
+
+def app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}{APP_NAME}"
+
+
+def default_store() -> str:
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return "memory://"
+    return "rocksdb://"
+
+
+def make_app(
+    settings: Settings,
+    *,
+    feature_store: Any,
+    store: str | None = None,
+    flush_records: int = 1000,
+    flush_ms: float = 100.0,
+    one_record_per_batch: bool | None = None,
+    status_interval_s: float = 1.0,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> Any:
+    """The app; ``feature_store`` is a started ``FeatureStoreClient`` (or anything with
+    ``write_rows(rows)``). ``one_record_per_batch`` defaults to True on the embedded profile."""
+    import faust
+
+    if one_record_per_batch is None:
+        one_record_per_batch = settings.embedded
+    options = faust_config(settings)
+    if one_record_per_batch:
+        options["producer_max_batch_size"] = 1
+    app = faust.App(
+        app_id(settings),
+        datadir=str(settings.state_dir / "faust"),
+        store=store or default_store(),
+        key_serializer="raw",
+        value_serializer="raw",
+        **options,
+    )
+    events = app.topic(settings.topic("events"), key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    dead_topic = app.topic(settings.topic("dead-letters"), key_serializer="raw", value_serializer="raw")
+    table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
+                      schema=faust.Schema(key_serializer="raw", value_serializer="json"))
+    batcher = MicroBatcher(
+        write=feature_store.write_rows, ack=lambda event: event.ack(),
+        max_records=flush_records, max_delay_ms=flush_ms,
+    )
+    adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(dead_topic), config=config)
+    install(app, topic=events, adapter=adapter)
+    app.tandem_adapter = adapter  # for tests and the status writer
+
+    @app.task
+    async def flush_by_age() -> None:
+        await batcher.tick_forever()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        adapter.forget_states()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        adapter.forget_states()
+
+    path = status_path(settings)
+
+    @app.timer(interval=status_interval_s)
+    async def publish_status() -> None:
+        write_status(path, snapshot(app, adapter, events.get_topic_name()))
+
+    return app
+
+
+def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
+    """What the status file says: counters, flushes, freshness and lag."""
+    batcher = adapter.batcher
+    lag: int | None = 0
+    assigned = []
+    for tp in sorted(app.consumer.assignment()):
+        if tp.topic != topic:
+            continue
+        assigned.append(tp.partition)
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched from yet: unknown
+            highwater = None
+        position = adapter.positions.get(tp)
+        if position is None:
+            position = app.consumer._committed_offset.get(tp)
+        if highwater == 0:
+            continue  # an empty partition
+        if highwater is None or position is None or lag is None:
+            lag = None  # unknown until every partition was fetched from (never a false 0)
+        else:
+            lag += max(0, highwater - position)
+    stats = batcher.stats
+    return {
+        "pid": os.getpid(),
+        "app_id": app.conf.id,
+        "updated_at": time.time(),
+        "assigned_partitions": assigned,
+        "processed": adapter.counts["processed"],
+        "accepted": adapter.counts["accepted"],
+        "duplicates": adapter.counts["duplicate"],
+        "late": adapter.counts["late"],
+        "invalid": adapter.counts["invalid"],
+        "dead_lettered": adapter.dead_letters.count,
+        "waiting": batcher.waiting,
+        "flushes": stats.flushes,
+        "rows_written": stats.rows_written,
+        "records_flushed": stats.records_flushed,
+        "write_errors": stats.write_errors,
+        "last_write_error": stats.last_error,
+        "last_flush_ms": stats.last_flush_ms,
+        "lag": lag,
+        **batcher.freshness.summary(),
+    }

@@ -1,0 +1,59 @@
+"""Freshness: how long after its publish an event's effect is readable in the online store.
+
+A sample is ``wall clock when the Feast write returned - the record's Kafka timestamp``
+(CreateTime, set by the producer), in ms. Wall clock is right here: it is a latency, not
+an event-time window. Only the newest ``capacity`` samples are kept, so the percentiles
+describe recent behaviour and memory stays bounded.
+
+>>> tracker = FreshnessTracker(capacity=100)
+>>> tracker.add_many([10.0, 20.0, 30.0, 40.0])
+>>> tracker.percentile(50), tracker.count
+(25.0, 4)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+
+class FreshnessTracker:
+    """Publish-to-readable latencies in ms; p50/p99 over the newest ``capacity`` samples."""
+
+    def __init__(self, *, capacity: int = 20_000) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity: must be at least 1, got {capacity}")
+        self._samples: deque[float] = deque(maxlen=capacity)
+        self.count = 0  # every sample ever added, not only the kept ones
+
+    def add(self, latency_ms: float) -> None:
+        self._samples.append(latency_ms)
+        self.count += 1
+
+    def add_many(self, latencies_ms: Iterable[float]) -> None:
+        for latency in latencies_ms:
+            self._samples.append(latency)
+            self.count += 1
+
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile (0..100, linear interpolation), None without samples."""
+        if not 0 <= q <= 100:
+            raise ValueError(f"q: must be within [0, 100], got {q}")
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        rank = (len(ordered) - 1) * q / 100
+        low = int(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {
+            "freshness_p50_ms": self.percentile(50),
+            "freshness_p99_ms": self.percentile(99),
+            "freshness_samples": self.count,
+        }
+
+    def reset(self) -> None:
+        self._samples.clear()
+        self.count = 0

@@ -1,0 +1,65 @@
+"""Running the personalization worker in this process: the feature store, then Faust.
+
+    python -m streams.worker [--flush-records N] [--flush-ms T]
+
+Settings come from ``TANDEM_*`` variables. Faust's web server stays off (never 0.0.0.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from infra.settings import Settings, load_settings
+from infra.topics import apply_topics
+from streams.features import default_features
+
+logger = logging.getLogger(__name__)
+
+
+def open_feature_store(settings: Settings) -> Any:
+    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema."""
+    from feature_store import FeatureStoreClient, FeatureStoreSettings
+
+    client = FeatureStoreClient(
+        settings=FeatureStoreSettings(repo_path=settings.feast_dir), defaults=default_features()
+    )
+    client.start()
+    return client
+
+
+def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
+    """Provision topics, start the feature store, run the app until stopped; the exit code."""
+    import faust
+
+    from streams.worker.app import make_app
+
+    apply_topics(settings)
+    store = open_feature_store(settings)
+    try:
+        app = make_app(settings, feature_store=store, **app_options)
+        worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--flush-records", type=int, default=1000)
+    parser.add_argument("--flush-ms", type=float, default=100.0)
+    parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
+    parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
+    parser.add_argument("--loglevel", default="warning")
+    args = parser.parse_args(argv)
+    return run_worker(
+        load_settings(), loglevel=args.loglevel,
+        flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
+        status_interval_s=args.status_interval,
+    )

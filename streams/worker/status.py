@@ -1,0 +1,38 @@
+"""The worker's status file: a small JSON document rewritten every second in ``state_dir``.
+
+``tandem features status`` reads it; the file is replaced atomically, so a reader never
+sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.settings import Settings
+
+STATUS_FILE = "features-worker.json"
+
+
+def status_path(settings: Settings) -> Path:
+    return settings.state_dir / STATUS_FILE
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(status, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The last status written, with ``age_s`` (seconds since it was written); None if none."""
+    try:
+        status: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    status["age_s"] = round(time.time() - float(status.get("updated_at", 0.0)), 3)
+    return status

@@ -1,0 +1,221 @@
+"""The features worker as a real subprocess on the embedded broker: exact features in the
+online store, across SIGKILLs, with bad records dead-lettered and the stream going on."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from feature_store import FeatureStoreClient, FeatureStoreSettings
+from infra.kafka_config import producer_config
+from infra.settings import Settings
+from infra.topic_reader import read_topic
+from infra.topics import apply_topics
+from streams.events import DeadLetter, EventType, ListeningEvent, decode, encode
+from streams.features import Outcome, UserFeatureState, default_features
+from streams.producer import EventPublisher
+from streams.worker.status import read_status, status_path
+from tests.helpers import T0_MS
+
+ROOT = Path(__file__).resolve().parents[2]
+TYPES = [EventType.PLAY] * 5 + [EventType.SKIP] * 3 + [EventType.LIKE, EventType.SESSION_START, EventType.SESSION_END]
+GENRES = ["pop", "rock", "jazz", "Hip-Hop", "polka", None]
+
+
+def make_events(n: int, users: int, *, seed: int) -> list[ListeningEvent]:
+    """``n`` records over ``users`` users, with out-of-order events (within and beyond the
+    5-minute lateness) and duplicates (an earlier record published again)."""
+    rng = random.Random(seed)
+    out: list[ListeningEvent] = []
+    for i in range(n):
+        if out and rng.random() < 0.04:
+            out.append(rng.choice(out))  # a duplicate, identical on the wire
+            continue
+        ts = T0_MS + i * 2_000
+        roll = rng.random()
+        if roll < 0.08:
+            ts -= rng.randrange(1_000, 240_000)  # out of order, within the lateness
+        elif roll < 0.10:
+            ts -= rng.randrange(600_000, 3_600_000)  # late for a user seen recently
+        kind = rng.choice(TYPES)
+        item = f"item-{rng.randrange(200)}" if kind in (EventType.PLAY, EventType.SKIP, EventType.LIKE) else None
+        out.append(ListeningEvent(
+            event_id=f"ev-{seed}-{i}", user_id=f"user-{rng.randrange(users):04d}", ts=ts, type=kind,
+            item_id=item, genre=rng.choice(GENRES), ms_played=rng.randrange(0, 300_000),
+        ))
+    return out
+
+
+def oracle(events: Sequence[ListeningEvent]) -> tuple[dict[str, dict], int]:
+    """Every user's features from the pure state applied in log order, and the late count."""
+    states: dict[str, UserFeatureState] = {}
+    late = 0
+    for event in events:
+        state = states.setdefault(event.user_id, UserFeatureState(event.user_id))
+        late += state.apply(event).outcome is Outcome.LATE
+    return {user: state.features() for user, state in states.items()}, late
+
+
+def publish(settings: Settings, records: Sequence[ListeningEvent | tuple[bytes, bytes]], *,
+            rate_per_s: float | None = None) -> None:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+        began = time.monotonic()
+        for number, record in enumerate(records):
+            if isinstance(record, tuple):
+                publisher.publish_bytes(*record)
+            else:
+                publisher.publish(record)
+            if rate_per_s and number % 50 == 49:
+                publisher.flush()
+                time.sleep(max(0.0, began + (number + 1) / rate_per_s - time.monotonic()))
+
+
+@contextmanager
+def worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+        "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+        "TANDEM_STATE_DIR": str(settings.state_dir),
+        "TANDEM_PARTITIONS": str(settings.partitions),
+    }
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.worker", "--flush-ms", "100", "--status-interval", "0.2",
+             "--loglevel", "info"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def wait_status(settings: Settings, process: subprocess.Popen[bytes], done, *, timeout_s: float, log: Path) -> dict:
+    """Poll the status file of ``process`` until ``done(status)``; fail with the log's tail."""
+    deadline = time.monotonic() + timeout_s
+    status: dict | None = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
+        status = read_status(status_path(settings))
+        if status is not None and status["pid"] == process.pid and done(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting; last status {status}\n{tail(log)}")
+
+
+def caught_up(total_published: int):
+    def done(status: dict) -> bool:
+        return status["lag"] == 0 and status["waiting"] == 0 and len(status["assigned_partitions"]) > 0
+    return done
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+def online_features(settings: Settings, users: Sequence[str]) -> dict[str, dict]:
+    with FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir),
+                            defaults=default_features()) as store:
+        return store.read(list(users))
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def dead_letters(settings: Settings) -> list[DeadLetter]:
+    return [decode(r.value, DeadLetter) for r in read_topic(settings, settings.topic("dead-letters"))]
+
+
+def test_online_store_equals_the_oracle(settings: Settings, tmp_path: Path) -> None:
+    apply_topics(settings)
+    events = make_events(3000, 300, seed=1)
+    expected, late = oracle(events)
+    assert late > 10 and len(expected) > 250
+    publish(settings, events)
+    log = tmp_path / "worker.log"
+    with worker(settings, log) as process:
+        status = wait_status(settings, process, caught_up(len(events)), timeout_s=60, log=log)
+        stop(process)
+    assert status["processed"] == len(events)
+    assert status["late"] == late
+    assert status["freshness_p99_ms"] is not None
+    assert online_features(settings, sorted(expected)) == expected
+    letters = dead_letters(settings)
+    assert len(letters) == late
+    assert all(letter.stage == "features" and "allowed lateness" in letter.error for letter in letters)
+
+
+def test_sigkill_mid_stream_twice_loses_nothing_and_counts_nothing_twice(settings: Settings, tmp_path: Path) -> None:
+    apply_topics(settings)
+    events = make_events(4000, 300, seed=2)
+    expected, _ = oracle(events)
+    first, rest = events[:1000], events[1000:]
+    publish(settings, first)
+    publisher = threading.Thread(target=publish, args=(settings, rest), kwargs={"rate_per_s": 400}, daemon=True)
+    log = tmp_path / "worker.log"
+    kills = []
+    for round_ in range(2):
+        with worker(settings, log) as process:
+            status = wait_status(settings, process, lambda s: s["processed"] >= 300, timeout_s=60, log=log)
+            if round_ == 0:
+                publisher.start()
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            kills.append(status)
+    with worker(settings, log) as process:
+        publisher.join(timeout=60)
+        assert not publisher.is_alive()
+        status = wait_status(settings, process, caught_up(len(events)), timeout_s=90, log=log)
+        stop(process)
+    assert all(0 < killed["processed"] for killed in kills)
+    assert online_features(settings, sorted(expected)) == expected
+    print(json.dumps({"killed_at": [k["processed"] for k in kills], "final": status}))
+
+
+def test_bad_records_are_dead_lettered_and_the_stream_goes_on(settings: Settings, tmp_path: Path) -> None:
+    apply_topics(settings)
+    events = [e for e in make_events(400, 40, seed=3)]
+    good = [e for e in events if True]
+    expected, late = oracle(good)
+    user = good[0].user_id.encode()
+    valid = json.loads(encode(good[0]))
+    missing = {k: v for k, v in valid.items() if k != "ts"} | {"event_id": "missing-ts"}
+    oversized = valid | {"event_id": "big", "item_id": "x" * 70_000}
+    bad = [
+        (user, b'{"event_id": "broken", "user_id": '),
+        (user, json.dumps(missing).encode()),
+        (user, json.dumps(oversized).encode()),
+    ]
+    publish(settings, [*good[:200], *bad, *good[200:]])
+    log = tmp_path / "worker.log"
+    with worker(settings, log) as process:
+        status = wait_status(settings, process, caught_up(len(good) + 3), timeout_s=60, log=log)
+        stop(process)
+    assert status["invalid"] == 3
+    assert online_features(settings, sorted(expected)) == expected
+    letters = [letter for letter in dead_letters(settings) if letter.stage == "decode"]
+    assert len(letters) == 3
+    by_value = {letter.raw_value(): letter for letter in letters}
+    assert "malformed JSON" in by_value[bad[0][1]].error
+    assert "ts: Field required" in by_value[bad[1][1]].error
+    assert by_value[bad[2][1][: 512 * 1024]].error_type == "RecordTooLarge"
+    assert all(letter.source_topic == settings.topic("events") for letter in letters)
+    offsets = {(letter.partition, letter.offset) for letter in letters}
+    assert len(offsets) == 3
