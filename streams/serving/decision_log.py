@@ -199,9 +199,19 @@ class DecisionLog:
         remaining = max(0.0, self._deadline - time.monotonic())
         try:
             producer.flush(timeout=remaining)
-        except Exception as exc:  # noqa: BLE001
-            logger.error("decision log flush: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:  # noqa: BLE001 - what is left is counted as failed below
+            logger.error("decision log: %d records not acknowledged at close: %s", self._pending, exc)
         try:
-            producer.close(timeout=0 if self._pending else remaining)
-        except Exception as exc:  # noqa: BLE001
-            logger.error("decision log close: %s: %s", type(exc).__name__, exc)
+            producer.close(timeout=0)
+        except Exception:  # noqa: BLE001
+            # kafka-python 3.0 flushes inside close() and raises when that times out, before it
+            # force-closes its sender thread: abort the unsent batches (their errbacks count them
+            # as failed), then close again.
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(2.0)
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:  # noqa: BLE001
+                logger.error("decision log close: %s: %s", type(exc).__name__, exc)
