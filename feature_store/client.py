@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WriteReport:
-    written: int  # rows handed to the online store (Redis may still drop ones that are not newer)
-    stale: int  # rows dropped here: older than the stored row, or not the newest of their user in the batch
+    written: int  # rows handed to the online store
+    stale: int  # rows dropped here: not newer than the stored row (SQLite: older second), or not
+    #             the newest of their user in the batch
     offline_files: int
 
 
@@ -86,6 +87,7 @@ class FeatureStoreClient:
         began = time.perf_counter()
         feast = import_feast()
         repo = self.settings.repo_path.resolve()
+        online_config = self._online_config(feast, repo)  # first: a missing redis client fails here
         repo.mkdir(parents=True, exist_ok=True)
         offline_path(repo).mkdir(parents=True, exist_ok=True)
         definitions = build_definitions(
@@ -95,7 +97,7 @@ class FeatureStoreClient:
                 project=self.settings.project,
                 provider="local",
                 registry=feast.RegistryConfig(path=str(repo / "registry.db"), cache_ttl_seconds=0),
-                online_store=self._online_config(feast, repo),
+                online_store=online_config,
                 offline_store=feast.DaskOfflineStoreConfig(type="file"),
                 repo_path=repo,
                 entity_key_serialization_version=3,
@@ -155,10 +157,12 @@ class FeatureStoreClient:
 
         ``event_timestamp`` is the row's true event time (aware datetime, or ms since the epoch).
         Per user only the newest row of the batch is written, and never one older than the
-        stored row: Feast's Redis store drops writes that are not strictly newer; its SQLite
-        store keeps whole seconds and overwrites blindly, so here rows from an older second are
-        dropped and, within the stored second, the last write wins. Rows also go to the
-        offline Parquet (all of them, unless disabled).
+        stored row. The stored event times are read first, in one batched read, so ``stale``
+        counts what the store keeps out: Feast's Redis store drops writes that are not strictly
+        newer (those are dropped here already, and reported); its SQLite store keeps whole
+        seconds and overwrites blindly, so here rows from an older second are dropped and,
+        within the stored second, the last write wins. Rows also go to the offline Parquet
+        (all of them, unless disabled).
         """
         table = rows_to_table(rows, self.schema)
         store = self.store
@@ -179,23 +183,36 @@ class FeatureStoreClient:
         return await asyncio.to_thread(self.write_rows, rows)
 
     def _drop_not_newer(self, table: pa.Table) -> pa.Table:
-        if self.settings.online_store == "redis" or not self.settings.drop_older_writes:
-            return table  # Feast's Redis store drops not-newer writes itself, atomically per key
-        if table.num_rows == 0:
+        """Rows (one per user) the online store will keep, by the stored event times read first.
+
+        Redis: Feast drops a write unless its event time is strictly newer than the stored one
+        (exact, microseconds), so the same rule applies here, whatever ``drop_older_writes``
+        says, and the report counts what Redis would drop silently; Feast still checks again
+        as it writes. SQLite keeps whole seconds: drop rows from an older second than the
+        stored row; within the stored row's second, the last write wins.
+        """
+        redis = self.settings.online_store == "redis"
+        if table.num_rows == 0 or not (redis or self.settings.drop_older_writes):
             return table
-        # Feast's SQLite store keeps event times in whole seconds: drop rows from an older
-        # second than the stored row; within the stored row's second, the last write wins.
         users = table[JOIN_KEY].to_pylist()
         stored = self._stored_times(users)
-        keep = [
-            (old := stored[user]) is None or ts.replace(microsecond=0) >= old
-            for user, ts in zip(users, table[TIMESTAMP].to_pylist(), strict=True)
-        ]
+        times = table[TIMESTAMP].to_pylist()
+        if redis:
+            keep = [(old := stored[u]) is None or ts > old for u, ts in zip(users, times, strict=True)]
+        else:
+            keep = [(old := stored[u]) is None or ts.replace(microsecond=0) >= old
+                    for u, ts in zip(users, times, strict=True)]
         return table.filter(pa.array(keep, pa.bool_()))
 
     def _stored_times(self, user_ids: Sequence[str]) -> dict[str, datetime | None]:
         """Event times of the stored rows, as the online store keeps them (SQLite: whole seconds,
-        Redis: exact), asked of the provider since ``get_online_features`` only gives seconds."""
+        Redis: microseconds), None where there is no row; one batched read of the provider,
+        since ``get_online_features`` only gives seconds.
+
+        For a user without a row, SQLite answers ``(None, None)``, but Redis answers the epoch
+        and every feature unset (Feast parses an absent ``_ts`` field as a zero timestamp), so
+        a row there is one with some value set: every write here sets every feature.
+        """
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -204,7 +221,8 @@ class FeatureStoreClient:
         with quiet():
             view = store.get_feature_view(FEATURE_VIEW)
             found = store._get_provider().online_read(store.config, view, keys)
-        return {user: ts for user, (ts, _) in zip(user_ids, found, strict=True)}
+        return {user: ts if _has_a_value(values) else None
+                for user, (ts, values) in zip(user_ids, found, strict=True)}
 
     def _values(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         refs = [f"{FEATURE_VIEW}:{name}" for name in self.defaults]
@@ -276,6 +294,11 @@ def _newest_per_user(table: pa.Table) -> pa.Table:
     users = ordered[JOIN_KEY].to_pylist()
     last = [i == len(users) - 1 or users[i] != users[i + 1] for i in range(len(users))]
     return ordered.filter(pa.array(last, pa.bool_()))
+
+
+def _has_a_value(values: Mapping[str, Any] | None) -> bool:
+    """Whether an online row (feature name -> Feast ``Value`` proto) holds any value."""
+    return values is not None and any(v.WhichOneof("val") is not None for v in values.values())
 
 
 def _push_mode_online() -> Any:

@@ -48,5 +48,17 @@ def import_feast() -> SimpleNamespace:
 
 
 def redis_online_store_config() -> Any:
+    """Feast's Redis online store config, once the ``redis`` client is known to be importable.
+
+    Feast looks for the client only when its own redis module is first imported; after that the
+    module stays in ``sys.modules`` and nothing checks again. So the client is checked here, on
+    every call, and its absence is a ``FeatureStoreError`` naming it, whatever was imported before.
+    """
+    try:
+        importlib.import_module("redis")
+    except ImportError as exc:
+        raise FeatureStoreError(
+            f"online_store='redis' needs the redis client, which cannot be imported: {exc} "
+            "(install feast[redis])") from exc
     with quiet():
         return _load("feast.infra.online_stores.redis.RedisOnlineStoreConfig")

@@ -28,6 +28,7 @@ class FeatureStoreSettings(BaseModel):
     write_offline: bool = True
     #: SQLite only: read the stored event times first and drop rows from an older second
     #: (one batched read, ~40% of a write's cost). Off, the SQLite store is last-write-wins.
+    #: Redis always reads them (it drops not-newer writes itself; the read makes the report exact).
     drop_older_writes: bool = True
 
     @model_validator(mode="after")
