@@ -61,6 +61,7 @@ def make_app(
     flush_ms: float = 100.0,
     one_record_per_batch: bool | None = None,
     status_interval_s: float = 1.0,
+    commit_interval_s: float | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> Any:
     """The app; ``feature_store`` is a started ``FeatureStoreClient`` (or anything with
@@ -72,6 +73,8 @@ def make_app(
     options = faust_config(settings)
     if one_record_per_batch:
         options["producer_max_batch_size"] = 1
+    if commit_interval_s is not None:
+        options["broker_commit_interval"] = commit_interval_s
     app = faust.App(
         app_id(settings),
         datadir=str(settings.state_dir / "faust"),
@@ -118,6 +121,7 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
     """What the status file says: counters, flushes, freshness and lag."""
     batcher = adapter.batcher
     lag: int | None = 0
+    committed = 0
     assigned = []
     for tp in sorted(app.consumer.assignment()):
         if tp.topic != topic:
@@ -127,9 +131,11 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
             highwater = app.consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not fetched from yet: unknown
             highwater = None
+        committed_offset = app.consumer._committed_offset.get(tp)
+        committed += committed_offset or 0
         position = adapter.positions.get(tp)
         if position is None:
-            position = app.consumer._committed_offset.get(tp)
+            position = committed_offset
         if highwater == 0:
             continue  # an empty partition
         if highwater is None or position is None or lag is None:
@@ -156,5 +162,6 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         "last_write_error": stats.last_error,
         "last_flush_ms": stats.last_flush_ms,
         "lag": lag,
+        "committed": committed,  # sum over the events partitions of the committed offsets
         **batcher.freshness.summary(),
     }

@@ -54,12 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
-    parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
+    parser.add_argument("--commit-interval", type=float, default=None, help="seconds between offset commits")
+    parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
+    parser.add_argument("--changelog-batches", action="store_true",
+                        help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
     return run_worker(
         load_settings(), loglevel=args.loglevel,
         flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
-        status_interval_s=args.status_interval,
+        status_interval_s=args.status_interval, commit_interval_s=args.commit_interval,
+        one_record_per_batch=False if args.changelog_batches else None,
     )
