@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: The drain thread's producer: ``send`` gives up after 1 s when the broker is away (the
 #: record stays queued and is retried); unacknowledged records are retried by the producer
 #: for up to 2 minutes before they count as failed.
-PRODUCER_OVERRIDES: dict[str, Any] = {"max_block_ms": 1_000, "delivery_timeout_ms": 120_000, "linger_ms": 5}
+PRODUCER_OVERRIDES: dict[str, Any] = {"max_block_ms": 1_000, "delivery_timeout_ms": 120_000, "linger_ms": 100}
 
 
 def build_service(

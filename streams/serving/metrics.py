@@ -89,8 +89,6 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()  # (route, status)
         self.latency = Histogram()  # POST /recommend, seconds
-        self.feature_latency = Histogram()  # Feast read, seconds
-        self.feature_fallbacks: Counter[str] = Counter()  # reason -> count
 
     def request_done(self, route: str, status: int, seconds: float | None) -> None:
         self.requests[(route, status)] += 1

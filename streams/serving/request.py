@@ -31,8 +31,8 @@ class ServingConfig:
 
     ``max_pending`` bounds the decisions and exposures not yet acknowledged by the broker;
     past it new records are counted as overflowed and not buffered. ``feature_timeout_s``
-    bounds a Feast read: past it (or with ``max_feature_reads`` reads already in flight)
-    the request is served with the default features and the fallback is counted.
+    bounds the wait for a Feast read: past it (or with ``max_feature_reads`` users already
+    waiting for one) the request is served with the default features and the fallback is counted.
     """
 
     default_policy: str = "popularity"
@@ -41,7 +41,7 @@ class ServingConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     max_pending: int = 100_000
     feature_timeout_s: float = 0.05
-    max_feature_reads: int = 64
+    max_feature_reads: int = 1024
     ready_timeout_s: float = 15.0
 
     def __post_init__(self) -> None:

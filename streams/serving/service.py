@@ -1,23 +1,21 @@
 """The serving process's parts put together: features off the event loop, the recommender, the log.
 
 ``ServingService`` is what the HTTP adapter calls; it knows nothing of HTTP. Feast reads
-block, so they run in a one-thread executor (the client serializes reads anyway), each
-bounded by ``feature_timeout_s``: past it, or when ``max_feature_reads`` are already in
-flight, the request is served with the default features, counted as a fallback (the
-decision's ``context`` is what was actually used). There is no feature cache: a read of
-one user costs ~0.3 ms on the SQLite store, so features are as fresh as the store.
+run off the event loop, coalesced (``streams.serving.features``), each request bounded by
+``feature_timeout_s``: past it, or when ``max_feature_reads`` users already wait, the
+request is served with the default features, counted as a fallback (the decision's
+``context`` is what was actually used). There is no feature cache.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streams.events import MAX_TS_MS, MIN_TS_MS
 from streams.serving.decision_log import DecisionLog
+from streams.serving.features import CoalescingFeatureReader
 from streams.serving.live_config import LiveConfig, LiveConfigReader
 from streams.serving.metrics import ServingMetrics, TextBuilder
 from streams.serving.recommender import FeatureReader, Recommender
@@ -43,8 +41,8 @@ class ServingService:
         self.reader = reader
         self.recommender = Recommender(live=live, arms=config.arms, default_policy=config.default_policy)
         self.metrics = ServingMetrics()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-features")
-        self._reads_in_flight = 0
+        self.feature_reads = CoalescingFeatureReader(
+            features, timeout_s=config.feature_timeout_s, max_waiting=config.max_feature_reads)
         self.started_monotonic = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -73,35 +71,13 @@ class ServingService:
         if self.reader is not None:
             self.reader.close()
         self.log.close(timeout_s)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.feature_reads.close()
 
     # -- the request path --------------------------------------------------------------
 
     async def read_features(self, user_id: str) -> dict[str, int | float]:
         """The user's features from the store, or the defaults (counted) when it is slow, busy or failing."""
-        if self._reads_in_flight >= self.config.max_feature_reads:
-            self.metrics.feature_fallbacks["busy"] += 1
-            return dict(self.features.defaults)
-        self._reads_in_flight += 1
-        began = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self.features.read, [user_id])
-        future.add_done_callback(self._read_done)
-        done, _ = await asyncio.wait({future}, timeout=self.config.feature_timeout_s)
-        if not done:
-            self.metrics.feature_fallbacks["timeout"] += 1
-            return dict(self.features.defaults)
-        self.metrics.feature_latency.observe(time.perf_counter() - began)
-        try:
-            return future.result()[user_id]
-        except Exception as exc:  # noqa: BLE001 - a broken store must not break serving
-            self.metrics.feature_fallbacks["error"] += 1
-            logger.error("feature read for %s failed: %s: %s", user_id, type(exc).__name__, exc)
-            return dict(self.features.defaults)
-
-    def _read_done(self, future: Any) -> None:
-        self._reads_in_flight -= 1
-        if future.done() and not future.cancelled():
-            future.exception()  # retrieved, so a late failure is not reported as never retrieved
+        return await self.feature_reads.get(user_id)
 
     async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
         features = await self.read_features(request.user_id)
@@ -145,7 +121,7 @@ class ServingService:
             "policies": self.live.versions(),
             "default_policy": self.config.default_policy,
             "arms": list(self.config.arms),
-            "feature_fallbacks": dict(self.metrics.feature_fallbacks),
+            "feature_fallbacks": dict(self.feature_reads.fallbacks),
         }
 
     def metrics_text(self) -> str:
@@ -155,9 +131,12 @@ class ServingService:
         for (route, status), count in sorted(m.requests.items()):
             out.sample("tandem_serving_requests_total", count, route=route, status=status)
         out.histogram("tandem_serving_recommend_latency_seconds", "POST /recommend latency", m.latency)
-        out.histogram("tandem_serving_feature_read_seconds", "Feast online read latency", m.feature_latency)
+        reads = self.feature_reads
+        out.histogram("tandem_serving_feature_read_seconds", "wait for the user's features (Feast read)",
+                      reads.latency)
+        out.histogram("tandem_serving_feature_read_batch_users", "users per Feast read", reads.batch_sizes)
         out.counter("tandem_serving_feature_fallbacks_total", "requests served with default features",
-                    m.feature_fallbacks, "reason")
+                    {k: reads.fallbacks.get(k, 0) for k in ("timeout", "busy", "error")}, "reason")
         for name, help_text, values in (
             ("tandem_serving_records_logged_total", "records acknowledged by the broker", log.acknowledged),
             ("tandem_serving_records_failed_total", "records whose delivery failed", log.failed),

@@ -104,14 +104,14 @@ def test_a_slow_or_failing_store_falls_back_to_default_features() -> None:
         began = time.perf_counter()
         response = await client.post("/recommend", json={"user_id": "known"})
         assert response.status == 200 and time.perf_counter() - began < 0.15
-        assert service.metrics.feature_fallbacks["timeout"] == 1
+        assert service.feature_reads.fallbacks["timeout"] == 1
 
     producer = run(check, features=Features(delay_s=0.3), config={"feature_timeout_s": 0.02})
     assert json.loads(producer.sent[0][2])["context"]["plays_1h"] == 0.0
 
     async def check_error(client: TestClient, service: ServingService) -> None:
         assert (await client.post("/recommend", json={"user_id": "known"})).status == 200
-        assert service.metrics.feature_fallbacks["error"] == 1
+        assert service.feature_reads.fallbacks["error"] == 1
 
     run(check_error, features=Features(fail=True))
 

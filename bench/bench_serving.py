@@ -1,0 +1,227 @@
+"""Benchmark of the serving API: latency at a fixed offered load, and policy cost per decision.
+
+An embedded broker and a ``tandem serve``-equivalent server process (``serve()`` on that
+broker, a Feast SQLite store holding rows for half the users, the demo experiment spec and
+a trained LinUCB snapshot) are started here; ``bench.loadgen`` runs in a process of its own
+and offers ``rps`` requests/s open-loop, measuring from the scheduled send times. Each request
+pays the Feast read, the assignment, the policy's choice and the asynchronous logging of the
+decision and exposure. Prints JSON; asserts nothing.
+
+    python -m bench.bench_serving [--rps 500] [--duration 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_FILE = ROOT / "experiments" / "specs" / "discovery_vs_bandit.yaml"
+T0_MS = 1_767_225_600_000
+
+
+def _features(rng: random.Random, defaults: dict[str, int | float]) -> dict[str, int | float]:
+    """A plausible feature row: counts as ints, rates and affinities in [0, 1]."""
+    row: dict[str, int | float] = {}
+    for name, default in defaults.items():
+        if name == "seconds_since_last_play":
+            row[name] = rng.uniform(0, 604_800.0)
+        elif isinstance(default, float):
+            row[name] = rng.random()
+        else:
+            row[name] = rng.randint(0, 50)
+    return row
+
+
+def policy_costs(*, decisions: int = 2000, warm: int = 500, seed: int = 1) -> dict[str, dict[str, float]]:
+    """Microseconds per ``choose`` and per ``choose`` + ``update``, for every registered policy,
+    on the serving context (every default feature) and the demo's 8 arms."""
+    from streams.features import default_features
+    from streams.policies import POLICIES, make_policy
+    from streams.serving import DEFAULT_ARMS
+
+    rng = random.Random(seed)
+    defaults = default_features()
+    contexts = [{k: float(v) for k, v in _features(rng, defaults).items()} for _ in range(256)]
+    out = {}
+    for name in sorted(POLICIES):
+        policy = make_policy(name, seed=seed)
+        for i in range(warm):
+            policy.update(contexts[i % 256], DEFAULT_ARMS[i % len(DEFAULT_ARMS)], rng.random())
+        began = time.perf_counter()
+        for i in range(decisions):
+            policy.choose(contexts[i % 256], DEFAULT_ARMS)
+        choose = time.perf_counter() - began
+        began = time.perf_counter()
+        for i in range(decisions):
+            choice = policy.choose(contexts[i % 256], DEFAULT_ARMS)
+            policy.update(contexts[i % 256], choice.arm, rng.random())
+        both = time.perf_counter() - began
+        out[name] = {"choose_us": round(choose / decisions * 1e6, 1),
+                     "choose_and_update_us": round(both / decisions * 1e6, 1)}
+    return out
+
+
+def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
+    """Topics, the spec, a trained LinUCB snapshot, and Feast rows for every other user."""
+    from experiments.spec import load_spec, spec_to_json
+    from feature_store import FeatureStoreClient, FeatureStoreSettings
+    from infra.kafka_config import producer_config
+    from infra.topics import apply_topics
+    from streams.events import ModelSnapshot, encode
+    from streams.features import default_features
+    from streams.policies import make_policy
+    from streams.producer import EventPublisher
+    from streams.serving import DEFAULT_ARMS
+
+    rng = random.Random(7)
+    defaults = default_features()
+    apply_topics(settings)
+    spec = load_spec(SPEC_FILE)
+    linucb = make_policy("linucb", seed=1)
+    for _ in range(500):
+        context = {k: float(v) for k, v in _features(rng, defaults).items()}
+        linucb.update(context, rng.choice(DEFAULT_ARMS), rng.random())
+    snapshot = ModelSnapshot(snapshot_id="bench", policy="linucb", version=linucb.version, ts=T0_MS,
+                             updates=linucb.version, state=linucb.to_state())
+    with EventPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+        publisher.publish_bytes(b"linucb", encode(snapshot), topic=settings.topic("models"))
+    store = FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir, write_offline=False),
+                               defaults=defaults)
+    with store:
+        rows = [{"user_id": f"user-{i}", "event_timestamp": T0_MS, **_features(rng, defaults)}
+                for i in range(0, users, 2)]
+        for start in range(0, len(rows), 2000):
+            store.write_rows(rows[start:start + 2000])
+    return {"experiment": spec.id, "known_users": len(rows), "users": users,
+            "linucb_snapshot_version": linucb.version}
+
+
+def _get(url: str, timeout_s: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - our own loopback server
+        return bytes(response.read())
+
+
+def _wait_healthy(url: str, server: subprocess.Popen[bytes], timeout_s: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with code {server.returncode}")
+        try:
+            return dict(json.loads(_get(url + "/health")))
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"the server did not answer {url}/health within {timeout_s} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000) -> dict:
+    """Start broker and server, offer the load from a separate process, and report (see module doc)."""
+    from infra.broker import EmbeddedBroker, free_port
+    from infra.settings import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-serving-") as tmp:
+        with EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
+            settings = load_settings({}, bootstrap_servers=broker.bootstrap, topic_prefix="bench.",
+                                     state_dir=Path(tmp) / "state")
+            setup = _prepare(settings, users=users)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": broker.bootstrap, "TANDEM_TOPIC_PREFIX": "bench.",
+                   "TANDEM_STATE_DIR": str(settings.state_dir), "PYTHONPATH": str(ROOT)}
+            server_log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
+            server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve", str(port)],
+                                      cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+            try:
+                health = _wait_healthy(url, server)
+                load_average = os.getloadavg()[0]
+                cpu_before = _cpu_seconds(server.pid)
+                load = subprocess.run(
+                    [sys.executable, "-m", "bench.loadgen", "--url", url, "--rps", str(rps),
+                     "--duration", str(duration_s), "--warmup", str(warmup_s), "--users", str(users)],
+                    cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+                    timeout=warmup_s + duration_s + 120)
+                result = json.loads(load.stdout)
+                server_cpu = _cpu_seconds(server.pid) - cpu_before
+                time.sleep(1.0)  # let the log drain before reading its counters
+                metrics = _get(url + "/metrics").decode()
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait(timeout=10)
+                server_log.close()
+    return {
+        "benchmark": "serving",
+        **result,
+        "target_p99_ms": 10.0,
+        "server": {
+            "policies_at_start": health["policies"],
+            "experiments_at_start": list(health["experiments"]),
+            "records_logged": _metric(metrics, "tandem_serving_records_logged_total"),
+            "records_overflowed": _metric(metrics, "tandem_serving_records_overflowed_total"),
+            "records_failed": _metric(metrics, "tandem_serving_records_failed_total"),
+            "feature_fallbacks": _metric(metrics, "tandem_serving_feature_fallbacks_total"),
+            "feature_read_mean_ms": round(_metric(metrics, "tandem_serving_feature_read_seconds_sum")
+                                          / max(1.0, _metric(metrics, "tandem_serving_feature_read_seconds_count"))
+                                          * 1e3, 3),
+        },
+        "server_cpu_ms_per_request": round(server_cpu / max(1, result["requests"] + int(warmup_s * rps)) * 1e3, 3),
+        "load_average_1m_before": round(load_average, 2),
+        "setup": setup,
+        "policy_cost_per_decision": policy_costs(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _serve(port: int) -> int:
+    """The server process: ``serve()`` on the settings from the environment (as ``tandem serve``)."""
+    import logging
+
+    from infra.settings import load_settings
+    from streams.serving import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "feast"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return serve(load_settings(), port=port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rps", type=float, default=500.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server process
+    args = parser.parse_args()
+    if args.serve:
+        sys.exit(_serve(args.serve))
+    print(json.dumps(run(rps=args.rps, duration_s=args.duration, warmup_s=args.warmup, users=args.users),
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
