@@ -28,6 +28,11 @@ def register(*, commands_parser: Any) -> None:
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
 
+    report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
+    report.add_argument("experiment")
+    report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
+    report.set_defaults(handler=cmd_report)
+
     stats = commands_parser.add_parser("stats", help="statistics from a JSON file of sufficient statistics")
     stats.add_argument("file", help="a JSON file, or - for standard input")
     stats.set_defaults(handler=cmd_stats)
@@ -109,3 +114,15 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from experiments.stats.cli import run_stats
 
     return run_stats(args.file)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from experiments.owner_report import run_report
+
+    out_dir = Path(args.out) if args.out else settings.state_dir / "reports"
+    files = run_report(settings=settings, experiment=args.experiment, out_dir=out_dir)
+    print(files.table)
+    print(f"\nwrote {files.json_path}, {files.lift_png}, {files.lift_over_time_png}")
+    return 0

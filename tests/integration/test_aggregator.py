@@ -194,3 +194,26 @@ def test_metrics_equal_the_oracle_through_sigkills(settings: Settings, tmp_path:
     assert any("user_id: Input should be a valid string" in reason for reason in reasons)
     assert any("unknown experiment" in reason for reason in reasons)
     assert aggregator_group(settings).startswith(settings.topic_prefix)
+
+    # The experiment owner's report, from the topics alone.
+    report_dir = tmp_path / "report"
+    report = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "report", spec.id, "--out", str(report_dir)],
+        env={
+            **os.environ,
+            "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+            "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+        },
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "plays_7d" in report.stdout and "retention_d7" in report.stdout
+    written = json.loads((report_dir / f"{spec.id}.json").read_text())
+    assert written["decision"]["verdict"] in ("ship", "do_not_ship", "inconclusive")
+    assert written["srm"]["passed"] is True
+    n_by_metric = {
+        (m["name"], row["name"]): row["n"] for m in written["metrics"] for row in m["variants"]
+    }
+    assert n_by_metric == {(r["metric"], r["variant"]): r["n"] for r in expected.values()}
+    for png in (f"{spec.id}-lift.png", f"{spec.id}-lift-over-time.png"):
+        assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
