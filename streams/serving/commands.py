@@ -84,9 +84,13 @@ def serve(
     config: ServingConfig = ServingConfig(),  # noqa: B008 - frozen
 ) -> int:
     """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop."""
+    from infra.errors import ProvisioningError
     from infra.topics import apply_topics
 
-    apply_topics(settings)
+    try:
+        apply_topics(settings)
+    except ProvisioningError as exc:  # serve anyway: the log buffers and the live config keeps trying
+        logger.error("topics not checked (%s); serving with the default policy until the broker answers", exc)
     features = open_feature_store(settings)
     service = build_service(settings, features=features, config=config).start()
 

@@ -24,7 +24,7 @@ from infra.topic_reader import read_topic
 from infra.topics import apply_topics
 from streams.events import Decision, Exposure, ModelSnapshot, decode, encode
 from streams.features import default_features
-from streams.policies import make_policy, policy_from_state
+from streams.policies import make_policy
 from streams.producer import EventPublisher
 from streams.serving import DEFAULT_ARMS, ServingConfig, ServingService, build_app, build_service
 from tests.helpers import T0_MS
@@ -169,7 +169,6 @@ def test_a_new_snapshot_and_a_new_spec_are_served_without_restart(settings: Sett
             assert 'tandem_serving_reloads_total{topic="models"} 1' in metrics
 
     asyncio.run(run())
-    assert policy_from_state(trained("popularity", 40).to_state()).version == 40
 
 
 def test_a_stopped_broker_never_slows_responses_and_overflow_is_counted(tmp_path: Path) -> None:
@@ -208,10 +207,41 @@ def test_a_stopped_broker_never_slows_responses_and_overflow_is_counted(tmp_path
         broker.stop()
 
 
-def test_the_server_binds_loopback_by_default() -> None:
-    import inspect
+def test_serve_runs_as_a_process_and_stops_cleanly_on_sigterm(settings: Settings) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
 
-    from streams.serving import serve
+    from infra.broker import free_port
 
-    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
-    assert json.dumps(inspect.signature(serve).parameters["port"].default) == "8080"
+    port = free_port()
+    env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+           "TANDEM_TOPIC_PREFIX": settings.topic_prefix, "TANDEM_STATE_DIR": str(settings.state_dir)}
+    code = f"from infra.settings import load_settings; from streams.serving import serve; " \
+           f"raise SystemExit(serve(load_settings(), port={port}))"
+    server = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as response:  # noqa: S310
+                    health = json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        assert health["status"] == "ok" and health["policies"] == {"popularity": 0}
+        request = urllib.request.Request(url + "/recommend", data=b'{"user_id": "someone"}', method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
+            answer = json.loads(response.read())
+        assert answer["arm"] in DEFAULT_ARMS and answer["policy"] == "popularity"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    decisions = read_topic(settings, settings.topic("decisions"))
+    assert [r.key for r in decisions] == [b"someone"]

@@ -150,3 +150,13 @@ def test_the_event_loop_is_never_blocked_by_feature_reads() -> None:
 
     assert threading.active_count() >= 1
     run(check, features=Features(delay_s=0.2), config={"feature_timeout_s": 1.0})
+
+
+def test_serve_binds_loopback_unless_told_otherwise() -> None:
+    import inspect
+
+    from streams.serving import serve
+
+    parameters = inspect.signature(serve).parameters
+    assert (parameters["host"].default, parameters["port"].default) == ("127.0.0.1", 8080)
+    assert parameters["host"].kind is inspect.Parameter.KEYWORD_ONLY
