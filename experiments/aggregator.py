@@ -47,6 +47,8 @@ class AggregatorStats:
     dead_letters: int = 0
     metric_records: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    first_batch_at: float | None = None  # monotonic seconds: when the first data batch arrived
+    last_batch_at: float | None = None  # ... and when the last one was committed and published
 
 
 def group_id(settings: Settings) -> str:
@@ -140,10 +142,13 @@ class Aggregator:
                 records = specs.read_to_end() + records
                 result = store.apply_batch(records)
                 self._account(result)
+                if self.stats.first_batch_at is None:
+                    self.stats.first_batch_at = last_record
                 if self._crash_after_commits is not None and self.stats.batches >= self._crash_after_commits:
                     os.kill(os.getpid(), signal.SIGKILL)
                 self._publish_outbox(publisher)
                 self._commit_courtesy(consumer)
+                self.stats.last_batch_at = time.monotonic()
         finally:
             specs.close()
             consumer.close(autocommit=False)
