@@ -42,9 +42,9 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
     state_file = settings.broker_state_file
     if args.action == "up":
-        state = broker.daemon_up(state_file=state_file, binary=settings.broker_binary)
-        print(f"broker pid {state['pid']}, log {state['log']}", file=sys.stderr)
-        print(state["bootstrap"])
+        started = broker.daemon_up(state_file=state_file, binary=settings.broker_binary)
+        print(f"broker pid {started['pid']}, log {started['log']}", file=sys.stderr)
+        print(started["bootstrap"])
         return EXIT_OK
     if args.action == "down":
         stopped = broker.daemon_down(state_file=state_file)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from streams.errors import InvalidRecord, RecordTooLarge
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 #: Records larger than this are rejected before they are parsed.
 MAX_RECORD_BYTES = 64 * 1024
