@@ -28,6 +28,11 @@ def register(*, commands_parser: Any) -> None:
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
 
+    serve = commands_parser.add_parser("serve", help="the serving API (personalization stack)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=cmd_serve)
+
     report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
     report.add_argument("experiment")
     report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
@@ -126,3 +131,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     print(files.table)
     print(f"\nwrote {files.json_path}, {files.lift_png}, {files.lift_over_time_png}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.serving.commands import serve
+
+    return serve(settings, host=args.host, port=args.port)
