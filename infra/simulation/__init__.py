@@ -1,0 +1,1 @@
+"""The workload simulator with ground truth (``tandem simulate``)."""
