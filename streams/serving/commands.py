@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import Any
@@ -93,6 +94,10 @@ def serve(
         logger.error("topics not checked (%s); serving with the default policy until the broker answers", exc)
     features = open_feature_store(settings)
     service = build_service(settings, features=features, config=config).start()
+    # Feast, pandas and dask leave ~250k long-lived objects; a full collection then scans them all
+    # (~115 ms measured) in the middle of some request. Freeze them out of the collector's reach.
+    gc.collect()
+    gc.freeze()
 
     async def main() -> None:
         stop = asyncio.Event()
