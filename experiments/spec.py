@@ -2,11 +2,14 @@
 
 A spec is validated strictly and every error names the field that is wrong:
 
->>> parse_spec({"id": "x", "salt": "s", "start": 0, "end": "1d", "control": "a",
-...             "variants": [{"name": "a", "weight": 1.0, "policy": "p"}], "metrics": []})
+>>> parse_spec({"id": "x", "salt": "s", "start": "2026-01-01T00:00:00Z", "end": 1769904000000,
+...     "control": "a", "variants": [{"name": "a", "weight": 0.5, "policy": "p"},
+...                                  {"name": "b", "weight": 0.5, "policy": "p"}],
+...     "metrics": [{"name": "m", "role": "success", "kind": "mean", "direction": "increase",
+...                  "measure": "plays", "window": {"length": "0d"}}]})
 Traceback (most recent call last):
 ...
-experiments.errors.InvalidSpec: experiment spec: start: must be ...; end: ...
+experiments.errors.InvalidSpec: experiment spec: metrics[0].window.length: must be positive
 
 Durations are written ``7d``, ``1h``, ``30m``, ``90s``, ``250ms`` (or compounds such as
 ``1d12h``) or as integer milliseconds; instants as ISO-8601 with a UTC offset or as
@@ -215,6 +218,8 @@ class Variant(_Spec):
     name: Name
     weight: Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
     policy: Name
+    #: constructor parameters of the policy this variant serves, e.g. ``{epsilon: 0.5}``
+    policy_params: dict[Name, float | int | str | bool] = Field(default_factory=dict)
 
 
 class Layer(_Spec):

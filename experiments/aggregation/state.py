@@ -23,7 +23,9 @@ Rules (see the package README section):
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from experiments.aggregation.stats import SufficientStats, metric_record
 from experiments.aggregation.watermark import Partition, WatermarkTracker
@@ -34,6 +36,8 @@ from streams.events import Exposure, ListeningEvent
 
 #: Fields of a spec that may change while the experiment runs; any other change is refused.
 MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction"})
+
+_TS = attrgetter("ts")
 
 
 @dataclass(slots=True)
@@ -51,9 +55,11 @@ class Journal:
     """What changed since the last ``take_journal()``, for the store to persist."""
 
     specs: list[ExperimentSpec] = field(default_factory=list)
-    events: list[Outcome] = field(default_factory=list)
+    #: Net effect: an id stored and pruned again within one journal never reaches the database;
+    #: persist deletions before insertions (an id pruned and then seen again is in both).
+    events: dict[str, Outcome] = field(default_factory=dict)
     pruned_events: list[str] = field(default_factory=list)
-    exposures: list[tuple[str, int]] = field(default_factory=list)
+    exposures: dict[str, int] = field(default_factory=dict)
     pruned_exposures: list[str] = field(default_factory=list)
     anchors: set[tuple[str, str]] = field(default_factory=set)
     contributions: list[tuple[str, str, str, str, Contribution]] = field(default_factory=list)
@@ -67,7 +73,7 @@ class AggregationState:
         self.min_retention_ms = min_retention_ms
         self.specs: dict[str, ExperimentSpec] = {}
         self.events: dict[str, Outcome] = {}
-        self.user_events: dict[str, list[Outcome]] = {}
+        self.user_events: dict[str, list[Outcome]] = {}  # sorted by ts
         self.exposure_ts: dict[str, int] = {}
         self.anchors: dict[str, dict[str, Anchor]] = {}  # experiment -> user -> anchor
         self.user_anchors: dict[str, dict[str, Anchor]] = {}  # user -> experiment -> anchor
@@ -141,9 +147,15 @@ class AggregationState:
                 return None  # no open window and no acceptable future exposure can reach it
         outcome = Outcome.of(event)
         self.events[outcome.event_id] = outcome
-        self.user_events.setdefault(outcome.user_id, []).append(outcome)
+        events = self.user_events.get(outcome.user_id)
+        if events is None:
+            self.user_events[outcome.user_id] = [outcome]
+        elif events[-1].ts <= outcome.ts:
+            events.append(outcome)
+        else:
+            insort(events, outcome, key=_TS)
         heapq.heappush(self._expiry, (outcome.ts, 0, outcome.event_id))
-        self.journal.events.append(outcome)
+        self.journal.events[outcome.event_id] = outcome
         return None
 
     def _exposure(self, exposure: Exposure) -> str | None:
@@ -187,10 +199,12 @@ class AggregationState:
             self._count(exp, anchor, -1)
             anchor.multi = True
             self._count(exp, anchor, 1)
-        self.exposure_ts[exposure.exposure_id] = exposure.ts
-        heapq.heappush(self._expiry, (exposure.ts, 1, exposure.exposure_id))
-        self.journal.exposures.append((exposure.exposure_id, exposure.ts))
         self.journal.anchors.add((exp, user))
+        closed = self._closed_upto
+        if closed is None or exposure.ts >= closed - self._horizon:  # else never an anchor: no need
+            self.exposure_ts[exposure.exposure_id] = exposure.ts
+            heapq.heappush(self._expiry, (exposure.ts, 1, exposure.exposure_id))
+            self.journal.exposures[exposure.exposure_id] = exposure.ts
         return None
 
     def _count(self, exp: str, anchor: Anchor, sign: int) -> None:
@@ -212,6 +226,7 @@ class AggregationState:
         self.journal.partitions.add(partition)
         if tracker.watermark != before:
             self._close(tracker.closed_upto)  # type: ignore[arg-type]
+            self._prune()
 
     def declare_partition(self, partition: Partition) -> None:
         self.tracker.declare(partition)
@@ -227,7 +242,10 @@ class AggregationState:
                 continue  # re-anchored: a fresher entry exists
             metric = self.specs[exp].metric(name)
             assert metric is not None
-            value = contribution(metric, self.user_events.get(user, ()), anchor.ts)
+            events = self.user_events.get(user, [])
+            lo = bisect_left(events, anchor.ts - metric.pre_length, key=_TS)
+            hi = bisect_left(events, anchor.ts + metric.end_offset, lo=lo, key=_TS)
+            value = contribution(metric, events[lo:hi], anchor.ts)
             key = (exp, anchor.variant, name)
             stats = self.stats.get(key)
             if stats is None:
@@ -235,27 +253,29 @@ class AggregationState:
             stats.add(value)
             self.journal.contributions.append((exp, user, name, anchor.variant, value))
 
-    def prune(self) -> None:
-        """Forget raw events and exposure ids no window can need any more (call per batch)."""
-        if self._closed_upto is None:
-            return
-        bound = self._closed_upto - self._horizon
-        expiry, users = self._expiry, set()
+    def _prune(self) -> None:
+        """Forget raw events and exposure ids no window can need any more.
+
+        Runs whenever the watermark moves, so what is remembered (and so what a duplicate of a
+        very old record does) depends only on the sequence of records, never on batch sizes.
+        """
+        bound = self._closed_upto - self._horizon  # type: ignore[operator]
+        expiry = self._expiry
         while expiry and expiry[0][0] < bound:
             _, kind, record_id = heapq.heappop(expiry)
             if kind == 0:
                 outcome = self.events.pop(record_id, None)
                 if outcome is not None:
-                    users.add(outcome.user_id)
-                    self.journal.pruned_events.append(record_id)
+                    if self.journal.events.pop(record_id, None) is None:
+                        self.journal.pruned_events.append(record_id)
+                    events = self.user_events.get(outcome.user_id)
+                    if events is not None:  # else an earlier pop already dropped the user's old events
+                        del events[: bisect_left(events, bound, key=_TS)]
+                        if not events:
+                            del self.user_events[outcome.user_id]
             elif self.exposure_ts.pop(record_id, None) is not None:
-                self.journal.pruned_exposures.append(record_id)
-        for user in users:
-            kept = [e for e in self.user_events[user] if e.ts >= bound]
-            if kept:
-                self.user_events[user] = kept
-            else:
-                del self.user_events[user]
+                if self.journal.exposures.pop(record_id, None) is None:
+                    self.journal.pruned_exposures.append(record_id)
 
     # ---- loading and reading -----------------------------------------------------------
     def load(
@@ -273,7 +293,7 @@ class AggregationState:
         """Restore persisted state (the journal stays empty)."""
         for spec in specs:
             self._install(spec)
-        for outcome in events:
+        for outcome in sorted(events, key=_TS):
             self.events[outcome.event_id] = outcome
             self.user_events.setdefault(outcome.user_id, []).append(outcome)
             self._expiry.append((outcome.ts, 0, outcome.event_id))

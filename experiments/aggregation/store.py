@@ -168,13 +168,12 @@ class AggregationStore:
     def apply_batch(self, records: Iterable[SourceRecord]) -> BatchResult:
         """Decode, apply and commit a batch (state and next offsets in one transaction)."""
         self._check()
-        result, offsets, state = BatchResult(), {}, self.state
+        result, offsets = BatchResult(), {}
         try:
             self._apply(records, result, offsets)
         except BaseException:
             self._broken = True  # memory may be ahead of the database
             raise
-        state.prune()
         result.metric_records = self._commit(offsets, result.dead_letters)
         return result
 
@@ -243,10 +242,10 @@ class AggregationStore:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             x(sql.UPSERT_SPEC, [(s.id, spec_to_json(s).decode("utf-8")) for s in j.specs])
-            x(sql.INSERT_EVENT, j.events)
             x(sql.DELETE_EVENT, [(i,) for i in j.pruned_events])
-            x(sql.INSERT_EXPOSURE, j.exposures)
+            x(sql.INSERT_EVENT, j.events.values())
             x(sql.DELETE_EXPOSURE, [(i,) for i in j.pruned_exposures])
+            x(sql.INSERT_EXPOSURE, j.exposures.items())
             x(sql.UPSERT_ANCHOR, anchors)
             x(sql.INSERT_CONTRIBUTION, [(e, u, m, v, *c) for e, u, m, v, c in j.contributions])
             x(sql.UPSERT_LATE, [(e, state.late[e]) for e in j.late])

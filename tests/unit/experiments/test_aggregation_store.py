@@ -1,0 +1,260 @@
+"""The SQLite store: batches of any size with crashes and replays equal one clean pass."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from experiments.aggregation import AggregationStore, SourceRecord
+from experiments.errors import StoreError
+from experiments.spec import parse_spec, spec_to_json
+from streams.events import Exposure, ListeningEvent, encode
+
+T0 = 1_767_225_600_000
+S = 1000
+EVENTS, EXPOSURES, EXPERIMENTS = "tandem.events", "tandem.exposures", "tandem.experiments"
+
+SPEC = parse_spec({
+    "id": "exp", "salt": "s", "start": T0, "end": T0 + 10_000 * S, "control": "a",
+    "variants": [{"name": "a", "weight": 0.5, "policy": "p"}, {"name": "b", "weight": 0.5, "policy": "q"}],
+    "metrics": [
+        {"name": "plays", "role": "success", "kind": "mean", "direction": "increase",
+         "measure": "plays", "window": {"length": "10s"}, "covariate": {"length": "5s"}},
+        {"name": "ret", "role": "guardrail", "kind": "proportion", "direction": "increase",
+         "measure": "active", "window": {"delay": "10s", "length": "5s"}, "margin": 0.01},
+        {"name": "skip_rate", "role": "guardrail", "kind": "ratio", "direction": "decrease",
+         "numerator": "skips", "denominator": "events", "window": {"length": "10s"}, "margin": 0.05},
+    ],
+})
+RECORD_FIELDS = [
+    "v", "record_id", "experiment", "variant", "metric", "kind", "role", "n", "sum", "sum_sq",
+    "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross_sum",
+    "exposed", "in_progress", "watermark_ts", "late_records", "multi_variant_users",
+]
+
+
+def make_log(seed: int, size: int = 400) -> list[SourceRecord]:
+    """A spec, then events on two partitions and exposures, out of order, with junk and duplicates."""
+    rng = random.Random(seed)
+    offsets = {EVENTS: [0, 0], EXPOSURES: [0], EXPERIMENTS: [0]}
+
+    def record(topic: str, partition: int, key: bytes | None, value: bytes | None) -> SourceRecord:
+        offset = offsets[topic][partition]
+        offsets[topic][partition] += 1
+        return SourceRecord(topic, partition, offset, key, value)
+
+    log = [record(EXPERIMENTS, 0, b"exp", spec_to_json(SPEC))]
+    sent: list[SourceRecord] = []
+    for i in range(size):
+        user = f"u{rng.randrange(12)}"
+        ts = T0 + max(0, i * 400 + rng.randrange(-12_000, 2_000))
+        roll = rng.random()
+        if roll < 0.05 and sent:
+            original = rng.choice(sent)  # a producer retry: same id, same partition, new offset
+            log.append(record(original.topic, original.partition, original.key, original.value))
+            continue
+        if roll < 0.08:
+            log.append(record(EVENTS, rng.randrange(2), b"u", rng.choice([b"{oops", b'{"event_id": 1}', b""])))
+            continue
+        if roll < 0.25:
+            exp = "exp" if rng.random() < 0.95 else "ghost"
+            value = encode(Exposure(exposure_id=f"x{i}", experiment=exp, variant=rng.choice("ab"),
+                                    user_id=user, ts=ts))
+            sent.append(record(EXPOSURES, 0, user.encode(), value))
+        else:
+            etype = rng.choice(["play", "play", "skip", "session_start"])
+            value = encode(ListeningEvent(event_id=f"e{i}", user_id=user, ts=ts, type=etype,
+                                          item_id=None if etype == "session_start" else "i1"))
+            sent.append(record(EVENTS, rng.randrange(2), user.encode(), value))
+        log.append(sent[-1])
+    return log
+
+
+def open_store(path: Path) -> AggregationStore:
+    return AggregationStore(path, allowed_lateness_ms=1500)
+
+
+def snapshot(store: AggregationStore, path: Path) -> tuple:
+    with sqlite3.connect(path) as conn:
+        tables = {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 (fixed names)
+            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_exposures",
+                          "agg_late_records", "agg_partition_watermarks", "agg_offsets")
+        }
+    return store.metric_records("exp"), store.stored_offsets(), tables
+
+
+def run_once(log: list[SourceRecord], path: Path) -> tuple:
+    store = open_store(path)
+    store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
+    letters = {d.dead_letter_id: d.error for d in store.apply_batch(log).dead_letters}
+    result = snapshot(store, path), letters
+    store.close()
+    return result
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), plan=st.lists(st.tuples(st.integers(1, 120), st.sampled_from(
+    ["commit", "commit", "crash_before_commit", "crash_after_commit", "replay_last"])), min_size=1))
+def test_batches_with_crashes_and_replays_equal_one_pass(seed, plan):
+    log = make_log(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        expected, expected_letters = run_once(log, Path(tmp) / "once.db")
+        path = Path(tmp) / "crashy.db"
+        store = open_store(path)
+        store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
+        letters: dict[str, str] = {}
+        position, last_start, step = 0, 0, 0
+        while position < len(log):
+            size, action = plan[step % len(plan)]
+            step += 1
+            batch = log[position:position + size]
+            if action == "crash_before_commit":  # the process died while applying: nothing stored
+                store.close()
+                store = open_store(path)  # ... and the restarted one gets the same records
+            letters.update((d.dead_letter_id, d.error) for d in store.apply_batch(batch).dead_letters)
+            last_start, position = position, position + len(batch)
+            if action in ("crash_after_commit", "replay_last"):
+                store.close()
+                store = open_store(path)  # the consumer seeks to stored offsets, sees old records again
+                replay = store.apply_batch(log[last_start:position])
+                assert replay.applied == 0 and replay.skipped == len(batch) and not replay.dead_letters
+        assert snapshot(store, path) == expected
+        assert letters == expected_letters
+        store.close()
+
+
+def test_failed_commit_breaks_the_store_and_a_reopen_replays(tmp_path, monkeypatch):
+    log = make_log(7, size=200)
+    expected, _ = run_once(log, tmp_path / "once.db")
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
+    store.apply_batch(log[:100])
+
+    class FailingConnection:
+        def __init__(self, conn):
+            self._conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+        def executemany(self, statement, rows):
+            if "agg_offsets" in statement:
+                raise sqlite3.OperationalError("disk I/O error")
+            return self._conn.executemany(statement, rows)
+
+    monkeypatch.setattr(store, "_conn", FailingConnection(store._conn))
+    with pytest.raises(StoreError, match="nothing of this batch was stored"):
+        store.apply_batch(log[100:150])
+    with pytest.raises(StoreError, match="reopen"):
+        store.apply_batch(log[150:])
+    store = open_store(path)
+    store.apply_batch(log)  # replay everything: what was stored is skipped
+    assert snapshot(store, path) == expected
+
+
+def apply(store: AggregationStore, *records: SourceRecord):
+    return store.apply_batch(list(records))
+
+
+def test_dead_letters_name_the_reason(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    event = ListeningEvent(event_id="e1", user_id="u1", ts=T0, type="play", item_id="i")
+    result = apply(
+        store,
+        SourceRecord(EXPERIMENTS, 0, 0, b"exp", spec_to_json(SPEC)),
+        SourceRecord(EVENTS, 0, 0, b"u1", b'{"event_id": "e1", "user_id": '),
+        SourceRecord(EVENTS, 0, 1, b"u1", b'{"event_id": "e1", "user_id": "u1", "ts": "soon", "type": "play"}'),
+        SourceRecord(EXPOSURES, 0, 0, b"u1", encode(Exposure(exposure_id="x1", experiment="ghost",
+                                                              variant="a", user_id="u1", ts=T0))),
+        SourceRecord(EXPOSURES, 0, 1, b"u1", encode(Exposure(exposure_id="x2", experiment="exp",
+                                                              variant="c", user_id="u1", ts=T0))),
+        SourceRecord(EXPERIMENTS, 0, 1, b"other", spec_to_json(SPEC)),
+        SourceRecord(EXPERIMENTS, 0, 2, b"exp", b'{"id": "exp"}'),
+        SourceRecord("tandem.other", 0, 0, None, b"{}"),
+        SourceRecord(EVENTS, 0, 2, b"u1", encode(event)),
+    )
+    errors = [(d.source_topic, d.offset, d.error) for d in result.dead_letters]
+    assert [e[:2] for e in errors] == [
+        (EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0), (EXPOSURES, 1), (EXPERIMENTS, 1), (EXPERIMENTS, 2),
+        ("tandem.other", 0),
+    ]
+    assert "malformed JSON" in errors[0][2]
+    assert "ts: Input should be a valid integer" in errors[1][2]
+    assert errors[2][2] == "unknown experiment 'ghost'"
+    assert "variant: 'c' is not a variant" in errors[3][2]
+    assert "does not match the spec id" in errors[4][2]
+    assert "experiment spec:" in errors[5][2] and "salt: Field required" in errors[5][2]
+    assert "not an input" in errors[6][2]
+    assert all(d.stage == "experiments.aggregation" for d in result.dead_letters)
+    assert result.dead_letters[0].raw_value() == b'{"event_id": "e1", "user_id": '
+    assert result.applied == 9
+
+
+def test_late_records_are_dead_letters_and_counted(tmp_path):
+    store = AggregationStore(tmp_path / "s.db", allowed_lateness_ms=1000)
+    store.register_spec(SPEC)
+    store.declare_partitions([(EVENTS, 0), (EXPOSURES, 0)])
+
+    def event(i: int, user: str, ts: int, etype: str = "play") -> SourceRecord:
+        value = encode(ListeningEvent(event_id=f"e{i}", user_id=user, ts=ts, type=etype, item_id="i"))
+        return SourceRecord(EVENTS, 0, i, user.encode(), value)
+
+    def exposure(i: int, user: str, ts: int) -> SourceRecord:
+        value = encode(Exposure(exposure_id=f"x{i}", experiment="exp", variant="a", user_id=user, ts=ts))
+        return SourceRecord(EXPOSURES, 0, i, user.encode(), value)
+
+    result = apply(
+        store,
+        exposure(0, "u1", T0),
+        event(0, "u1", T0 + 1 * S),
+        event(1, "u2", T0 + 40 * S),  # the events partition moves far ahead
+        exposure(1, "u2", T0 + 30 * S),  # the watermark is now T0 + 30 s: u1's windows are closed
+        event(2, "u1", T0 + 2 * S),  # inside u1's closed plays window: late
+        event(3, "u1", T0 + 20 * S),  # old, but after every window of u1: accepted
+        exposure(2, "u3", T0 + 1 * S),  # would anchor windows that are already closed: late
+    )
+    reasons = [d.error for d in result.dead_letters]
+    assert len(reasons) == 2 and all(r.startswith("late:") for r in reasons)
+    records = {(r["variant"], r["metric"]): r for r in store.metric_records("exp")}
+    plays = records[("a", "plays")]
+    assert (plays["n"], plays["sum"], plays["late_records"], plays["exposed"], plays["in_progress"]) == (
+        1, 1.0, 2, 2, 1)
+    assert plays["watermark_ts"] == T0 + 30 * S
+
+
+def test_metric_records_have_the_documented_format(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    changed = store.register_spec(SPEC)
+    assert len(changed) == 6  # every (variant, metric) is new
+    for record in store.metric_records("exp"):
+        assert list(record) == RECORD_FIELDS
+        assert record["record_id"].startswith(f"exp/{record['variant']}/{record['metric']}@0:")
+        json.dumps(record, allow_nan=False)
+    kinds = {r["metric"]: (r["den_sum"] is None, r["pre_sum"] is None) for r in store.metric_records("exp")}
+    assert kinds == {"plays": (True, False), "ret": (True, True), "skip_rate": (False, True)}
+    assert store.metric_records("nope") == []
+    assert store.register_spec(SPEC) == []  # nothing changed, nothing to publish
+
+
+def test_specs_survive_a_restart_and_running_specs_cannot_change_shape(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    store.register_spec(SPEC)
+    store.close()
+    store = open_store(tmp_path / "s.db")
+    assert store.experiments() == ["exp"] and store.spec("exp") == SPEC
+    longer = SPEC.model_copy(update={"end": SPEC.end + S})
+    store.register_spec(longer)  # extending an experiment is fine
+    changed = json.loads(spec_to_json(SPEC))
+    changed["metrics"][0]["window"]["length"] = 20_000
+    result = apply(store, SourceRecord(EXPERIMENTS, 0, 0, b"exp", json.dumps(changed).encode()))
+    assert "metrics: cannot change while experiment 'exp' runs" in result.dead_letters[0].error
+    assert store.spec("exp") == longer
