@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -214,7 +215,7 @@ class _Emitter:
         user = self.user
         item = None
         if genre is not None:
-            k = min(self._bisect(user.rng.random() * self._item_cdf[-1]), len(self._item_cdf) - 1)
+            k = min(bisect_left(self._item_cdf, user.rng.random() * self._item_cdf[-1]), len(self._item_cdf) - 1)
             item = f"{self.params.genres[genre]}-{k}"
         event = ListeningEvent(
             event_id=f"{user.user_id}-e{user.events}", user_id=user.user_id, ts=ts, type=kind,
@@ -225,16 +226,6 @@ class _Emitter:
         if kind is EventType.PLAY:
             user.recent.append((ts, genre, item))  # type: ignore[arg-type]
         return event
-
-    def _bisect(self, x: float) -> int:
-        lo, hi = 0, len(self._item_cdf)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._item_cdf[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
 
     def start(self, ts: int) -> None:
         self._event(ts, EventType.SESSION_START)

@@ -88,14 +88,16 @@ class OfflineResult:
                 "units": self.truth["units"], "decision": self.truth["decision"], "metrics": out}
 
 
-def _credit(decisions: list[tuple[int, str, int]], events: list[ListeningEvent], window_ms: int) -> dict[int, float]:
+def credit_rewards(
+    decisions: list[tuple[int, str]], events: list[ListeningEvent], window_ms: int
+) -> dict[int, float]:
     """Reward per decision (its position): ms of plays of its arm, to the most recent eligible decision."""
     rewards = dict.fromkeys(range(len(decisions)), 0.0)
     for event in events:
         if event.type is not EventType.PLAY:
             continue
         best = None
-        for k, (ts, arm, _) in enumerate(decisions):
+        for k, (ts, arm) in enumerate(decisions):
             if arm == event.genre and ts <= event.ts < ts + window_ms:
                 best = k  # decisions are in time order: the last one wins
         if best is not None:
@@ -138,7 +140,7 @@ def run_offline(
         name = variant_policy[variant] if variant is not None else "popularity"
         events: list[ListeningEvent] = []
         applied = 0
-        decisions: list[tuple[int, str, int]] = []
+        decisions: list[tuple[int, str]] = []
         contexts: list[dict[str, float]] = []
         run = session(params, user, ts, day, events)
         arm: str | None = None
@@ -152,7 +154,7 @@ def run_offline(
                 arm = policies[name].choose(context, arms).arm
                 if user.exposed_at is None and variant is not None:
                     user.exposed_at, user.variant = at, variant
-                decisions.append((at, arm, len(decisions)))
+                decisions.append((at, arm))
                 contexts.append(context)
                 at = run.send(arm)
         except StopIteration:
@@ -162,9 +164,9 @@ def run_offline(
         counts["events"] += len(events)
         counts["sessions"] += bool(events)
         counts["recommendations"] += len(decisions)
-        rewards = _credit(decisions, events, reward_window_ms)
+        rewards = credit_rewards(decisions, events, reward_window_ms)
         recs = [e for e in user.expected[-len(decisions) - 1:] if e.arm is not None] if decisions else []
-        for k, (at, arm, _) in enumerate(decisions):
+        for k, (at, arm) in enumerate(decisions):
             seq += 1
             heapq.heappush(pending, (at + reward_window_ms + update_lag_ms, seq, name, contexts[k], arm, rewards[k]))
             if variant is not None and k < len(recs):

@@ -1,0 +1,270 @@
+"""The live driver: the user model against the running stack (``tandem simulate``).
+
+It talks to serving only over HTTP (``POST /recommend`` with the simulated event time
+``ts`` and the model's genres as candidates) and to Kafka only through ``EventPublisher``
+(listening events keyed by user). Event time is compressed: the run advances in steps
+of ``step_ms`` (an hour) of event time; the sessions starting in a step run concurrently,
+with at most ``concurrency`` requests in flight, and the step's events are then published
+in event-time order (events a session produced past the step's end wait for their step),
+so every partition stays in event-time order. Publishing runs in one background thread,
+one step behind the requests.
+
+A failed request (connection error, timeout, 5xx, after ``retries`` retries; or a 4xx; or
+an answer without a valid arm) is counted by kind, and that recommendation is lost to the
+user: nothing is played. The run never stops for it.
+
+The timeline: days -7..0 are organic listening (the CUPED pre-period, and the features the
+bandit starts from), first exposures are spread over day 0, and the run ends when every
+exposed user's ``[7 d, 8 d)`` window is closed plus the aggregator's lateness and some
+slack (``ModelParams.horizon_ms``), about day 9.1: users keep listening until then so every
+partition's watermark passes the last window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from experiments.spec import ExperimentSpec
+from infra.settings import Settings
+from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, User, make_users, session
+from infra.simulation.offline import REWARD_WINDOW_MS, LearningCurve, credit_rewards, load_demo_spec
+from infra.simulation.truth import compute_truth, write_truth
+from streams.events import ListeningEvent
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def publish(self, record: Any) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> None: ...
+    def close(self, timeout_s: float | None = 30.0) -> None: ...
+
+
+@dataclass
+class SimulationResult:
+    users: int
+    seed: int
+    sessions: int = 0
+    recommendations: int = 0
+    serving_errors: dict[str, int] = field(default_factory=dict)
+    events_published: int = 0
+    delivery_error: str | None = None
+    exposed: dict[str, int] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)
+    learning_curve: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    start_ms: int = 0
+    end_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Client:
+    """``POST /recommend`` with retries; failures are counted by kind, never raised."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, arms: list[str], *, concurrency: int,
+                 retries: int, backoff_s: float) -> None:
+        self.http, self.url, self.arms, self.retries = http, url.rstrip("/") + "/recommend", arms, retries
+        self.backoff_s = backoff_s
+        self.limit = asyncio.Semaphore(concurrency)
+        self.errors: Counter[str] = Counter()
+        self.ok = 0
+
+    async def recommend(self, user_id: str, ts: int) -> dict[str, Any] | None:
+        body = {"user_id": user_id, "candidates": self.arms, "ts": ts}
+        for attempt in range(self.retries + 1):
+            kind = await self._once(body)
+            if isinstance(kind, dict):
+                self.ok += 1
+                return kind
+            self.errors[kind] += 1
+            if kind.startswith("http_4") or kind == "bad_answer":
+                return None
+            await asyncio.sleep(self.backoff_s * (attempt + 1))
+        self.errors["gave_up"] += 1
+        return None
+
+    async def _once(self, body: dict[str, Any]) -> dict[str, Any] | str:
+        async with self.limit:
+            try:
+                async with self.http.post(self.url, json=body) as response:
+                    if response.status != 200:
+                        await response.read()
+                        return f"http_{response.status}"
+                    answer = await response.json()
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                return type(exc).__name__
+        if not isinstance(answer, dict) or answer.get("arm") not in self.arms:
+            return "bad_answer"
+        return answer
+
+
+async def _run_session(
+    client: _Client, spec: ExperimentSpec, params: ModelParams, user: User, ts: int, day: int,
+    curve: LearningCurve,
+) -> list[ListeningEvent]:
+    events: list[ListeningEvent] = []
+    before = len(user.expected)
+    served: list[tuple[int, str, str | None]] = []  # (ts, arm, variant) of the answered recommendations
+    run = session(params, user, ts, day, events)
+    try:
+        at = run.send(None)
+        while True:
+            answer = await client.recommend(user.user_id, at)
+            arm = None
+            if answer is not None:
+                arm = answer["arm"]
+                variant = answer.get("variant") if answer.get("experiment") == spec.id else None
+                if variant is not None and user.exposed_at is None:
+                    user.exposed_at, user.variant = at, variant
+                served.append((at, arm, variant))
+            at = run.send(arm)
+    except StopIteration:
+        pass
+    if served:
+        recs = [e for e in user.expected[before:] if e.arm is not None]
+        rewards = credit_rewards([(t, a) for t, a, _ in served], events, REWARD_WINDOW_MS)
+        for k, ((at, _, variant), rec) in enumerate(zip(served, recs, strict=False)):
+            if variant is not None:
+                curve.add(variant, at, rec.played, rewards[k])
+    return events
+
+
+def _publish(publisher: Publisher, events: list[ListeningEvent]) -> int:
+    for event in events:
+        publisher.publish(event)
+    return len(events)
+
+
+async def run_simulation(
+    *,
+    settings: Settings,
+    serve_url: str,
+    users: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+    params: ModelParams = ModelParams(),  # noqa: B008 - frozen
+    spec: ExperimentSpec | None = None,
+    publisher: Publisher | None = None,
+    concurrency: int = 32,
+    retries: int = 2,
+    backoff_s: float = 0.05,
+    timeout_s: float = 5.0,
+    step_ms: int = HOUR_MS,
+    min_step_wall_s: float = 0.0,
+) -> SimulationResult:
+    """Drive ``users`` simulated users against serving and the broker; see the module docstring.
+
+    ``publisher`` defaults to an ``EventPublisher`` on ``settings``' events topic (closed at
+    the end); ``min_step_wall_s`` slows the clock down when the workers must keep up.
+    """
+    began = time.perf_counter()
+    spec = spec or load_demo_spec()
+    say = progress or (lambda _message: None)
+    own_publisher = publisher is None
+    if publisher is None:
+        from infra.kafka_config import producer_config
+        from streams.producer import EventPublisher
+
+        publisher = EventPublisher(config=producer_config(settings), topic=settings.topic("events"))
+    people = make_users(params, users=users, seed=seed)
+    agenda = sorted((ts, u.index, day) for u in people for ts, day in u.slot_times(params))
+    horizon = params.horizon_ms()
+    result = SimulationResult(users=users, seed=seed, start_ms=agenda[0][0] if agenda else ORIGIN_MS, end_ms=horizon)
+    curve = LearningCurve()
+    held: list[tuple[int, int, ListeningEvent]] = []
+    order = 0
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-publish")
+    loop = asyncio.get_running_loop()
+    publishing: asyncio.Future[int] | None = None
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout,
+                                         connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+            client = _Client(http, serve_url, list(params.genres), concurrency=concurrency, retries=retries,
+                             backoff_s=backoff_s)
+            step = result.start_ms - result.start_ms % step_ms
+            i = 0
+            while step < horizon or held:
+                step_end = step + step_ms
+                step_began = time.perf_counter()
+                batch = []
+                while i < len(agenda) and agenda[i][0] < step_end:
+                    ts, index, day = agenda[i]
+                    batch.append(_run_session(client, spec, params, people[index], ts, day, curve))
+                    i += 1
+                for events in await asyncio.gather(*batch):
+                    result.sessions += bool(events)
+                    for event in events:
+                        order += 1
+                        heapq.heappush(held, (event.ts, order, event))
+                due = []
+                while held and (held[0][0] < step_end or step_end >= horizon):
+                    due.append(heapq.heappop(held)[2])
+                if publishing is not None:
+                    result.events_published += await publishing
+                publishing = loop.run_in_executor(executor, _publish, publisher, due)
+                if (step_end - ORIGIN_MS) % DAY_MS == 0:
+                    say(f"day {(step_end - ORIGIN_MS) // DAY_MS - 1:+d}: {result.sessions} sessions, "
+                        f"{client.ok} recommendations, {sum(client.errors.values())} serving errors, "
+                        f"{result.events_published} events published, {time.perf_counter() - began:.1f} s")
+                step = step_end
+                rest = min_step_wall_s - (time.perf_counter() - step_began)
+                if rest > 0:
+                    await asyncio.sleep(rest)
+            if publishing is not None:
+                result.events_published += await publishing
+                publishing = None
+            result.recommendations = client.ok
+            result.serving_errors = dict(client.errors)
+        try:
+            await loop.run_in_executor(executor, publisher.flush, 60.0)
+        except Exception as exc:  # noqa: BLE001 - reported in the result, the truth is still written
+            result.delivery_error = f"{type(exc).__name__}: {exc}"
+            logger.error("events not all delivered: %s", exc)
+    finally:
+        if publishing is not None:
+            await asyncio.gather(publishing, return_exceptions=True)
+        if own_publisher:
+            try:
+                await loop.run_in_executor(executor, publisher.close, 30.0)
+            except Exception as exc:  # noqa: BLE001
+                result.delivery_error = result.delivery_error or f"{type(exc).__name__}: {exc}"
+        executor.shutdown(wait=False)
+    result.truth = compute_truth(people, spec)
+    result.exposed = dict(result.truth["units"])
+    result.learning_curve = curve.rows()
+    result.wall_s = round(time.perf_counter() - began, 3)
+    return result
+
+
+def simulate(settings: Settings, *, serve_url: str, users: int, seed: int, truth_path: str | Path | None = None) -> int:
+    """Run the simulation, print progress and a summary, write the truth; 0 unless nothing was exposed
+    or events were not delivered."""
+    result = asyncio.run(run_simulation(settings=settings, serve_url=serve_url, users=users, seed=seed,
+                                        progress=lambda message: print(message, flush=True)))
+    path = write_truth(truth_path or Path(settings.state_dir) / "simulation" / f"truth-seed{seed}.json",
+                       {**result.truth, "run": {k: v for k, v in result.to_dict().items() if k != "truth"}})
+    print(f"{result.users} users, {result.sessions} sessions, {result.recommendations} recommendations "
+          f"({sum(result.serving_errors.values())} serving errors {result.serving_errors}), "
+          f"{result.events_published} events, exposed {result.exposed}, {result.wall_s:.1f} s; truth in {path}")
+    for name, metric in result.truth["metrics"].items():
+        for variant, effect in metric["effects"].items():
+            print(f"  true {name}: {variant} {effect['relative']:+.2%} ({effect['verdict']})")
+    print(f"  true decision: {result.truth['decision']}")
+    if result.delivery_error:
+        print(f"events not all delivered: {result.delivery_error}")
+        return 1
+    return 0 if sum(result.exposed.values()) else 1

@@ -1,0 +1,96 @@
+"""The user model: play probabilities, the return model, sessions, determinism."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams, make_user, make_users, session
+from streams.events import EventType, ListeningEvent
+
+PARAMS = ModelParams()
+
+
+def test_play_probability_is_highest_for_the_favourite_and_within_bounds() -> None:
+    for user in make_users(PARAMS, users=50, seed=3):
+        favourite = max(range(len(user.tastes)), key=user.tastes.__getitem__)
+        assert user.play_probs[favourite] == max(user.play_probs) == PARAMS.play_max
+        assert all(PARAMS.play_min <= p <= PARAMS.play_max for p in user.play_probs)
+        ranked = sorted(range(len(user.tastes)), key=user.tastes.__getitem__)
+        assert [user.play_probs[g] for g in ranked] == sorted(user.play_probs)
+
+
+@given(activity=st.floats(-3, 3), genres=st.integers(0, 7), items=st.integers(0, 200))
+def test_return_probability_grows_with_discovery(activity: float, genres: int, items: int) -> None:
+    p = PARAMS.return_probability(activity, genres, items)
+    assert 0.0 < p < 1.0
+    assert PARAMS.return_probability(activity, genres + 1, items) > p
+    assert PARAMS.return_probability(activity, genres, items + 1) > p
+    assert PARAMS.return_probability(activity + 0.5, genres, items) > p
+
+
+def test_users_are_deterministic_from_the_seed() -> None:
+    a, b, c = make_user(PARAMS, 7, 11), make_user(PARAMS, 7, 11), make_user(PARAMS, 8, 11)
+    assert (a.tastes, a.start, a.offsets, a.activity) == (b.tastes, b.start, b.offsets, b.activity)
+    assert a.tastes != c.tastes and a.user_id != c.user_id
+    assert abs(sum(a.tastes) - 1.0) < 1e-9
+
+
+def _run(user, ts: int, day: int, arm_for) -> tuple[list[int], list[ListeningEvent]]:
+    events: list[ListeningEvent] = []
+    asks = []
+    run = session(PARAMS, user, ts, day, events)
+    try:
+        at = run.send(None)
+        while True:
+            asks.append(at)
+            at = run.send(arm_for(len(asks)))
+    except StopIteration:
+        pass
+    return asks, events
+
+
+def test_a_post_exposure_session_asks_for_each_recommendation_in_increasing_event_time() -> None:
+    user = make_user(PARAMS, 1, 0)
+    asks, events = _run(user, user.start, 0, lambda k: PARAMS.genres[k % 8])
+    assert len(asks) == PARAMS.recs_per_session and asks == sorted(set(asks))
+    assert events[0].type is EventType.SESSION_START and events[0].ts < asks[0]
+    times = [e.ts for e in events]
+    assert times == sorted(set(times))
+    item_events = [e for e in events if e.type in (EventType.PLAY, EventType.SKIP)]
+    assert len(item_events) >= PARAMS.recs_per_session
+    for e in item_events[: PARAMS.recs_per_session]:
+        assert e.item_id.startswith(f"{e.genre}-")
+        assert (e.type is EventType.PLAY) == (e.ms_played >= PARAMS.play_ms[0])
+    recs = [x for x in user.expected if x.arm is not None]
+    assert [x.arm for x in recs] == [PARAMS.genres[k % 8] for k in range(1, 4)]
+    assert len({e.event_id for e in events}) == len(events)
+
+
+def test_pre_period_sessions_are_organic_and_failed_recommendations_are_lost() -> None:
+    user = make_user(PARAMS, 1, 1)
+    asks, events = _run(user, user.start - 3 * DAY_MS, -3, lambda k: "jazz")
+    assert asks == [] and all(e.type in (EventType.SESSION_START, EventType.PLAY) for e in events)
+    before = len(user.expected)
+    asks, events = _run(user, user.start, 0, lambda k: None)
+    assert len(asks) == PARAMS.recs_per_session
+    assert [x.arm for x in user.expected[before:]] == [None]  # only the organic expectation
+
+
+def test_same_seed_and_arms_give_the_same_events() -> None:
+    runs = []
+    for _ in range(2):
+        user = make_user(PARAMS, 5, 2)
+        runs.append(_run(user, user.start, 0, lambda k: "rock")[1])
+    assert runs[0] == runs[1]
+
+
+def test_every_day_of_a_user_lies_in_its_exposure_anchored_day() -> None:
+    for user in make_users(PARAMS, users=200, seed=9):
+        exposure = user.start + 1_000
+        assert ORIGIN_MS <= user.start < ORIGIN_MS + PARAMS.arrival_ms
+        for ts, day in user.slot_times(PARAMS):
+            if day > 0:
+                assert exposure + day * DAY_MS <= ts and ts + 3_600_000 < exposure + (day + 1) * DAY_MS
+            if day < 0:
+                assert exposure - 7 * DAY_MS <= ts < exposure
