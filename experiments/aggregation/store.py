@@ -168,7 +168,8 @@ class AggregationStore:
     def apply_batch(self, records: Iterable[SourceRecord]) -> BatchResult:
         """Decode, apply and commit a batch (state and next offsets in one transaction)."""
         self._check()
-        result, offsets = BatchResult(), {}
+        result = BatchResult()
+        offsets: dict[tuple[str, int], int] = {}
         try:
             self._apply(records, result, offsets)
         except BaseException:
@@ -187,6 +188,7 @@ class AggregationStore:
             offsets[tp] = record.offset + 1
             result.applied += 1
             role = roles.get(record.topic)
+            reason: str | Exception | None
             try:
                 if role == "events":
                     reason = state.apply_event(decode(record.value or b"", ListeningEvent), tp)

@@ -42,9 +42,9 @@ class WatermarkTracker:
         seen = self.partitions.get(partition)
         if seen is None or ts > seen:
             self.partitions[partition] = ts
-            values = self.partitions.values()
-            if None not in values:
-                low = min(values)  # type: ignore[type-var]
+            values = [v for v in self.partitions.values() if v is not None]
+            if len(values) == len(self.partitions):
+                low = min(values)
                 if self._high is None or low > self._high:
                     self._high = low
 
