@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -98,6 +99,9 @@ def serve(
     # (~115 ms measured) in the middle of some request. Freeze them out of the collector's reach.
     gc.collect()
     gc.freeze()
+    # The event loop gives up the GIL at every socket call; the Feast-reading and Kafka threads
+    # then keep it up to the switch interval (5 ms by default). 1 ms cut p99 ~4x at 500 req/s.
+    sys.setswitchinterval(config.gil_switch_interval_s)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -43,12 +43,16 @@ class ServingConfig:
     feature_timeout_s: float = 0.05
     max_feature_reads: int = 1024
     ready_timeout_s: float = 15.0
+    #: ``sys.setswitchinterval`` for the ``serve`` process (Python's default is 0.005).
+    gil_switch_interval_s: float = 0.001
 
     def __post_init__(self) -> None:
         if not self.arms or len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms: {self.arms!r} must be distinct and at least one")
         if self.max_pending < 1 or self.max_candidates < 1 or self.max_feature_reads < 1:
             raise ValueError("max_pending, max_candidates and max_feature_reads must be >= 1")
+        if not 0 < self.gil_switch_interval_s <= 0.1:
+            raise ValueError(f"gil_switch_interval_s: {self.gil_switch_interval_s!r} must be in (0, 0.1]")
         if not self.feature_timeout_s > 0:
             raise ValueError(f"feature_timeout_s: {self.feature_timeout_s!r} must be > 0")
 
