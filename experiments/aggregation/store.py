@@ -137,8 +137,8 @@ class AggregationStore:
         return self.state.metric_records(experiment)
 
     def outbox(self) -> list[OutboxItem]:
-        """Dead letters and metric records committed but not yet cleared, oldest first."""
-        rows = self._conn.execute("SELECT outbox_id, kind, record_key, payload FROM agg_outbox ORDER BY rowid")
+        """Dead letters and metric records committed but not yet cleared (one per id: order is free)."""
+        rows = self._conn.execute("SELECT outbox_id, kind, record_key, payload FROM agg_outbox ORDER BY outbox_id")
         return [OutboxItem(*row) for row in rows]
 
     def clear_outbox(self, outbox_ids: Iterable[str]) -> None:
