@@ -94,3 +94,10 @@ def test_every_day_of_a_user_lies_in_its_exposure_anchored_day() -> None:
                 assert exposure + day * DAY_MS <= ts and ts + 3_600_000 < exposure + (day + 1) * DAY_MS
             if day < 0:
                 assert exposure - 7 * DAY_MS <= ts < exposure
+
+
+def test_everything_exported_is_importable() -> None:
+    import infra.simulation as package
+
+    for name in package.__all__:
+        assert getattr(package, name) is not None
