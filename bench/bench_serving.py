@@ -113,11 +113,12 @@ def _get(url: str, timeout_s: float = 2.0) -> bytes:
         return bytes(response.read())
 
 
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], timeout_s: float = 90.0) -> dict[str, Any]:
+def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with code {server.returncode}")
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"the server exited with code {server.returncode}; its log:\n{tail}")
         try:
             return dict(json.loads(_get(url + "/health")))
         except OSError:
@@ -153,7 +154,7 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
             server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve", str(port)],
                                       cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
             try:
-                health = _wait_healthy(url, server)
+                health = _wait_healthy(url, server, Path(tmp) / "server.log")
                 load_average = os.getloadavg()[0]
                 cpu_before = _cpu_seconds(server.pid)
                 load = subprocess.run(
