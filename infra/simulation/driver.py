@@ -126,7 +126,9 @@ async def _run_session(
             arm = None
             if answer is not None:
                 arm = answer["arm"]
-                variant = answer.get("variant") if answer.get("experiment") == spec.id else None
+                variant = answer.get("variant")
+                if answer.get("experiment", spec.id) != spec.id or spec.variant(str(variant)) is None:
+                    variant = None  # outside the experiment (holdout), or another experiment's variant
                 if variant is not None and user.exposed_at is None:
                     user.exposed_at, user.variant = at, variant
                 served.append((at, arm, variant))

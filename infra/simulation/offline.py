@@ -14,7 +14,9 @@ For tuning the model and for tests: a 2,000-user run takes a few seconds.
 
 from __future__ import annotations
 
+import argparse
 import heapq
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -85,7 +87,8 @@ class OfflineResult:
         out = {name: {**m["means"], **{f"{v}_effect": e for v, e in m["effects"].items()}}
                for name, m in self.truth["metrics"].items()}
         return {"users": self.users, "days": self.days, "wall_s": round(self.wall_s, 2),
-                "units": self.truth["units"], "decision": self.truth["decision"], "metrics": out}
+                "units": self.truth["units"], "decision": self.truth["decision"],
+                "genres_served_7d": self.truth["genres_served_7d"], "metrics": out}
 
 
 def credit_rewards(
@@ -131,8 +134,8 @@ def run_offline(
     seq = 0
     for ts, index, day in agenda:
         while pending and pending[0][0] <= ts:
-            _, _, name, context, arm, reward = heapq.heappop(pending)
-            policies[name].update(context, arm, reward_fn(reward))
+            _, _, learner, learned_context, learned_arm, reward = heapq.heappop(pending)
+            policies[learner].update(learned_context, learned_arm, reward_fn(reward))
             counts["updates"] += 1
         user = people[index]
         state = states[user.user_id]
@@ -143,7 +146,6 @@ def run_offline(
         decisions: list[tuple[int, str]] = []
         contexts: list[dict[str, float]] = []
         run = session(params, user, ts, day, events)
-        arm: str | None = None
         try:
             at = run.send(None)
             while True:
@@ -175,3 +177,20 @@ def run_offline(
     days = (params.horizon_ms() - ORIGIN_MS) / DAY_MS
     return OfflineResult(users=users, seed=seed, days=round(days, 2), truth=truth, learning_curve=curve.rows(),
                          counts=counts, wall_s=time.perf_counter() - began, people=people)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infra.simulation.offline --users 2000 --seed 0``: the run's summary as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--update-lag-hours", type=float, default=1.0)
+    parser.add_argument("--curve", action="store_true", help="print the learning curve too")
+    args = parser.parse_args(argv)
+    result = run_offline(users=args.users, seed=args.seed, update_lag_ms=int(args.update_lag_hours * HOUR_MS))
+    out = result.summary()
+    if args.curve:
+        out["learning_curve"] = result.learning_curve
+    print(json.dumps(out, indent=2))
+    return 0
+

@@ -55,6 +55,7 @@ def user_values(user: UserHistory) -> dict[str, float]:
         "skips": sum(e.skips for e in inside),
         "ms_played": sum(e.ms_played for e in inside),
         "active": 1.0 - inactive,
+        "genres_served": float(len({e.arm for e in inside if e.arm is not None})),
     }
 
 
@@ -117,6 +118,9 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
                                     for v, rows in by_variant.items()}},
         "metrics": metrics,
         "decision": decision,
+        # the mechanism, not a metric of the spec: distinct genres recommended in [0, 7 d)
+        "genres_served_7d": {v: (sum(r["genres_served"] for r in rows) / len(rows) if rows else float("nan"))
+                             for v, rows in by_variant.items()},
     }
 
 
