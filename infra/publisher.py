@@ -100,14 +100,12 @@ class KafkaPublisher:
 
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Flush and close; undelivered records raise ``DeliveryError`` after the producer is closed."""
-        from kafka.errors import KafkaError
 
         try:
             self.flush(timeout_s)
         finally:
             # A failed flush was raised above; closing must not hide it behind a second timeout.
-            with contextlib.suppress(KafkaError):
-                self._producer.close(timeout=timeout_s if self.pending == 0 else 0)
+            close_producer(self._producer, timeout_s=timeout_s if self.pending == 0 else 0)
 
     def __enter__(self) -> Self:
         return self
@@ -116,3 +114,25 @@ class KafkaPublisher:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def close_producer(producer: Any, *, timeout_s: float | None) -> None:
+    """Close a kafka-python producer for sure, its sender thread included.
+
+    kafka-python 3.0 flushes inside ``close()`` and raises when that times out,
+    before it force-closes its sender thread; abort the unsent batches (their
+    errbacks count them as failed) and close again.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaError as exc:
+        logger.warning("producer close: %s; aborting unsent batches", exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(2.0)
+    with contextlib.suppress(KafkaError):
+        producer.close(timeout=0)

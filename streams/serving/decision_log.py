@@ -20,6 +20,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from infra.publisher import close_producer
 from streams.events import encode
 
 logger = logging.getLogger(__name__)
@@ -201,17 +202,4 @@ class DecisionLog:
             producer.flush(timeout=remaining)
         except Exception as exc:  # noqa: BLE001 - what is left is counted as failed below
             logger.error("decision log: %d records not acknowledged at close: %s", self._pending, exc)
-        try:
-            producer.close(timeout=0)
-        except Exception:  # noqa: BLE001
-            # kafka-python 3.0 flushes inside close() and raises when that times out, before it
-            # force-closes its sender thread: abort the unsent batches (their errbacks count them
-            # as failed), then close again.
-            sender = getattr(producer, "_sender", None)
-            if sender is not None:
-                sender.force_close()
-                sender.join(2.0)
-            try:
-                producer.close(timeout=0)
-            except Exception as exc:  # noqa: BLE001
-                logger.error("decision log close: %s: %s", type(exc).__name__, exc)
+        close_producer(producer, timeout_s=0)
