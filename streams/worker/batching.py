@@ -110,20 +110,27 @@ class MicroBatcher:
         pending.publish_ms.append(publish_ms)
         if self.due():
             self.kick()
-        if len(pending) >= 2 * self.max_records and self._running is not None:
-            await asyncio.shield(self._running)
+        while len(self._pending) >= 2 * self.max_records and self._running is not None:
+            await asyncio.shield(self._running)  # back-pressure: the stream waits for the store
             self.kick()
 
     def kick(self) -> None:
-        """Start a flush in the background unless one is running or nothing is due."""
+        """Seal the batch now and write it in the background, unless a flush runs or none is due."""
         if self._running is None and self.due():
-            self._running = asyncio.ensure_future(self._flush_once())
+            self._start()
+
+    def _start(self) -> None:
+        batch, self._pending = self._pending, _Pending()
+        rows = [state.feature_row() for state in batch.states.values()]  # the snapshot, on the loop
+        self._in_flight = len(batch)
+        self._running = asyncio.ensure_future(self._flush(batch, rows))
 
     async def drain(self) -> None:
         """Flush everything waiting now, regardless of size or age (e.g. at shutdown)."""
         while self._running is not None or self._pending.tokens:
             if self._running is None:
-                self._running = asyncio.ensure_future(self._flush_once())
+                self._start()
+            assert self._running is not None
             await asyncio.shield(self._running)
 
     async def tick_forever(self) -> None:
@@ -132,11 +139,8 @@ class MicroBatcher:
             await asyncio.sleep(self.max_delay_s / 4)
             self.kick()
 
-    async def _flush_once(self) -> None:
-        batch, self._pending = self._pending, _Pending()
-        self._in_flight = len(batch)
+    async def _flush(self, batch: _Pending, rows: list[dict[str, Any]]) -> None:
         try:
-            rows = [state.feature_row() for state in batch.states.values()]
             pause = 0.05
             while True:
                 began = time.perf_counter()

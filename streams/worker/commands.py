@@ -1,0 +1,58 @@
+"""Plain functions behind ``tandem features run | get USER_ID | status``.
+
+>>> from infra.settings import Settings
+>>> features_status(Settings(state_dir=__import__("pathlib").Path("/nonexistent")))["running"]
+False
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from infra.settings import Settings
+from streams.worker.status import read_status, status_path
+
+#: A worker whose status file is older than this is taken as stopped.
+STALE_AFTER_S = 5.0
+
+
+def run_features(settings: Settings) -> int:
+    """``tandem features run``: run the personalization worker in the foreground; the exit code."""
+    from streams.worker.runner import run_worker
+
+    return run_worker(settings)
+
+
+def get_features(settings: Settings, user_id: str) -> dict[str, Any]:
+    """``tandem features get USER_ID``: the user's online features (defaults for an unknown user)
+    and the event time of the stored row (None when there is no row)."""
+    from streams.worker.runner import open_feature_store
+
+    store = open_feature_store(settings)
+    try:
+        features = store.read([user_id])[user_id]
+        freshness = store.freshness(user_id, now=int(time.time() * 1000))
+    finally:
+        store.close()
+    event_time = freshness.event_time
+    return {
+        "user_id": user_id,
+        "found": event_time is not None,
+        "event_time": event_time.astimezone(UTC).isoformat() if isinstance(event_time, datetime) else None,
+        "features": features,
+    }
+
+
+def features_status(settings: Settings) -> dict[str, Any]:
+    """``tandem features status``: the worker's last status (counters, flushes, freshness p50/p99,
+    lag) and whether it is running (its status file is younger than ``STALE_AFTER_S``)."""
+    status = read_status(status_path(settings))
+    if status is None:
+        return {"running": False, "status_file": str(status_path(settings)), "status": None}
+    return {
+        "running": status["age_s"] < STALE_AFTER_S,
+        "status_file": str(status_path(settings)),
+        "status": status,
+    }
