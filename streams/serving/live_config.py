@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from experiments.spec import ExperimentSpec, spec_from_json
@@ -36,7 +37,7 @@ class LiveConfig:
         self._specs: dict[str, ExperimentSpec] = {}
         self._ordered: tuple[ExperimentSpec, ...] = ()
         self._loaded: dict[str, Policy] = {}
-        self._fresh: dict[str, Policy] = {}
+        self._fresh: dict[tuple[str, tuple[tuple[str, Any], ...]], Policy] = {}  # (name, params) -> policy
         self._lock = threading.Lock()
         self.reloads: Counter[str] = Counter()
         self.reload_errors: Counter[str] = Counter()
@@ -47,14 +48,16 @@ class LiveConfig:
         """The experiment specs, ordered by id."""
         return self._ordered
 
-    def policy(self, name: str) -> Policy:
-        """The newest snapshot of ``name``, else a fresh one; ``UnknownPolicy`` if there is neither."""
-        policy = self._loaded.get(name) or self._fresh.get(name)
+    def policy(self, name: str, params: Mapping[str, Any] | None = None) -> Policy:
+        """The newest snapshot of ``name``, else a fresh one built with ``params`` (a variant's
+        ``policy_params``); ``UnknownPolicy`` if there is neither. A snapshot carries its own params."""
+        key = (name, tuple(sorted((params or {}).items())))
+        policy = self._loaded.get(name) or self._fresh.get(key)
         if policy is None:
             with self._lock:
-                policy = self._fresh.get(name)
+                policy = self._fresh.get(key)
                 if policy is None:
-                    policy = self._fresh[name] = make_policy(name, seed=None)
+                    policy = self._fresh[key] = make_policy(name, seed=None, **(params or {}))
         return policy
 
     def resolvable(self, name: str) -> bool:
@@ -62,7 +65,7 @@ class LiveConfig:
 
     def versions(self) -> dict[str, int]:
         """``{policy name: version}`` of the policies loaded from snapshots or served fresh."""
-        out = {name: policy.version for name, policy in self._fresh.items()}
+        out = {name: policy.version for (name, _), policy in self._fresh.items()}
         out.update({name: policy.version for name, policy in self._loaded.items()})
         return dict(sorted(out.items()))
 

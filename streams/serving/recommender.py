@@ -87,7 +87,8 @@ class Recommender:
                 continue
             variant = spec.variant(variant_name)
             if variant is not None and self.live.resolvable(variant.policy):
-                return self.live.policy(variant.policy), variant.policy, spec.id, variant_name
+                policy = self.live.policy(variant.policy, variant.policy_params)
+                return policy, variant.policy, spec.id, variant_name
             if variant is not None:
                 self.unresolved[variant.policy] += 1
                 logger.warning("experiment %s: policy %r cannot be served", spec.id, variant.policy)

@@ -101,6 +101,21 @@ def test_users_get_their_variants_policy_and_one_exposure() -> None:
     assert seen == {"holdout", "control", "treatment"}
 
 
+def test_a_variant_serves_its_policy_built_with_its_policy_params() -> None:
+    variants = [{"name": "control", "weight": 0.5, "policy": "popularity", "policy_params": {"epsilon": 0.6}},
+                {"name": "treatment", "weight": 0.5, "policy": "linucb"}]
+    spec = parse_spec(spec_dict(variants=variants))
+    live = live_with(spec_dict(variants=variants))
+    rec = Recommender(live=live, arms=DEFAULT_ARMS)
+    user = next(f"u{i}" for i in range(100) if assign(spec, f"u{i}", at_ms=T0_MS + DAY_MS) == "control")
+    out = rec.recommend(user, features=default_features(), ts_ms=T0_MS + DAY_MS)
+    assert out.decision.policy == "popularity"
+    # With no data every arm ties: epsilon 0.6 or 0.05 alike give uniform; so ask the policies themselves.
+    assert live.policy("popularity", {"epsilon": 0.6}).epsilon == 0.6
+    assert live.policy("popularity").epsilon == 0.05  # the holdout's default is another object
+    assert live.policy("popularity", {"epsilon": 0.6}) is not live.policy("popularity")
+
+
 def test_experiments_apply_only_between_start_and_end_in_event_time() -> None:
     rec = Recommender(live=live_with(spec_dict()), arms=DEFAULT_ARMS)
     for ts in (T0_MS - 1, T0_MS + 30 * DAY_MS):
