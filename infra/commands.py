@@ -13,6 +13,9 @@ from infra.settings import Settings
 
 def register(*, commands_parser: Any) -> None:
     demo = commands_parser.add_parser("demo", help="the end-to-end demo on the embedded broker")
+    demo.add_argument("--users", type=int, default=1500)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", default="report", help="directory for the report, truth and PNGs")
     demo.set_defaults(handler=cmd_demo)
 
     experiments = commands_parser.add_parser("experiments", help="experiment specs and the metric aggregator")
@@ -27,6 +30,26 @@ def register(*, commands_parser: Any) -> None:
     metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
+
+    features = commands_parser.add_parser("features", help="the personalization worker and its features")
+    feature_actions = features.add_subparsers(dest="action", required=True)
+    feature_actions.add_parser("run", help="run the personalization Faust worker")
+    get = feature_actions.add_parser("get", help="a user's features from the online store")
+    get.add_argument("user_id")
+    feature_actions.add_parser("status", help="the worker's progress and freshness p50/p99")
+    features.set_defaults(handler=cmd_features)
+
+    simulate = commands_parser.add_parser("simulate", help="drive simulated users against a running serving API")
+    simulate.add_argument("--serve-url", default="http://127.0.0.1:8080")
+    simulate.add_argument("--users", type=int, default=1500)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.set_defaults(handler=cmd_simulate)
+
+    up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the three workers, detached")
+    up.add_argument("--port", type=int, default=8080, help="the serving API's port")
+    up.set_defaults(handler=cmd_up)
+    down = commands_parser.add_parser("down", help="stop what `tandem up` started")
+    down.set_defaults(handler=cmd_down)
 
     serve = commands_parser.add_parser("serve", help="the serving API (personalization stack)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -44,9 +67,46 @@ def register(*, commands_parser: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.demo import run_demo
+    from pathlib import Path
 
-    return run_demo(settings=settings)
+    from infra.demo import DemoOptions, run_demo
+
+    return run_demo(settings=settings, options=DemoOptions(users=args.users, seed=args.seed, out_dir=Path(args.out)))
+
+
+def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import commands
+
+    if args.action == "run":
+        return commands.run_features(settings)
+    if args.action == "get":
+        print(json.dumps(commands.get_features(settings, args.user_id), indent=2, default=str))
+        return 0
+    print(json.dumps(commands.features_status(settings), indent=2, default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.simulation.driver import simulate
+
+    return simulate(settings, serve_url=args.serve_url, users=args.users, seed=args.seed)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.demo import start_detached
+
+    return start_detached(settings=settings, port=args.port)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from infra import broker
+    from infra.supervisor import stop_recorded
+
+    for name in stop_recorded(settings.state_dir):
+        print(f"stopped {name}")
+    if broker.daemon_down(state_file=settings.broker_state_file):
+        print("stopped the broker")
+    return 0
 
 
 def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,57 +1,281 @@
-"""The main job, run by ``make demo``: everything on an embedded broker, then stop it all."""
+"""The main job (``make demo``): both stacks live on an embedded broker, a simulated population,
+and the experiment report that catches a bandit winning plays and losing retention.
+
+Everything it starts it stops, also on Ctrl-C: the broker is a context manager,
+the three workers run under a ``Supervisor``, each in its own process and log.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import sys
-import tempfile
+import shutil
+import threading
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from infra.broker import EmbeddedBroker
+from experiments.owner_report import run_report
+from experiments.spec import load_spec, spec_to_json
+from infra.broker import EmbeddedBroker, free_port
 from infra.kafka_config import producer_config
+from infra.publisher import KafkaPublisher
 from infra.settings import Settings
-from infra.topic_reader import read_topic
+from infra.simulation.driver import SimulationResult, run_simulation
+from infra.simulation.truth import write_truth
+from infra.supervisor import ProcessSpec, Supervisor, wait_for
+from infra.topic_reader import newest_per_key, read_topic
 from infra.topics import apply_topics
-from streams.events import decode_event
-from streams.producer import EventPublisher, publish_lines
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_EVENTS = Path(__file__).resolve().parent.parent / "examples" / "events.jsonl"
+SPEC_PATH = Path(__file__).resolve().parent.parent / "experiments" / "specs" / "discovery_vs_bandit.yaml"
 
 
-def run_demo(*, settings: Settings) -> int:
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tandem-demo-") as workdir:
-        log_path = Path(workdir) / "broker.log"
-        with EmbeddedBroker(binary=settings.broker_binary, log_path=log_path) as broker:
-            settings = settings.model_copy(
-                update={"bootstrap_servers": broker.bootstrap, "state_dir": Path(workdir)}
+@dataclass(frozen=True)
+class DemoOptions:
+    users: int = 1500
+    seed: int = 7
+    out_dir: Path = Path("report")
+    state_dir: Path = Path(".tandem/demo")
+    #: SIGKILL the aggregator once, when the simulation reaches this day, then restart it.
+    kill_aggregator_on_day: int | None = None
+
+
+@dataclass
+class DemoResult:
+    simulation: SimulationResult
+    report: dict[str, Any]
+    table: str
+    wall_s: float
+    probe: LatencyProbe
+    aggregator_killed_at: float | None  # monotonic time of the SIGKILL, if any
+
+
+class LatencyProbe(threading.Thread):
+    """Asks serving for a recommendation every ``interval_s`` and records latency and errors.
+
+    Without an event time the request falls outside the experiment, so the probe is
+    never exposed and changes no experiment figure.
+    """
+
+    def __init__(self, url: str, *, interval_s: float = 0.05) -> None:
+        super().__init__(name="serving-probe", daemon=True)
+        self.url = url
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float, bool]] = []  # (monotonic time, ms, ok)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        body = json.dumps({"user_id": "latency-probe"}).encode()
+        while not self._stop_event.wait(self.interval_s):
+            request = urllib.request.Request(  # noqa: S310 - our loopback URL
+                f"{self.url}/recommend", data=body, headers={"Content-Type": "application/json"}
             )
-            print(f"[demo] embedded broker on {broker.bootstrap}", flush=True)
-            report = apply_topics(settings)
-            print(f"[demo] topics: {len(report.created)} created, {len(report.existing)} existing", flush=True)
-            topic = settings.topic("events")
-            with SAMPLE_EVENTS.open(encoding="utf-8") as lines, EventPublisher(
-                config=producer_config(settings), topic=topic
-            ) as publisher:
-                published = publish_lines(publisher, lines)
-            print(f"[demo] published {published.accepted} events from {SAMPLE_EVENTS.name}", flush=True)
-            records = read_topic(settings, topic)
-            events = [decode_event(record.value) for record in records]
-            users = {event.user_id for event in events}
-            summary = {
-                "published": published.accepted,
-                "rejected": len(published.rejected),
-                "read_back": len(events),
-                "users": len(users),
-                "partitions": len({record.partition for record in records}),
-                "wall_s": round(time.monotonic() - started, 2),
-            }
-            print(json.dumps(summary), flush=True)
-    ok = summary["read_back"] == summary["published"] and not summary["rejected"]
-    if not ok:
-        print("[demo] FAILED: what was read back differs from what was published", file=sys.stderr)
-    return 0 if ok else 1
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
+                    ok = response.status == 200
+            except OSError:
+                ok = False
+            self.samples.append((began, (time.monotonic() - began) * 1000, ok))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+    def summary(self, *, since: float | None = None, until: float | None = None) -> dict[str, float]:
+        window = [
+            (ms, ok) for t, ms, ok in self.samples
+            if (since is None or t >= since) and (until is None or t < until)
+        ]
+        latencies = sorted(ms for ms, _ in window)
+        if not latencies:
+            return {"requests": 0, "errors": 0, "p50_ms": float("nan"), "p99_ms": float("nan")}
+        return {
+            "requests": len(window),
+            "errors": sum(not ok for _, ok in window),
+            "p50_ms": latencies[len(latencies) // 2],
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        }
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def worker_specs(serve_port: int) -> dict[str, ProcessSpec]:
+    return {
+        "personalization": ProcessSpec("personalization", ("features", "run")),
+        "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
+        "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
+    }
+
+
+def _serving_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310 - our loopback URL
+            return bool(response.status == 200 and json.load(response)["live_config"]["caught_up"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _windows_closed(settings: Settings, experiment: str) -> bool:
+    records = newest_per_key(read_topic(settings, settings.topic("experiment-metrics")))
+    values = [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+    return bool(values) and all(v["in_progress"] == 0 and v["n"] > 0 for v in values)
+
+
+def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
+    started = time.monotonic()
+    spec = load_spec(SPEC_PATH)
+    shutil.rmtree(options.state_dir, ignore_errors=True)
+    options.state_dir.mkdir(parents=True)
+    with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker:
+        settings = settings.model_copy(
+            update={"bootstrap_servers": broker.bootstrap, "state_dir": options.state_dir.resolve()}
+        )
+        say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
+        apply_topics(settings)
+        with KafkaPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+            publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+        say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
+
+        port = free_port()
+        serve_url = f"http://127.0.0.1:{port}"
+        children = {
+            "TANDEM_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "TANDEM_STATE_DIR": str(settings.state_dir),
+            "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+        }
+        with Supervisor(state_dir=settings.state_dir, env=children) as supervisor:
+            specs = worker_specs(port)
+            for process in specs.values():
+                supervisor.start(process)
+            say("started personalization worker, serving API and experiment aggregator (3 processes)")
+            wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
+            say(f"serving API ready on {serve_url}")
+
+            probe = LatencyProbe(serve_url)
+            probe.start()
+            killed: list[float] = []
+            try:
+                simulation = asyncio.run(
+                    _simulate(settings, serve_url, options, supervisor, specs["experiments"], killed)
+                )
+            finally:
+                probe.stop()
+            supervisor.check()
+            say(
+                f"simulated {simulation.users} users: {simulation.recommendations} recommendations, "
+                f"{simulation.events_published} events, serving errors {sum(simulation.serving_errors.values())}"
+            )
+            say("waiting for the aggregator to close every metric window")
+            wait_for(lambda: _windows_closed(settings, spec.id), timeout_s=120, interval_s=1.0,
+                     what="every metric window closed")
+            files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
+        write_truth(options.out_dir / f"{spec.id}-truth.json", simulation.truth)
+        write_learning_curve_png(simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
+    return DemoResult(
+        simulation, files.report, files.table, time.monotonic() - started, probe, killed[0] if killed else None
+    )
+
+
+async def _simulate(
+    settings: Settings,
+    serve_url: str,
+    options: DemoOptions,
+    supervisor: Supervisor,
+    aggregator: ProcessSpec,
+    killed: list[float],
+) -> SimulationResult:
+    def progress(message: str) -> None:
+        say(message)
+        day = _simulated_day(message)
+        if options.kill_aggregator_on_day is not None and not killed and day == options.kill_aggregator_on_day:
+            killed.append(time.monotonic())
+            supervisor.kill("experiments")
+            say("SIGKILLed the experiment aggregator mid-run; restarting it")
+            supervisor.start(aggregator)
+
+    return await run_simulation(
+        settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress
+    )
+
+
+def _simulated_day(message: str) -> int | None:
+    """The day of a progress line such as ``day +3: 812 sessions, ...``."""
+    head = message.split(":", 1)[0].split()
+    if len(head) == 2 and head[0] == "day":
+        try:
+            return int(head[1])
+        except ValueError:
+            return None
+    return None
+
+
+def write_learning_curve_png(curve: list[dict[str, Any]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.5))
+    axes = figure.add_subplot()
+    for variant in sorted({row["variant"] for row in curve}):
+        rows = [row for row in curve if row["variant"] == variant]
+        axes.plot([row["day"] for row in rows], [row["play_rate"] for row in rows], marker="o", label=variant)
+    axes.set_xlabel("simulated day")
+    axes.set_ylabel("play rate of recommendations")
+    axes.set_title("learning curve: treatment's bandit against control's popularity")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+
+
+def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
+    options = options or DemoOptions()
+    result = run(settings=settings, options=options)
+    print(result.table, flush=True)
+    truth = result.simulation.truth
+    say(f"ground truth (the simulator's model): decision {truth['decision']}")
+    for name, metric in truth["metrics"].items():
+        for variant, effect in metric["effects"].items():
+            say(f"  {name} {variant}: true relative effect {effect['relative']:+.2%} ({effect['verdict']})")
+    say("learning curve: play rate of recommendations by simulated day")
+    curve = result.simulation.learning_curve
+    for day in sorted({row["day"] for row in curve}):
+        rates = "  ".join(f"{row['variant']} {row['play_rate']:.2f}" for row in curve if row["day"] == day)
+        say(f"  day {day:+d}: {rates}")
+    say(f"serving probe during the run: {json.dumps(result.probe.summary())}")
+    verdict = result.report["decision"]["verdict"]
+    say(f"report decision: {verdict}; truth: {truth['decision']}; wall time {result.wall_s:.0f} s")
+    say(f"wrote {options.out_dir}/")
+    return 0 if verdict == truth["decision"] else 1
+
+
+def start_detached(*, settings: Settings, port: int) -> int:
+    """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them."""
+    from infra import broker
+
+    if settings.embedded and not settings.bootstrap_servers:
+        state = broker.daemon_up(state_file=settings.broker_state_file, binary=settings.broker_binary)
+        settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
+    apply_topics(settings)
+    spec = load_spec(SPEC_PATH)
+    with KafkaPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    children = {
+        "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+        "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
+        "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    supervisor = Supervisor(state_dir=settings.state_dir, env=children)
+    for process in worker_specs(port).values():
+        supervisor.start(process)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")
+    print(f"broker {settings.resolved_bootstrap()}; serving {url}; logs in {supervisor.log_dir}")
+    print(f"try: tandem simulate --serve-url {url} --users 300; tandem report {spec.id}; tandem down")
+    return 0
