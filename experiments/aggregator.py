@@ -74,8 +74,13 @@ class Aggregator:
         settings: Settings,
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
         crash_after_commits: int | None = None,
+        group: str | None = None,
+        publish: bool = True,
     ) -> None:
         self.settings = settings
+        self.group = group or group_id(settings)
+        # A replay that checks another aggregator's figures reads the same topics but must not write them.
+        self.publish = publish
         # Fault injection for the crash tests: SIGKILL itself right after the Nth database
         # commit, before anything of that batch is published or committed to Kafka.
         self._crash_after_commits = crash_after_commits
@@ -97,7 +102,7 @@ class Aggregator:
 
         store = self.store
         consumer = KafkaConsumer(
-            **consumer_config(self.settings, group_id=group_id(self.settings), max_poll_records=MAX_POLL_RECORDS)
+            **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
         )
         publisher = KafkaPublisher(config=producer_config(self.settings), topic=self._metrics_topic)
 
@@ -193,13 +198,15 @@ class Aggregator:
         pending = self.store.outbox()
         if not pending:
             return
-        for item in pending:
+        for item in pending if self.publish else ():
             topic = self._dead_letter_topic if item.kind == "dead_letter" else self._metrics_topic
             publisher.publish_bytes(item.key.encode(), item.payload.encode(), topic=topic)
         publisher.flush()
         self.store.clear_outbox([item.outbox_id for item in pending])
 
     def _publish_all_metrics(self, publisher: KafkaPublisher) -> None:
+        if not self.publish:
+            return
         for experiment in self.store.experiments():
             for record in self.store.metric_records(experiment):
                 key = record_key(record["experiment"], record["variant"], record["metric"])

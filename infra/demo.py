@@ -43,6 +43,8 @@ class DemoOptions:
     state_dir: Path = Path(".tandem/demo")
     #: SIGKILL the aggregator once, when the simulation reaches this day, then restart it.
     kill_aggregator_on_day: int | None = None
+    #: After the run, aggregate the same topics again, undisturbed, into a fresh database.
+    replay_check: bool = False
 
 
 @dataclass
@@ -53,6 +55,9 @@ class DemoResult:
     wall_s: float
     probe: LatencyProbe
     aggregator_killed_at: float | None  # monotonic time of the SIGKILL, if any
+    live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key
+    replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
+    pids: list[int]  # the broker's and every worker's, restarts included
 
 
 class LatencyProbe(threading.Thread):
@@ -124,8 +129,7 @@ def _serving_ready(url: str) -> bool:
 
 
 def _windows_closed(settings: Settings, experiment: str) -> bool:
-    records = newest_per_key(read_topic(settings, settings.topic("experiment-metrics")))
-    values = [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+    values = _metric_records(settings, experiment)
     return bool(values) and all(v["in_progress"] == 0 and v["n"] > 0 for v in values)
 
 
@@ -151,6 +155,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             "TANDEM_STATE_DIR": str(settings.state_dir),
             "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
         }
+        pids = [broker.pid]
         with Supervisor(state_dir=settings.state_dir, env=children) as supervisor:
             specs = worker_specs(port)
             for process in specs.values():
@@ -177,11 +182,31 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             wait_for(lambda: _windows_closed(settings, spec.id), timeout_s=120, interval_s=1.0,
                      what="every metric window closed")
             files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
+            live_metrics = _metric_records(settings, spec.id)
+            replayed = _replay(settings, spec.id) if options.replay_check else None
+            pids += supervisor.started_pids
         write_truth(options.out_dir / f"{spec.id}-truth.json", simulation.truth)
         write_learning_curve_png(simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
     return DemoResult(
-        simulation, files.report, files.table, time.monotonic() - started, probe, killed[0] if killed else None
+        simulation, files.report, files.table, time.monotonic() - started, probe,
+        killed[0] if killed else None, live_metrics, replayed, pids,
     )
+
+
+def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:
+    records = newest_per_key(read_topic(settings, settings.topic("experiment-metrics")))
+    return [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+
+
+def _replay(settings: Settings, experiment: str) -> list[dict[str, Any]]:
+    """The same topics aggregated again by an aggregator that was never disturbed (nothing published)."""
+    from experiments.aggregator import Aggregator, open_store
+
+    replay = settings.model_copy(update={"state_dir": settings.state_dir / "replay"})
+    say("replaying the same topics through an undisturbed aggregator, for comparison")
+    Aggregator(settings=replay, group=f"{settings.topic_prefix}replay-check", publish=False).run(idle_exit_s=3.0)
+    with open_store(replay) as store:
+        return store.metric_records(experiment)
 
 
 async def _simulate(

@@ -39,6 +39,7 @@ class Supervisor:
     state_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started_pids: list[int] = field(default_factory=list)  # every process ever started, restarts included
 
     @property
     def log_dir(self) -> Path:
@@ -61,6 +62,7 @@ class Supervisor:
                 start_new_session=True,
             )
         self.processes[spec.name] = process
+        self.started_pids.append(process.pid)
         self._write_state()
         logger.info("started %s (pid %d), log %s", spec.name, process.pid, log_path)
         return process
