@@ -45,6 +45,9 @@ class DemoOptions:
     kill_aggregator_on_day: int | None = None
     #: After the run, aggregate the same topics again, undisturbed, into a fresh database.
     replay_check: bool = False
+    #: Wall seconds at least per simulated hour: the learner's snapshots must reach serving
+    #: while the experiment runs, as they would in real time.
+    step_wall_s: float = 0.2
 
 
 @dataclass
@@ -227,7 +230,8 @@ async def _simulate(
             supervisor.start(aggregator)
 
     return await run_simulation(
-        settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress
+        settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
+        min_step_wall_s=options.step_wall_s,
     )
 
 

@@ -224,7 +224,7 @@ async def run_simulation(
                         f"{result.events_published} events published, {time.perf_counter() - began:.1f} s")
                 step = step_end
                 rest = min_step_wall_s - (time.perf_counter() - step_began)
-                if rest > 0:
+                if rest > 0 and step >= ORIGIN_MS:  # the pre-period has nothing to learn: full speed
                     await asyncio.sleep(rest)
             if publishing is not None:
                 result.events_published += await publishing

@@ -35,11 +35,13 @@ def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: 
     import faust
 
     from streams.worker.app import make_app
+    from streams.worker.learner_agent import install_learner
 
     apply_topics(settings)
     store = open_feature_store(settings)
     try:
         app = make_app(settings, feature_store=store, **app_options)
+        install_learner(app, settings)
         worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
         try:
             worker.execute_from_commandline()

@@ -1,0 +1,147 @@
+"""The online learner: decisions joined with their rewards update the policy that made them.
+
+Plain Python, no Faust. Records come in with the input partition they were read
+from; the watermark is the minimum over those partitions (decisions and events
+alike) of the newest event time seen, minus an allowed lateness, so one fast
+partition cannot close the reward windows of another. Each closed decision
+updates the policy it names (``decision.policy``), once: the joiner is
+idempotent on decision_id and event_id. Snapshots of a policy are due every
+``snapshot_every_updates`` updates of it or ``snapshot_every_s`` seconds of wall
+time since its last one, whichever comes first (wall time here paces publishing,
+never windows).
+
+>>> from streams.policies import make_policy
+>>> learner = OnlineLearner(policy_factory=lambda name: make_policy(name, seed=1), allowed_lateness_ms=0)
+>>> learner.policies
+{}
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streams.events import Decision, ListeningEvent, ModelSnapshot
+from streams.learning.joiner import Admission, RewardJoiner
+from streams.learning.rewards import one_per_play
+from streams.policies import Policy
+
+Partition = tuple[str, int]
+
+DEFAULT_WINDOW_MS = 30 * 60 * 1000
+DEFAULT_LATENESS_MS = 60 * 60 * 1000
+
+
+class OnlineLearner:
+    def __init__(
+        self,
+        *,
+        policy_factory: Callable[[str], Policy],
+        policies: Mapping[str, Policy] | None = None,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        allowed_lateness_ms: int = DEFAULT_LATENESS_MS,
+        reward_fn: Callable[[ListeningEvent], float | None] = one_per_play,
+        snapshot_every_updates: int = 200,
+        snapshot_every_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy_factory = policy_factory
+        self.policies: dict[str, Policy] = dict(policies or {})
+        self.joiner = RewardJoiner(window_ms=window_ms, reward_fn=reward_fn)
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.snapshot_every_updates = snapshot_every_updates
+        self.snapshot_every_s = snapshot_every_s
+        self.clock = clock
+        self.newest: dict[Partition, int] = {}
+        self.updates = 0
+        self.late = 0
+        self._since_snapshot: dict[str, int] = {}
+        self._last_snapshot: dict[str, float] = {}
+        self._last_ts = 0
+
+    def add_decision(self, decision: Decision, partition: Partition) -> Admission:
+        self._observe(partition, decision.ts)
+        return self._count(self.joiner.add_decision(decision))
+
+    def add_event(self, event: ListeningEvent, partition: Partition) -> Admission:
+        self._observe(partition, event.ts)
+        return self._count(self.joiner.add_event(event))
+
+    def declare(self, partition: Partition) -> None:
+        """An assigned partition holds the watermark back until it has delivered a record."""
+        self.newest.setdefault(partition, -1)
+
+    def forget(self, partition: Partition) -> None:
+        self.newest.pop(partition, None)
+
+    @property
+    def watermark(self) -> int | None:
+        if not self.newest or min(self.newest.values()) < 0:
+            return None
+        return min(self.newest.values()) - self.allowed_lateness_ms
+
+    def advance(self) -> int:
+        """Close the reward windows the watermark has passed; update their policies."""
+        watermark = self.watermark
+        if watermark is None:
+            return 0
+        applied = 0
+        for reward in self.joiner.advance(watermark):
+            decision = reward.decision
+            self.policy(decision.policy).update(decision.context, decision.arm, reward.reward)
+            self._since_snapshot[decision.policy] = self._since_snapshot.get(decision.policy, 0) + 1
+            applied += 1
+        self.updates += applied
+        return applied
+
+    def policy(self, name: str) -> Policy:
+        policy = self.policies.get(name)
+        if policy is None:
+            policy = self.policies[name] = self.policy_factory(name)
+        return policy
+
+    def due_snapshots(self) -> list[ModelSnapshot]:
+        """Snapshots of the policies that changed enough, or long enough ago, since their last one."""
+        now = self.clock()
+        due = []
+        for name, pending in self._since_snapshot.items():
+            if not pending:
+                continue
+            stale = now - self._last_snapshot.get(name, 0.0) >= self.snapshot_every_s
+            if pending >= self.snapshot_every_updates or stale:
+                due.append(self.snapshot(name))
+                self._since_snapshot[name] = 0
+                self._last_snapshot[name] = now
+        return due
+
+    def snapshot(self, name: str) -> ModelSnapshot:
+        policy = self.policies[name]
+        return ModelSnapshot(
+            snapshot_id=uuid.uuid4().hex,
+            policy=name,
+            version=policy.version,
+            ts=max(self._last_ts, 946_684_800_000),
+            updates=policy.version,
+            state=policy.to_state(),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "updates": self.updates,
+            "late": self.late,
+            "open_decisions": self.joiner.open_decisions,
+            "watermark": self.watermark,
+            "versions": {name: policy.version for name, policy in sorted(self.policies.items())},
+        }
+
+    def _observe(self, partition: Partition, ts: int) -> None:
+        if ts > self.newest.get(partition, -1):
+            self.newest[partition] = ts
+        self._last_ts = max(self._last_ts, ts)
+
+    def _count(self, admission: Admission) -> Admission:
+        if admission is Admission.LATE:
+            self.late += 1
+        return admission
