@@ -1,0 +1,55 @@
+"""Every benchmark, one after another, into ``bench/results.json`` (``make bench``).
+
+Each figure comes with its baseline measured in the same run (a counting Faust
+agent and a raw consumer for the pipelines, the bare policy update for the
+learner), because this machine is shared and noisy: ratios travel, absolute
+numbers do not. Nothing here asserts a time; the targets are printed beside the
+figures for a reader to judge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main() -> int:
+    from bench import bench_aggregator, bench_features, bench_learner, bench_serving
+
+    results: dict[str, Any] = {"machine": machine()}
+    steps = {
+        "features": lambda: bench_features.run(),
+        "serving": lambda: bench_serving.run(),
+        "learner": lambda: bench_learner.run(),
+        "aggregator": lambda: bench_aggregator.run(),
+    }
+    for name, step in steps.items():
+        began = time.monotonic()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        results[name] = step()
+        results[name]["bench_wall_s"] = round(time.monotonic() - began, 1)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a failure
+    print(json.dumps(results, indent=2))
+    print(f"[bench] wrote {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
