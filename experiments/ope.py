@@ -165,9 +165,8 @@ def _features(log: Sequence[LoggedDecision]) -> list[str]:
 
 
 def _design(contexts: Iterable[Mapping[str, float]], features: list[str]) -> np.ndarray:
-    return np.array([[ctx.get(f, 0.0) for f in features] for ctx in contexts], dtype=float).reshape(
-        -1, len(features)
-    )
+    rows = [[ctx.get(f, 0.0) for f in features] for ctx in contexts]
+    return np.array(rows, dtype=float).reshape(len(rows), len(features))  # no features: an (n, 0) matrix
 
 
 def _fit_ridge(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:

@@ -56,6 +56,15 @@ def register(*, commands_parser: Any) -> None:
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=cmd_serve)
 
+    evaluate = commands_parser.add_parser(
+        "evaluate-policy", help="off-policy estimates of a candidate policy's value on the decisions log"
+    )
+    evaluate.add_argument("policy", help="a policy name: uniform, popularity, epsilon_greedy, softmax, linucb, ...")
+    evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a constructor parameter")
+    evaluate.add_argument("--from-snapshot", action="store_true", help="the newest snapshot on the models topic")
+    evaluate.add_argument("--logged-policy", default=None, help="only decisions this policy made")
+    evaluate.set_defaults(handler=cmd_evaluate_policy)
+
     report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
     report.add_argument("experiment")
     report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
@@ -197,3 +206,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from streams.serving.commands import serve
 
     return serve(settings, host=args.host, port=args.port)
+
+
+def cmd_evaluate_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.evaluate_policy import evaluate_policy, print_evaluation
+
+    params: dict[str, Any] = {}
+    for item in args.param:
+        key, _, raw = item.partition("=")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    print_evaluation(
+        evaluate_policy(
+            settings, name=args.policy, params=params, from_snapshot=args.from_snapshot,
+            logged_policy=args.logged_policy,
+        )
+    )
+    return 0
