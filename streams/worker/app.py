@@ -62,6 +62,7 @@ def make_app(
     one_record_per_batch: bool | None = None,
     status_interval_s: float = 1.0,
     commit_interval_s: float | None = None,
+    persist_interval_s: float = 1.0,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> Any:
     """The app; ``feature_store`` is a started ``FeatureStoreClient`` (or anything with
@@ -75,9 +76,11 @@ def make_app(
         options["producer_max_batch_size"] = 1
     if commit_interval_s is not None:
         options["broker_commit_interval"] = commit_interval_s
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(settings),
-        datadir=str(settings.state_dir / "faust"),
+        datadir=str(datadir),
         store=store or default_store(),
         key_serializer="raw",
         value_serializer="raw",
@@ -88,10 +91,8 @@ def make_app(
     dead_topic = app.topic(settings.topic("dead-letters"), key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
                       schema=faust.Schema(key_serializer="raw", value_serializer="json"))
-    batcher = MicroBatcher(
-        write=feature_store.write_rows, ack=lambda event: event.ack(),
-        max_records=flush_records, max_delay_ms=flush_ms,
-    )
+    batcher = MicroBatcher(write=feature_store.write_rows, ack=lambda event: adapter.ack(event),
+                           max_records=flush_records, max_delay_ms=flush_ms)
     adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(dead_topic), config=config)
     install(app, topic=events, adapter=adapter)
     app.tandem_adapter = adapter  # for tests and the status writer
@@ -99,6 +100,10 @@ def make_app(
     @app.task
     async def flush_by_age() -> None:
         await batcher.tick_forever()
+
+    @app.timer(interval=persist_interval_s)
+    async def persist_states() -> None:
+        adapter.persist_and_ack()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -154,7 +159,8 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         "late": adapter.counts["late"],
         "invalid": adapter.counts["invalid"],
         "dead_lettered": adapter.dead_letters.count,
-        "waiting": batcher.waiting,
+        "waiting": batcher.waiting + adapter.waiting,
+        "table_writes": adapter.table_writes,
         "flushes": stats.flushes,
         "rows_written": stats.rows_written,
         "records_flushed": stats.records_flushed,

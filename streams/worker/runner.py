@@ -19,12 +19,17 @@ from streams.features import default_features
 logger = logging.getLogger(__name__)
 
 
-def open_feature_store(settings: Settings) -> Any:
-    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema."""
+def open_feature_store(settings: Settings, *, check_older: bool = True) -> Any:
+    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema.
+
+    The worker passes ``check_older=False``: it is the only writer of a user's row (the owner
+    of the user's partition) and always writes the user's current state, so its rows never go
+    back in time, and the SQLite store's read-before-write (~40% of a write) buys nothing."""
     from feature_store import FeatureStoreClient, FeatureStoreSettings
 
     client = FeatureStoreClient(
-        settings=FeatureStoreSettings(repo_path=settings.feast_dir), defaults=default_features()
+        settings=FeatureStoreSettings(repo_path=settings.feast_dir, drop_older_writes=check_older),
+        defaults=default_features(),
     )
     client.start()
     return client
@@ -38,7 +43,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: 
     from streams.worker.learner_agent import install_learner
 
     apply_topics(settings)
-    store = open_feature_store(settings)
+    store = open_feature_store(settings, check_older=False)
     try:
         app = make_app(settings, feature_store=store, **app_options)
         install_learner(app, settings)
