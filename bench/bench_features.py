@@ -230,7 +230,8 @@ def run(settings_or_bootstrap: Any = None, *, events: int = 100_000, users: int 
             out["rows_written"], out["flushes"] = status["rows_written"], status["flushes"]
             if changelog_batches:
                 other = settings.model_copy(update={"state_dir": work / "batches"})
-                out["rate_eps_changelog_batches"], _ = pipeline_eps(other, events, work, "--changelog-batches")
+                out["rate_eps_changelog_batches"], _ = pipeline_eps(
+                    other, events, work, "--changelog-batches", "--app-name", "bench-changelog-batches")
             out["rate_vs_faust_noop"] = out["rate_eps"] / out["faust_noop_eps"]
             out["rate_vs_raw_consumer"] = out["rate_eps"] / out["raw_consumer_eps"]
             fresh = freshness(_settings(bootstrap, work, "fresh"), offered_eps, freshness_seconds, users, work)

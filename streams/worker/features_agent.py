@@ -65,12 +65,14 @@ class FeaturesAdapter:
         dead_letters: DeadLetters,
         config: FeatureConfig = DEFAULT_CONFIG,
         cache_limit: int = DEFAULT_CACHE_LIMIT,
+        generation: Any = lambda: None,
     ) -> None:
         self.table = table
         self.batcher = batcher
         self.dead_letters = dead_letters
         self.config = config
         self.cache_limit = cache_limit
+        self.generation = generation  # the consumer group generation now (Faust's)
         self.counts: Counter[str] = Counter()
         self.positions: dict[Any, int] = {}  # TP -> next offset to process
         self.table_writes = 0
@@ -87,6 +89,7 @@ class FeaturesAdapter:
         self._states.clear()
         self._dirty.clear()
         self._newest.clear()
+        self._written.clear()  # never ack an event whose state change was dropped
 
     @property
     def waiting(self) -> int:
@@ -94,7 +97,12 @@ class FeaturesAdapter:
         return len(self._written)
 
     def ack(self, event: Any) -> None:
-        """The batcher's ack: the event's row is online; it is acked after the next persist."""
+        """The batcher's ack: the event's row is online; it is acked after the next persist.
+
+        An event from before a rebalance is dropped (not acked): ``forget_states`` dropped its
+        state change, so it must be replayed, never committed."""
+        if getattr(event.message, "generation_id", None) != self.generation():
+            return
         self._written.append(event)
 
     def persist_and_ack(self) -> None:

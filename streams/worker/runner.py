@@ -20,11 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def open_feature_store(settings: Settings, *, check_older: bool = True) -> Any:
-    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema.
-
-    The worker passes ``check_older=False``: it is the only writer of a user's row (the owner
-    of the user's partition) and always writes the user's current state, so its rows never go
-    back in time, and the SQLite store's read-before-write (~40% of a write) buys nothing."""
+    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema (for
+    readers; the worker writes through ``streams.worker.feast_process``)."""
     from feature_store import FeatureStoreClient, FeatureStoreSettings
 
     client = FeatureStoreClient(
@@ -36,14 +33,15 @@ def open_feature_store(settings: Settings, *, check_older: bool = True) -> Any:
 
 
 def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
-    """Provision topics, start the feature store, run the app until stopped; the exit code."""
+    """Provision topics, start the feature-store writer process, run the app until stopped; the exit code."""
     import faust
 
     from streams.worker.app import make_app
+    from streams.worker.feast_process import ProcessFeatureWriter
     from streams.worker.learner_agent import install_learner
 
     apply_topics(settings)
-    store = open_feature_store(settings, check_older=False)
+    store = ProcessFeatureWriter(settings.feast_dir)
     try:
         app = make_app(settings, feature_store=store, **app_options)
         install_learner(app, settings)
@@ -66,11 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
     parser.add_argument("--changelog-batches", action="store_true",
                         help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
+    parser.add_argument("--app-name", default="tandem-personalization",
+                        help="app id and consumer group, after the topic prefix (a second, independent app)")
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
     return run_worker(
         load_settings(), loglevel=args.loglevel,
         flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
         status_interval_s=args.status_interval, commit_interval_s=args.commit_interval,
-        one_record_per_batch=False if args.changelog_batches else None,
+        one_record_per_batch=False if args.changelog_batches else None, app_name=args.app_name,
     )
