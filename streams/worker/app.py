@@ -67,7 +67,7 @@ def make_app(
     one_record_per_batch: bool | None = None,
     status_interval_s: float = 1.0,
     commit_interval_s: float | None = None,
-    persist_interval_s: float = 1.0,
+    persist_interval_s: float = 5.0,
     app_name: str = APP_NAME,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> Any:

@@ -10,7 +10,7 @@ Per record, in log order:
 
 The batcher writes the rows of its batch to Feast (online + day-partitioned Parquet) and
 hands the events back through ``ack``; they wait there for ``persist_and_ack`` (a timer,
-every second by default), which writes every state changed since the last time once to
+every 5 s by default), which writes every state changed since the last time once to
 the Faust table (RocksDB locally + one changelog record per user and interval, not per
 event: per-event table writes capped the worker at ~2.3k events/s on the embedded broker
 with one record per produce batch) and only then acks the events.

@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
+    parser.add_argument("--persist-interval", type=float, default=None,
+                        help="seconds between table writes of the changed user states")
     parser.add_argument("--commit-interval", type=float, default=None, help="seconds between offset commits")
     parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
     parser.add_argument("--changelog-batches", action="store_true",
@@ -73,4 +75,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
         status_interval_s=args.status_interval, commit_interval_s=args.commit_interval,
         one_record_per_batch=False if args.changelog_batches else None, app_name=args.app_name,
+        **({"persist_interval_s": args.persist_interval} if args.persist_interval else {}),
     )

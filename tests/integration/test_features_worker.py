@@ -173,7 +173,7 @@ def test_sigkill_mid_stream_twice_loses_nothing_and_counts_nothing_twice(setting
     kills: list[dict] = []
     for chunk in (events[1000:2500], events[2500:]):
         floor = kills[-1]["committed"] if kills else 0
-        with worker(settings, log, "--commit-interval", "0.5") as process:
+        with worker(settings, log, "--commit-interval", "0.5", "--persist-interval", "1") as process:
             wait_status(settings, process, lambda s: s["processed"] > 0, timeout_s=60, log=log)
             publisher = threading.Thread(
                 target=publish, args=(settings, chunk), kwargs={"rate_per_s": 250}, daemon=True)
@@ -185,7 +185,7 @@ def test_sigkill_mid_stream_twice_loses_nothing_and_counts_nothing_twice(setting
             assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
             kills.append(status)
             publisher.join(timeout=30)  # the rest of the chunk waits for the next worker
-    with worker(settings, log, "--commit-interval", "0.5") as process:
+    with worker(settings, log, "--commit-interval", "0.5", "--persist-interval", "1") as process:
         status = wait_status(settings, process, caught_up, timeout_s=90, log=log)
         stop(process)
     assert online_features(settings, sorted(expected)) == expected
