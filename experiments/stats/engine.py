@@ -68,6 +68,15 @@ def _arms(m: MetricInput) -> tuple[dict[str, Arm], dict | None]:
     return arms, None
 
 
+def _variant_out(m: MetricInput, v: Any, arm: Arm, adjusted: bool) -> dict:
+    """Per-variant summary: the raw metric value and, with CUPED, the adjusted one."""
+    den = v.den_sum if m.kind == "ratio" else v.n
+    out = {"name": v.name, "n": v.n, "mean": _num(v.sum / den) if den else None}
+    if adjusted:
+        out["adjusted_mean"] = _num(arm.mean)
+    return out
+
+
 def _method(m: MetricInput) -> str:
     if m.kind == "ratio":
         return "z"
@@ -124,7 +133,7 @@ def analyse(data: dict) -> dict:
         out = {
             "name": m.name, "kind": m.kind, "role": m.role, "direction": m.direction, "method": _method(m),
             "non_inferiority_margin": m.non_inferiority_margin, "cuped": cuped,
-            "variants": [{"name": v.name, "n": v.n, "mean": _num(arms[v.name].mean)} for v in m.variants],
+            "variants": [_variant_out(m, v, arms[v.name], cuped is not None) for v in m.variants],
             "comparisons": [],
         }
         metrics_out.append(out)
