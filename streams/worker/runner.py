@@ -2,7 +2,7 @@
 
     python -m streams.worker [--flush-records N] [--flush-ms T]
 
-Settings come from ``TANDEM_*`` variables. Faust's web server stays off (never 0.0.0.0).
+Settings come from ``TANDEM_*`` variables. Faust's web server stays off (it would listen on every interface).
 """
 
 from __future__ import annotations
