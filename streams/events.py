@@ -164,15 +164,15 @@ def _reject_nonfinite(token: str) -> float:
     raise ValueError(f"non-finite number {token} is not valid JSON")
 
 
-def decode(raw: bytes | bytearray | memoryview | str, schema: type[RecordT]) -> RecordT:
+def decode(
+    raw: bytes | bytearray | memoryview | str, schema: type[RecordT], *, limit: int = MAX_RECORD_BYTES
+) -> RecordT:
     """Parse and validate one record, raising ``InvalidRecord`` that names the field."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     size = len(raw)
-    if size > MAX_RECORD_BYTES:
-        raise RecordTooLarge(
-            f"{schema.__name__}: record is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit"
-        )
+    if size > limit:
+        raise RecordTooLarge(f"{schema.__name__}: record is {size} bytes, over the {limit}-byte limit")
     try:
         payload = json.loads(bytes(raw).decode("utf-8"), parse_constant=_reject_nonfinite)
     except UnicodeDecodeError as exc:
@@ -204,6 +204,10 @@ def encode(record: _Record, *, limit: int = MAX_RECORD_BYTES) -> bytes:
 def encode_dead_letter(record: DeadLetter) -> bytes:
     """Dead letters may carry an oversized rejected value, so they have a larger limit."""
     return encode(record, limit=2 * MAX_DEAD_LETTER_VALUE_BYTES)
+
+
+def decode_dead_letter(raw: bytes | bytearray | memoryview | str) -> DeadLetter:
+    return decode(raw, DeadLetter, limit=2 * MAX_DEAD_LETTER_VALUE_BYTES)
 
 
 def new_id() -> str:

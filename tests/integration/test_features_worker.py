@@ -20,7 +20,7 @@ from infra.kafka_config import producer_config
 from infra.settings import Settings
 from infra.topic_reader import read_topic
 from infra.topics import apply_topics
-from streams.events import DeadLetter, EventType, ListeningEvent, encode
+from streams.events import DeadLetter, EventType, ListeningEvent, decode_dead_letter, encode
 from streams.features import Outcome, UserFeatureState, default_features
 from streams.producer import EventPublisher
 from streams.worker.status import read_status, status_path
@@ -139,8 +139,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def dead_letters(settings: Settings) -> list[DeadLetter]:
-    # DeadLetter.model_validate_json: decode() caps records at 64 KiB, a dead letter may be larger.
-    return [DeadLetter.model_validate_json(r.value) for r in read_topic(settings, settings.topic("dead-letters"))]
+    return [decode_dead_letter(r.value) for r in read_topic(settings, settings.topic("dead-letters"))]
 
 
 def test_online_store_equals_the_oracle(settings: Settings, tmp_path: Path) -> None:

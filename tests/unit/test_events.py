@@ -19,6 +19,7 @@ from streams.events import (
     ModelSnapshot,
     dead_letter,
     decode,
+    decode_dead_letter,
     decode_event,
     encode,
     encode_dead_letter,
@@ -171,4 +172,6 @@ def test_dead_letters_keep_the_raw_bytes_and_the_reason() -> None:
     assert letter.value_bytes == len(raw)
     assert letter.error_type == "RecordTooLarge"
     assert "over the 65536-byte limit" in letter.error
-    assert len(encode_dead_letter(letter)) > MAX_RECORD_BYTES
+    encoded = encode_dead_letter(letter)
+    assert len(encoded) > MAX_RECORD_BYTES
+    assert decode_dead_letter(encoded) == letter
