@@ -46,10 +46,19 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _given(value: float | None) -> float:
+    """A field ``inputs`` has already required (all pre_* of a CUPED metric, a group-sequential
+    design's information fraction); None here is a bug, not bad input."""
+    if value is None:
+        raise AssertionError("a field the input validation requires is missing")
+    return value
+
+
 def _arms(m: MetricInput) -> tuple[dict[str, Arm], dict | None]:
     if m.variants[0].pre_sum is not None and m.kind != "ratio":
         stats = [
-            CupedStats(v.n, v.sum, v.sum if v.sum_sq is None else v.sum_sq, v.pre_sum, v.pre_sum_sq, v.pre_cross_sum)
+            CupedStats(v.n, v.sum, v.sum if v.sum_sq is None else v.sum_sq,
+                       _given(v.pre_sum), _given(v.pre_sum_sq), _given(v.pre_cross_sum))
             for v in m.variants
         ]
         res = cuped_adjust(stats)
@@ -88,7 +97,7 @@ def _reference(inp: StatsInput, eff: Effect, n_total: int) -> Reference:
     if seq is None:
         return FixedHorizon(eff.df)
     if seq.method == "group_sequential":
-        return GroupSequential(normalize_looks(seq.looks or [], seq.information_fraction))
+        return GroupSequential(normalize_looks(seq.looks or [], _given(seq.information_fraction)))
     return AlwaysValid((seq.tuning_n or DEFAULT_TUNING_N) / n_total)
 
 
@@ -232,7 +241,7 @@ def _sequential_out(inp: StatsInput) -> dict | None:
         return None
     if seq.method == "always_valid":
         return {"method": "always_valid", "tuning_n": seq.tuning_n or DEFAULT_TUNING_N}
-    ref = GroupSequential(normalize_looks(seq.looks or [], seq.information_fraction))
+    ref = GroupSequential(normalize_looks(seq.looks or [], _given(seq.information_fraction)))
     return {
         "method": "group_sequential", "spending": "lan_demets_obrien_fleming", "looks": list(ref.looks),
         "information_fraction": seq.information_fraction,

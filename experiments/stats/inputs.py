@@ -23,6 +23,7 @@ first metric.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,7 +91,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx", {})
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
@@ -166,7 +167,7 @@ def _check_variant(m: MetricInput, v: VariantInput, where: str) -> list[tuple[st
     elif any(given) and not all(given):
         missing = [f for f, g in zip(pre, given, strict=True) if not g]
         out += [(f"{where}.{f}", "required when any pre_* field is given") for f in missing]
-    elif all(given) and not _consistent(v.n, v.pre_sum, v.pre_sum_sq):
+    elif v.pre_sum is not None and v.pre_sum_sq is not None and not _consistent(v.n, v.pre_sum, v.pre_sum_sq):
         out.append((f"{where}.pre_sum_sq", "inconsistent with pre_sum and n (pre_sum_sq * n < pre_sum ** 2)"))
     return out
 

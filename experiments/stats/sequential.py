@@ -71,7 +71,8 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float) -> tuple
     """Two-sided z boundaries at the information fractions ``looks`` (strictly increasing, in (0, 1])."""
     spent = np.atleast_1d(obf_spending(np.asarray(looks), alpha))
     bounds: list[float] = []
-    grid = wdens = None
+    grid: np.ndarray | None = None
+    wdens: np.ndarray | None = None
     t_prev = 0.0
     for k, t in enumerate(looks):
         target = float(spent[k] - (spent[k - 1] if k else 0.0))
@@ -100,6 +101,8 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float) -> tuple
                 dens = _pdf(new_grid / st) / st
             else:
                 sd = math.sqrt(t - t_prev)
+                if grid is None or wdens is None:  # set at the first look, k == 0
+                    raise AssertionError("no density carried from the previous look")
                 dens = (_pdf((new_grid[:, None] - grid[None, :]) / sd) @ wdens) / sd
             grid = new_grid
             wdens = dens * _simpson(len(new_grid), new_grid[1] - new_grid[0])

@@ -105,7 +105,7 @@ def make_app(
     adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(dead_topic), config=config,
                               generation=lambda: app.consumer_generation_id)
     install(app, topic=events, adapter=adapter)
-    app.tandem_adapter = adapter  # for tests and the status writer
+    app.tandem_adapter = adapter  # type: ignore[attr-defined]  # for tests and the status writer
 
     @app.task
     async def flush_by_age() -> None:
@@ -115,11 +115,11 @@ def make_app(
     async def persist_states() -> None:
         adapter.persist_and_ack()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         adapter.forget_states()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
         adapter.forget_states()
 
