@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streams.features import default_features
 from streams.serving import DecisionLog, LiveConfig, ServingConfig, ServingService, build_app
-from tests.helpers import T0_MS
+from tests.helpers import T0_MS, RecordingProducer
 
 
 class Features:
@@ -28,24 +28,8 @@ class Features:
         return {u: {**self.defaults, "plays_1h": 3 if u == "known" else 0} for u in user_ids}
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    def send(self, topic: str, *, key: bytes, value: bytes) -> Any:
-        self.sent.append((topic, key, value))
-        future = type("F", (), {})()
-        future.add_callback = lambda fn: fn(None)
-        future.add_errback = lambda fn: None
-        return future
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-def run(check: Callable[[TestClient, ServingService], Awaitable[None]], **kwargs: Any) -> Producer:
-    producer = Producer()
+def run(check: Callable[[TestClient, ServingService], Awaitable[None]], **kwargs: Any) -> RecordingProducer:
+    producer = RecordingProducer()
     config = ServingConfig(**kwargs.pop("config", {}))
     log = DecisionLog(producer_factory=lambda: producer, topics={"decisions": "d", "exposures": "x"})
     service = ServingService(features=kwargs.pop("features", Features()), live=LiveConfig(), log=log,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +13,7 @@ from infra.simulation.driver import run_simulation
 from infra.simulation.offline import load_demo_spec
 from streams.features import default_features
 from streams.serving import DecisionLog, LiveConfig, ServingConfig, ServingService, build_app
+from tests.helpers import RecordingProducer
 from tests.unit.simulation.test_simulation_driver import MemoryPublisher, _free_port
 
 SPEC = load_demo_spec()
@@ -27,24 +27,8 @@ class Features:
         return {u: dict(self.defaults) for u in user_ids}
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    def send(self, topic: str, *, key: bytes, value: bytes) -> Any:
-        self.sent.append((topic, value))
-        future = type("F", (), {})()
-        future.add_callback = lambda fn: fn(None)
-        future.add_errback = lambda fn: None
-        return future
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
 def test_first_exposures_and_variants_agree_with_what_serving_logged() -> None:
-    producer = Producer()
+    producer = RecordingProducer()
     live = LiveConfig()
     live.apply_spec(SPEC.id.encode(), spec_to_json(SPEC))
     log = DecisionLog(producer_factory=lambda: producer, topics={"decisions": "d", "exposures": "x"})
@@ -67,13 +51,13 @@ def test_first_exposures_and_variants_agree_with_what_serving_logged() -> None:
         service.close()
     assert result.serving_errors == {}
     first: dict[str, tuple[int, str]] = {}
-    for topic, value in producer.sent:
+    for topic, _, value in producer.sent:
         if topic == "x":
             exposure = json.loads(value)
             user = exposure["user_id"]
             if user not in first or exposure["ts"] < first[user][0]:
                 first[user] = (exposure["ts"], exposure["variant"])
-    decisions = sum(topic == "d" for topic, _ in producer.sent)
+    decisions = sum(topic == "d" for topic, _, _ in producer.sent)
     assert decisions == result.recommendations
     assert sum(result.exposed.values()) == len(first) > 20
     by_variant = {v: sum(1 for _, variant in first.values() if variant == v) for v in result.exposed}
