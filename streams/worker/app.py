@@ -31,7 +31,7 @@ import os
 import time
 from typing import Any
 
-from infra.kafka_config import faust_config
+from infra.kafka_config import faust_config, fetch_max_wait_ms
 from infra.settings import Settings
 from streams.features import DEFAULT_CONFIG, FeatureConfig
 from streams.worker.batching import MicroBatcher
@@ -75,6 +75,8 @@ def make_app(
     ``write_rows(rows)``). ``one_record_per_batch`` defaults to True on the embedded profile."""
     import faust
 
+    from streams.worker.transport import PromptApp
+
     if one_record_per_batch is None:
         one_record_per_batch = settings.embedded
     options = faust_config(settings)
@@ -87,8 +89,9 @@ def make_app(
         options["broker_commit_interval"] = commit_interval_s
     datadir = settings.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = PromptApp(
         app_id(settings, app_name),
+        fetch_max_wait_ms=fetch_max_wait_ms(settings),
         datadir=str(datadir),
         store=store or default_store(),
         key_serializer="raw",
@@ -103,7 +106,8 @@ def make_app(
     batcher = MicroBatcher(write=feature_store.write_rows, ack=lambda event: adapter.ack(event),
                            max_records=flush_records, max_delay_ms=flush_ms)
     adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(dead_topic), config=config,
-                              generation=lambda: app.consumer_generation_id)
+                              generation=lambda: app.consumer_generation_id,
+                              changelog_backlog=lambda: app.producer.buffer.size)
     install(app, topic=events, adapter=adapter)
     app.tandem_adapter = adapter  # type: ignore[attr-defined]  # for tests and the status writer
 
@@ -113,7 +117,7 @@ def make_app(
 
     @app.timer(interval=persist_interval_s)
     async def persist_states() -> None:
-        adapter.persist_and_ack()
+        await adapter.persist_and_ack()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:

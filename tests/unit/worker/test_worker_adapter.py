@@ -9,7 +9,7 @@ from streams.events import DeadLetter, encode
 from streams.features import UserFeatureState
 from streams.worker.batching import MicroBatcher
 from streams.worker.dead_letters import DeadLetters
-from streams.worker.features_agent import FeaturesAdapter
+from streams.worker.features_agent import PERSIST_CHUNK, FeaturesAdapter
 from tests.helpers import make_event
 
 
@@ -67,9 +67,9 @@ def run(records: list[tuple[bytes | None, bytes]]):
             if offset == 2:
                 await batcher.drain()
                 assert not events[0].acked  # its row is online, but the table write is still to come
-                adapter.persist_and_ack()
+                await adapter.persist_and_ack()
         await batcher.drain()
-        adapter.persist_and_ack()
+        await adapter.persist_and_ack()
         return adapter
 
     events: list[Event] = []
@@ -112,3 +112,83 @@ def test_bad_and_late_records_are_dead_lettered_and_the_next_ones_processed() ->
     assert all(key == b"t.events" for key, _ in topic.sent)
     assert adapter.counts["accepted"] == 2 and written[-1]["plays_1h"] == 2
     assert all(event.acked for event in events)
+
+
+class Changelog:
+    """A producer backlog that shrinks by ``drain_per_check`` each time it is looked at."""
+
+    def __init__(self, table: Table, drain_per_check: int) -> None:
+        self.table, self.drain_per_check, self.sent = table, drain_per_check, 0
+
+    def backlog(self) -> int:
+        self.sent = min(self.table.writes, self.sent + self.drain_per_check)
+        return self.table.writes - self.sent
+
+
+def test_a_persist_writes_in_chunks_under_the_backlog_limit_while_records_keep_coming() -> None:
+    table = Table()
+    changelog = Changelog(table, drain_per_check=2)
+    written: list[dict] = []
+    peak_backlog = 0
+
+    def backlog() -> int:
+        nonlocal peak_backlog
+        waiting = changelog.backlog()
+        peak_backlog = max(peak_backlog, waiting)
+        return waiting
+
+    async def scenario() -> tuple[FeaturesAdapter, list[Event], list[Event]]:
+        batcher = MicroBatcher(write=written.extend, ack=lambda event: adapter.ack(event), max_records=1000,
+                               max_delay_ms=10_000)
+        adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(Topic()),
+                                  changelog_backlog=backlog)
+        before = [Event(Message(value=encode(make_event(n, user=f"u{n}")), key=f"u{n}".encode(), offset=n))
+                  for n in range(300)]
+        for event in before:
+            await adapter.handle(event)
+        await batcher.drain()
+        persisting = asyncio.ensure_future(adapter.persist_and_ack())
+        during = []
+        for n in range(300, 340):  # the stream goes on while the persist waits for the changelog
+            await asyncio.sleep(0)
+            user = f"u{n % 5}"
+            event = Event(Message(value=encode(make_event(n, user=user)), key=user.encode(), offset=n))
+            during.append(event)
+            await adapter.handle(event)
+        assert not persisting.done()
+        await persisting
+        return adapter, before, during
+
+    adapter, before, during = asyncio.run(scenario())
+    assert all(event.acked for event in before)
+    assert not any(event.acked for event in during)  # their rows are not online yet
+    assert peak_backlog <= 2 * PERSIST_CHUNK
+    assert set(table) == {f"u{n}" for n in range(300)}
+    assert table["u7"] == UserFeatureState.from_dict(table["u7"]).to_dict()
+
+
+def test_a_persist_interrupted_by_a_rebalance_acks_nothing() -> None:
+    table = Table()
+    generation = [1]
+
+    def backlog() -> int:
+        generation[0] = 2  # the partitions were reassigned while the first chunk was sent
+        return 0
+
+    async def scenario() -> list[Event]:
+        batcher = MicroBatcher(write=lambda rows: None, ack=lambda event: adapter.ack(event), max_records=1000,
+                               max_delay_ms=10_000)
+        adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(Topic()),
+                                  generation=lambda: generation[0], changelog_backlog=backlog)
+        events = [Event(Message(value=encode(make_event(n, user=f"u{n}")), key=f"u{n}".encode(), offset=n))
+                  for n in range(2 * PERSIST_CHUNK)]
+        for event in events:
+            event.message.generation_id = 1  # type: ignore[attr-defined]
+            await adapter.handle(event)
+        await batcher.drain()
+        await adapter.persist_and_ack()
+        return events
+
+    events = asyncio.run(scenario())
+    assert table.writes == PERSIST_CHUNK
+    assert not any(event.acked for event in events)
