@@ -74,6 +74,19 @@ def test_write_then_read_returns_the_rows_and_defaults_for_unknown_users(client)
     assert client.read([]) == {}
 
 
+def test_what_is_written_reads_the_same_through_feasts_own_online_api(client):
+    """Writes go to the provider directly, reads come from it: Feast's public read must agree."""
+    rows = [row(f"u{i}", T0 + timedelta(seconds=i), plays=i, rate=i / 7) for i in range(5)]
+    client.write_rows(rows)
+    users = ["u0", "u3", "nobody"]
+    response = client.store.get_online_features(
+        features=client.feature_service, entity_rows=[{"user_id": user} for user in users]).to_dict()
+    ours = client._values(users)
+    for i, user in enumerate(users):
+        assert {name: response[name][i] for name in DEFAULTS} == ours[user]
+    assert ours["u3"] == features_of(rows[3]) and set(ours["nobody"].values()) == {None}
+
+
 def test_older_rows_never_replace_what_is_stored(client):
     client.write_rows([row("u1", T0, plays=1)])
     assert client.write_rows([row("u1", T0 - timedelta(seconds=1), 2)]).stale == 1
