@@ -9,6 +9,9 @@ batcher runs it off the event loop) while the write runs on the other core.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,8 +20,17 @@ from typing import Any
 _client: Any = None
 
 
-def _start(repo_path: str) -> None:
+def _exit_with(parent: int) -> None:
+    """End this process once ``parent`` is gone: a SIGKILLed worker cannot shut its pool down,
+    and the writer would otherwise live on, orphaned, with the store open."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _start(repo_path: str, parent: int) -> None:
     global _client
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-parent", daemon=True).start()
     from feature_store import FeatureStoreClient, FeatureStoreSettings
     from streams.features import default_features
 
@@ -41,7 +53,7 @@ class ProcessFeatureWriter:
     def __init__(self, repo_path: Path) -> None:
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start, initargs=(str(repo_path),),
+            initializer=_start, initargs=(str(repo_path), os.getpid()),
         )
         self._pool.submit(_write, []).result()  # start Feast now, not at the first flush
 

@@ -138,6 +138,31 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+def children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # exited, not yet reaped by its new parent
+
+
+def gone_within(pids: Sequence[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(alive(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def dead_letters(settings: Settings) -> list[DeadLetter]:
     return [decode_dead_letter(r.value) for r in read_topic(settings, settings.topic("dead-letters"))]
 
@@ -179,9 +204,12 @@ def test_sigkill_mid_stream_twice_loses_nothing_and_counts_nothing_twice(setting
             publisher.start()
             status = wait_status(settings, process, lambda s, floor=floor: s["committed"] > floor
                                  and s["processed"] >= 300, timeout_s=60, log=log)
+            writers = children(process.pid)
+            assert writers, "the Feast writer process was not found"
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
             assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
+            assert gone_within(writers, 10.0), f"the Feast writer outlived its killed worker: {writers}"
             kills.append(status)
             publisher.join(timeout=30)  # the rest of the chunk waits for the next worker
     with worker(settings, log, "--commit-interval", "0.5", "--persist-interval", "1") as process:
