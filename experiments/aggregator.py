@@ -229,7 +229,10 @@ class SpecFeed:
     def __init__(self, settings: Settings, topic: str, *, start: dict[tuple[str, int], int]) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        self._consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
+        # The feed is read to its end before every batch: a fetch held for data that does not
+        # come cost ~50 ms of each batch, so the broker may hold it 1 ms (0 made the embedded
+        # broker answer without the high-watermark, and the feed never saw its end).
+        self._consumer = KafkaConsumer(**consumer_config(settings, group_id=None, fetch_max_wait_ms=1))
         partitions = self._consumer.partitions_for_topic(topic) or {0}
         self._assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
         self._consumer.assign(self._assigned)
@@ -244,7 +247,7 @@ class SpecFeed:
         records: list[SourceRecord] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for batch in self._consumer.poll(timeout_ms=50).values():
+            for batch in self._consumer.poll(timeout_ms=5).values():
                 records.extend(SourceRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in batch)
             if all(self._at_end(tp) for tp in self._assigned):
                 return records
