@@ -41,6 +41,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("decisions", "user_id", "decision with propensity", retention_ms=8 * WEEK_MS),
     TopicSpec("exposures", "user_id", "exposure", retention_ms=26 * WEEK_MS),
     TopicSpec("models", "policy name", "policy snapshot (JSON)", compacted=True, partitions=1),
+    TopicSpec("learner-checkpoints", "learner app id", "learner state + offsets (JSON)", compacted=True, partitions=1),
     TopicSpec("experiments", "experiment id", "experiment spec", compacted=True, partitions=1),
     TopicSpec("experiment-metrics", "experiment/variant/metric", "sufficient statistics", compacted=True),
     TopicSpec("dead-letters", "source topic", "dead-letter envelope", retention_ms=4 * WEEK_MS),

@@ -129,6 +129,42 @@ class ModelSnapshot(_Record):
     state: dict[str, Any]
 
 
+#: A learner checkpoint holds every open decision of its reward windows, so it gets a larger
+#: limit than other records, still below the producers' default 1,000,000-byte request size.
+MAX_CHECKPOINT_BYTES = 900 * 1024
+
+TopicName = Annotated[str, Field(min_length=1, max_length=249)]
+
+
+class InputPosition(BaseModel):
+    """The next offset of one input partition that a checkpoint does *not* yet reflect."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    topic: TopicName
+    partition: Annotated[int, Field(ge=0)]
+    offset: Annotated[int, Field(ge=0)]
+
+
+class LearnerCheckpoint(_Record):
+    """The online learner's whole state and the input positions it reflects, as one JSON
+    record (never pickle), on the compacted ``learner-checkpoints`` topic keyed by ``learner_id``."""
+
+    checkpoint_id: RecordId
+    learner_id: Name
+    seq: Annotated[int, Field(ge=0)]
+    ts: EventTime
+    positions: list[InputPosition]
+    state: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _one_position_per_partition(self) -> LearnerCheckpoint:
+        partitions = [(p.topic, p.partition) for p in self.positions]
+        if len(set(partitions)) != len(partitions):
+            raise ValueError("positions: a partition is listed twice")
+        return self
+
+
 class DeadLetter(_Record):
     """A record that could not be processed, with where it came from and why."""
 
@@ -208,6 +244,14 @@ def encode_dead_letter(record: DeadLetter) -> bytes:
 
 def decode_dead_letter(raw: bytes | bytearray | memoryview | str) -> DeadLetter:
     return decode(raw, DeadLetter, limit=2 * MAX_DEAD_LETTER_VALUE_BYTES)
+
+
+def encode_checkpoint(record: LearnerCheckpoint) -> bytes:
+    return encode(record, limit=MAX_CHECKPOINT_BYTES)
+
+
+def decode_checkpoint(raw: bytes | bytearray | memoryview | str) -> LearnerCheckpoint:
+    return decode(raw, LearnerCheckpoint, limit=MAX_CHECKPOINT_BYTES)
 
 
 def new_id() -> str:
