@@ -1,11 +1,15 @@
-"""The learning path's pure logic: attributing reward events to decisions.
+"""The learning path's pure logic: attributing reward events to decisions, learning from them.
 
-The learner agent feeds decisions and listening events to a ``RewardJoiner``, calls
-``advance(watermark)`` and passes each closed ``Reward`` to ``policy.update``.
+A ``RewardJoiner`` joins decisions with the reward events that follow them; the
+``OnlineLearner`` feeds it, moves its watermark and passes each closed ``Reward`` to
+``policy.update``; a ``CheckpointedLearner`` adds the input offsets, so that the learner
+agent can store state and positions together and resume exactly after a crash.
 """
 
-from streams.learning.errors import InvalidJoinerState
+from streams.learning.checkpoint import CheckpointedLearner, Offered, Outcome
+from streams.learning.errors import InvalidJoinerState, InvalidLearnerState
 from streams.learning.joiner import DEFAULT_WINDOW_MS, NO_WATERMARK, Admission, Reward, RewardJoiner
+from streams.learning.learner import OnlineLearner
 from streams.learning.rewards import (
     MatchFn,
     RewardFn,
@@ -20,8 +24,13 @@ __all__ = [
     "DEFAULT_WINDOW_MS",
     "NO_WATERMARK",
     "Admission",
+    "CheckpointedLearner",
     "InvalidJoinerState",
+    "InvalidLearnerState",
     "MatchFn",
+    "Offered",
+    "OnlineLearner",
+    "Outcome",
     "Reward",
     "RewardFn",
     "RewardJoiner",

@@ -10,6 +10,13 @@ idempotent on decision_id and event_id. Snapshots of a policy are due every
 time since its last one, whichever comes first (wall time here paces publishing,
 never windows).
 
+``to_state()`` is everything the learner has learned, as JSON types: every policy (with
+its random generator), the joiner's open decisions and buffered events, the newest event
+time per input partition and the counters; ``from_state`` rebuilds a learner that goes
+on exactly as the original would (``streams.learning.checkpoint`` stores it with the
+input offsets it reflects). Snapshot pacing is not state: a restored learner publishes
+its first snapshots as soon as it has updated something.
+
 >>> from streams.policies import make_policy
 >>> learner = OnlineLearner(policy_factory=lambda name: make_policy(name, seed=1), allowed_lateness_ms=0)
 >>> learner.policies
@@ -23,12 +30,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streams.events import Decision, ListeningEvent, ModelSnapshot
+from streams.events import MIN_TS_MS, Decision, ListeningEvent, ModelSnapshot
+from streams.learning.errors import InvalidJoinerState, InvalidLearnerState
 from streams.learning.joiner import Admission, RewardJoiner
-from streams.learning.rewards import one_per_play
-from streams.policies import Policy
+from streams.learning.rewards import RewardFn, one_per_play
+from streams.policies import Policy, policy_from_state
 
 Partition = tuple[str, int]
+
+#: Version of the layout written by ``OnlineLearner.to_state``.
+STATE_FORMAT = 1
 
 DEFAULT_WINDOW_MS = 30 * 60 * 1000
 DEFAULT_LATENESS_MS = 60 * 60 * 1000
@@ -42,7 +53,7 @@ class OnlineLearner:
         policies: Mapping[str, Policy] | None = None,
         window_ms: int = DEFAULT_WINDOW_MS,
         allowed_lateness_ms: int = DEFAULT_LATENESS_MS,
-        reward_fn: Callable[[ListeningEvent], float | None] = one_per_play,
+        reward_fn: RewardFn = one_per_play,
         snapshot_every_updates: int = 200,
         snapshot_every_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
@@ -116,16 +127,27 @@ class OnlineLearner:
                 self._last_snapshot[name] = now
         return due
 
+    def republish(self) -> None:
+        """Make a snapshot of every policy due (after a restore: the last ones may never have been published)."""
+        for name in self.policies:
+            self._since_snapshot[name] = max(1, self._since_snapshot.get(name, 0))
+        self._last_snapshot.clear()
+
     def snapshot(self, name: str) -> ModelSnapshot:
         policy = self.policies[name]
         return ModelSnapshot(
             snapshot_id=uuid.uuid4().hex,
             policy=name,
             version=policy.version,
-            ts=max(self._last_ts, 946_684_800_000),
+            ts=self.event_time,
             updates=policy.version,
             state=policy.to_state(),
         )
+
+    @property
+    def event_time(self) -> int:
+        """The newest event time seen (the earliest valid one before any record)."""
+        return max(self._last_ts, MIN_TS_MS)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -145,3 +167,58 @@ class OnlineLearner:
         if admission is Admission.LATE:
             self.late += 1
         return admission
+
+    # -- JSON state (the policy factory and the reward function are code: pass them again) --
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "policies": {name: policy.to_state(include_rng=True) for name, policy in self.policies.items()},
+            "joiner": self.joiner.to_state(),
+            "newest": [[topic, partition, ts] for (topic, partition), ts in self.newest.items()],
+            "updates": self.updates,
+            "late": self.late,
+            "last_ts": self._last_ts,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        policy_factory: Callable[[str], Policy],
+        reward_fn: RewardFn = one_per_play,
+        snapshot_every_updates: int = 200,
+        snapshot_every_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> OnlineLearner:
+        """The learner ``to_state`` described; window and lateness come from the state."""
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise InvalidLearnerState(f"format: expected an online-learner state of format {STATE_FORMAT}")
+        try:
+            policies = state["policies"]
+            if not isinstance(policies, Mapping):
+                raise InvalidLearnerState("policies: expected an object")
+            learner = cls(
+                policy_factory=policy_factory,
+                policies={str(name): policy_from_state(policy) for name, policy in policies.items()},
+                allowed_lateness_ms=int(state["allowed_lateness_ms"]),
+                reward_fn=reward_fn,
+                snapshot_every_updates=snapshot_every_updates,
+                snapshot_every_s=snapshot_every_s,
+                clock=clock,
+            )
+            learner.joiner = RewardJoiner.from_state(state["joiner"], reward_fn=reward_fn)
+            for topic, partition, ts in state["newest"]:
+                learner.newest[(str(topic), int(partition))] = int(ts)
+            learner.updates = int(state["updates"])
+            learner.late = int(state["late"])
+            learner._last_ts = int(state["last_ts"])
+        except InvalidLearnerState:
+            raise
+        except InvalidJoinerState as exc:
+            raise InvalidLearnerState(f"joiner: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # InvalidPolicyState and UnknownPolicy among them
+            raise InvalidLearnerState(f"malformed learner state ({type(exc).__name__}: {exc})") from exc
+        return learner
