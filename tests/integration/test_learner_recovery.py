@@ -1,0 +1,233 @@
+"""The learner in the personalization worker, a real subprocess on the embedded broker, is
+SIGKILLed mid-stream and restarted: its final state equals an uninterrupted in-process
+learner fed the same records, and the committed offsets never passed its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from infra.kafka_config import admin_config, producer_config
+from infra.settings import Settings
+from infra.topic_reader import newest_per_key, read_topic
+from infra.topics import apply_topics
+from streams.events import (
+    Decision,
+    EventType,
+    LearnerCheckpoint,
+    ListeningEvent,
+    ModelSnapshot,
+    decode,
+    decode_checkpoint,
+)
+from streams.learning import CheckpointedLearner, OnlineLearner
+from streams.policies import make_policy
+from streams.producer import EventPublisher
+from streams.worker.app import app_id
+from streams.worker.learner_agent import CHECKPOINTS_TOPIC
+from streams.worker.status import read_status, status_path
+from tests.helpers import T0_MS
+
+ROOT = Path(__file__).resolve().parents[2]
+MINUTE = 60_000
+ARMS = ["jazz", "rock", "pop", "folk"]
+POLICIES = ["linucb", "epsilon_greedy"]
+
+
+def make_log(decisions: int, users: int, *, seed: int) -> list[Decision | ListeningEvent]:
+    """Decisions every ~20 s of event time and the plays and skips that follow some of them,
+    sorted by event time, so every partition is in event-time order (nothing is late)."""
+    rng = random.Random(seed)
+    records: list[Decision | ListeningEvent] = []
+    for number in range(decisions):
+        user = f"user-{rng.randrange(users):03d}"
+        ts = T0_MS + number * 20_000
+        arm = rng.choice(ARMS)
+        x = round(rng.uniform(-1, 1), 3)
+        records.append(Decision(
+            decision_id=f"d-{number}", user_id=user, ts=ts, policy=POLICIES[number % 2], policy_version=0, arm=arm,
+            propensity=0.25, arms=ARMS, context={"x": x, "bias": 1.0},
+        ))
+        for extra in range(rng.randrange(3)):
+            played = rng.random() < (0.7 if (arm == "jazz") == (x > 0) else 0.3)
+            records.append(ListeningEvent(
+                event_id=f"e-{number}-{extra}", user_id=user, ts=ts + rng.randrange(1, 40) * MINUTE,
+                type=EventType.PLAY if played else EventType.SKIP, item_id=f"{arm}-1",
+                genre=arm if rng.random() < 0.8 else rng.choice(ARMS), ms_played=rng.randrange(1_000, 200_000),
+            ))
+    return sorted(records, key=lambda record: record.ts)
+
+
+def publish(settings: Settings, records: Sequence[Decision | ListeningEvent], *,
+            rate_per_s: float | None = None) -> None:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+        began = time.monotonic()
+        for number, record in enumerate(records):
+            publisher.publish(record, topic=settings.topic("decisions" if isinstance(record, Decision) else "events"))
+            if rate_per_s and number % 25 == 24:
+                publisher.flush()
+                time.sleep(max(0.0, began + (number + 1) / rate_per_s - time.monotonic()))
+
+
+@contextmanager
+def worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+        "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+        "TANDEM_STATE_DIR": str(settings.state_dir),
+        "TANDEM_PARTITIONS": str(settings.partitions),
+    }
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.worker", "--commit-interval", "0.5", "--status-interval", "0.1",
+             "--loglevel", "info"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+def newest_checkpoint(settings: Settings) -> LearnerCheckpoint | None:
+    record = newest_per_key(read_topic(settings, settings.topic(CHECKPOINTS_TOPIC))).get(app_id(settings).encode())
+    return None if record is None else decode_checkpoint(record.value)
+
+
+def wait_checkpoint(settings: Settings, process: subprocess.Popen[bytes], done, *, timeout_s: float,
+                    log: Path) -> LearnerCheckpoint:
+    deadline = time.monotonic() + timeout_s
+    checkpoint = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
+        checkpoint = newest_checkpoint(settings)
+        if checkpoint is not None and done(checkpoint):
+            return checkpoint
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; newest checkpoint {checkpoint and checkpoint.seq}\n{tail(log)}")
+
+
+def covered(checkpoint: LearnerCheckpoint) -> int:
+    return sum(position.offset for position in checkpoint.positions)
+
+
+def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**admin_config(settings))
+    try:
+        offsets = admin.list_group_offsets({app_id(settings): None})[app_id(settings)]
+    finally:
+        admin.close()
+    inputs = {settings.topic("decisions"), settings.topic("events")}
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if tp.topic in inputs and meta.offset >= 0}
+
+
+def oracle(settings: Settings) -> tuple[CheckpointedLearner, dict[tuple[str, int], int]]:
+    """An uninterrupted learner fed every input record, partition by partition in offset order."""
+    learner = CheckpointedLearner(
+        OnlineLearner(policy_factory=lambda name: make_policy(name, seed=None)),
+        decisions_topic=settings.topic("decisions"),
+    )
+    ends: dict[tuple[str, int], int] = {}
+    for topic in ("decisions", "events"):
+        for record in read_topic(settings, settings.topic(topic)):
+            learner.offer(record.topic, record.partition, record.offset, record.value)
+            ends[(record.topic, record.partition)] = record.offset + 1
+    learner.advance()
+    return learner, ends
+
+
+def comparable(state: dict[str, Any]) -> dict[str, Any]:
+    """A learner state without what may legitimately differ: random generators (the worker's
+    policies are unseeded) and the order of the joiner's buffers (it follows arrival order)."""
+    joiner, policies = state["joiner"], state["policies"]
+    return {
+        **state,
+        "policies": {name: {k: v for k, v in policy.items() if k != "rng"} for name, policy in policies.items()},
+        "joiner": {**joiner, "decisions": sorted(joiner["decisions"], key=lambda d: d["decision_id"]),
+                   "events": sorted(joiner["events"], key=lambda e: e[0]["event_id"])},
+        "newest": sorted(state["newest"]),
+    }
+
+
+def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.Popen[bytes], after: int, *,
+                                       margin: int, log: Path) -> LearnerCheckpoint:
+    """SIGKILL ``process`` once its newest checkpoint covers more than ``after`` records and the
+    worker has read at least ``margin`` events past it (its features agent counts the events it
+    read, in step with the learner, which reads them from the same consumer): work that only
+    the crashed process held. The checkpoint it was killed after."""
+    events = settings.topic("events")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
+        checkpoint = newest_checkpoint(settings)
+        status = read_status(status_path(settings))
+        if checkpoint is not None and covered(checkpoint) > after and status and status["pid"] == process.pid:
+            read_past = status["processed"] - sum(p.offset for p in checkpoint.positions if p.topic == events)
+            if read_past >= margin:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+                return checkpoint
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {margin} events read past a checkpoint\n{tail(log)}")
+
+
+def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settings: Settings, tmp_path: Path) -> None:
+    apply_topics(settings)
+    records = make_log(1200, 60, seed=4)
+    head = len(records) // 3
+    publish(settings, records[:head])
+    log = tmp_path / "worker.log"
+
+    with worker(settings, log) as process:
+        first = wait_checkpoint(settings, process, lambda c: covered(c) >= head, timeout_s=60, log=log)
+        publisher = threading.Thread(target=publish, args=(settings, records[head:]), kwargs={"rate_per_s": 300},
+                                     daemon=True)
+        publisher.start()
+        killed_after = kill_with_work_past_the_checkpoint(settings, process, covered(first), margin=100, log=log)
+        assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
+    stored = newest_checkpoint(settings)
+    assert stored is not None and stored.seq >= killed_after.seq
+    positions = {(p.topic, p.partition): p.offset for p in stored.positions}
+    committed = committed_offsets(settings)
+    assert committed, "nothing was committed before the kill: the test proves little"
+    # The invariant behind exactness: offsets are committed only once a stored checkpoint covers them.
+    assert all(offset <= positions.get(tp, 0) for tp, offset in committed.items()), (committed, positions)
+    publisher.join(timeout=60)
+
+    expected, ends = oracle(settings)
+    assert expected.learner.updates > 500 and expected.learner.late == 0
+    with worker(settings, log) as process:
+        final = wait_checkpoint(settings, process, lambda c: {(p.topic, p.partition): p.offset
+                                                              for p in c.positions} == ends, timeout_s=60, log=log)
+        assert final.seq > stored.seq  # numbered on from the restored checkpoint
+        assert comparable(final.state) == comparable(expected.learner.to_state())
+        # Serving's view: the newest snapshot of each policy is the uninterrupted learner's policy.
+        want = {name: policy.to_state() for name, policy in expected.learner.policies.items()}
+        deadline = time.monotonic() + 30
+        while True:
+            snapshots = {snapshot.policy: snapshot.state for snapshot in (
+                decode(r.value, ModelSnapshot) for r in read_topic(settings, settings.topic("models")))}
+            if snapshots == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert {n: s["version"] for n, s in snapshots.items()} == {n: s["version"] for n, s in want.items()}
+        assert snapshots == want
