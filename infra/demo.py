@@ -231,8 +231,25 @@ async def _simulate(
 
     return await run_simulation(
         settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
-        min_step_wall_s=options.step_wall_s,
+        min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings),
     )
+
+
+async def _features_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Wait until the features worker has every pre-period event online (its status file says
+    no lag and nothing waiting): day 0's first requests then read up-to-date features, and the
+    learner, fed by the same worker, is not days behind the experiment's first decisions."""
+    from streams.worker.status import read_status, status_path
+
+    began = time.monotonic()
+    path = status_path(settings)
+    while time.monotonic() - began < timeout_s:
+        status = read_status(path) or {}
+        if status.get("processed", 0) > 0 and status.get("lag") == 0 and status.get("waiting") == 0:
+            say(f"features worker caught up with the pre-period after {time.monotonic() - began:.1f} s")
+            return
+        await asyncio.sleep(0.2)
+    say(f"features worker still behind after {timeout_s:.0f} s; starting the experiment anyway")
 
 
 def _simulated_day(message: str) -> int | None:

@@ -27,7 +27,7 @@ import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,11 +166,14 @@ async def run_simulation(
     timeout_s: float = 5.0,
     step_ms: int = HOUR_MS,
     min_step_wall_s: float = 0.0,
+    before_experiment: Callable[[], Awaitable[None]] | None = None,
 ) -> SimulationResult:
     """Drive ``users`` simulated users against serving and the broker; see the module docstring.
 
     ``publisher`` defaults to an ``EventPublisher`` on ``settings``' events topic (closed at
     the end); ``min_step_wall_s`` slows the clock down when the workers must keep up.
+    ``before_experiment`` is awaited once the pre-period's events are all delivered, before
+    day 0 (e.g. until the features worker has caught up with them).
     """
     began = time.perf_counter()
     spec = spec or load_demo_spec()
@@ -200,6 +203,13 @@ async def run_simulation(
             step = result.start_ms - result.start_ms % step_ms
             i = 0
             while step < horizon or held:
+                if before_experiment is not None and step >= ORIGIN_MS:
+                    if publishing is not None:
+                        result.events_published += await publishing
+                        publishing = None
+                    await loop.run_in_executor(executor, publisher.flush, 60.0)
+                    await before_experiment()
+                    before_experiment = None
                 step_end = step + step_ms
                 step_began = time.perf_counter()
                 batch = []
