@@ -209,8 +209,17 @@ def decode(
     size = len(raw)
     if size > limit:
         raise RecordTooLarge(f"{schema.__name__}: record is {size} bytes, over the {limit}-byte limit")
+    raw = bytes(raw)
+    # The common case, valid JSON, parsed and validated in one pass by pydantic (~1.6 µs against
+    # ~5.2 µs for an event). Its parser accepts NaN and Infinity, which the path below refuses:
+    # records that may hold one, and every record it rejects, take that path for its precise error.
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        try:
+            return schema.model_validate_json(raw)
+        except ValidationError:
+            pass
     try:
-        payload = json.loads(bytes(raw).decode("utf-8"), parse_constant=_reject_nonfinite)
+        payload = json.loads(raw.decode("utf-8"), parse_constant=_reject_nonfinite)
     except UnicodeDecodeError as exc:
         raise InvalidRecord(f"{schema.__name__}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except ValueError as exc:

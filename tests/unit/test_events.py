@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from streams.errors import InvalidRecord, RecordTooLarge
@@ -175,3 +175,52 @@ def test_dead_letters_keep_the_raw_bytes_and_the_reason() -> None:
     encoded = encode_dead_letter(letter)
     assert len(encoded) > MAX_RECORD_BYTES
     assert decode_dead_letter(encoded) == letter
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=6,
+)
+field_values = {
+    "v": st.sampled_from([1, 2, 1.0, "1", True]),
+    "event_id": st.sampled_from(["e1", "", 7]) | json_values,
+    "user_id": st.sampled_from(["u1", "user-9"]) | json_values,
+    "ts": st.sampled_from([T0_MS, float(T0_MS), str(T0_MS), 0, MAX_TS_MS, True]) | json_values,
+    "type": st.sampled_from(["play", "skip", "session_start", "Play", 1]),
+    "item_id": st.sampled_from(["i1", None, ""]) | json_values,
+    "genre": st.sampled_from(["jazz", None]) | json_values,
+    "ms_played": st.sampled_from([0, 30_000, -1, 1.0, 2.5, "10", False]) | json_values,
+}
+field_values["extra"] = json_values
+#: A valid event with up to two fields replaced by odd values and maybe one dropped.
+payloads = st.builds(
+    lambda overrides, dropped: {k: v for k, v in {**valid_event_payload(), **overrides}.items() if k != dropped},
+    st.lists(st.sampled_from(sorted(field_values)), max_size=2, unique=True).flatmap(
+        lambda keys: st.fixed_dictionaries({key: field_values[key] for key in keys})),
+    st.none() | st.none() | st.sampled_from(sorted(field_values)),
+)
+
+
+def _slow_path_outcome(raw: bytes) -> object:
+    """What ``decode`` answers without its pydantic JSON fast path (json.loads, then validation)."""
+    from pydantic import ValidationError
+
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+        return ListeningEvent.model_validate(payload) if isinstance(payload, dict) else "rejected"
+    except (ValueError, ValidationError):
+        return "rejected"
+
+
+@given(payloads)
+@settings(max_examples=400)
+def test_the_fast_path_accepts_exactly_what_the_precise_path_accepts(payload: dict[str, object]) -> None:
+    raw = json.dumps(payload).encode()
+    try:
+        fast: object = decode_event(raw)
+    except InvalidRecord:
+        fast = "rejected"
+    assert fast == _slow_path_outcome(raw)
+    event(f"accepted: {fast != 'rejected'}")  # both kinds must be well represented (--hypothesis-show-statistics)
