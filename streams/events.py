@@ -129,9 +129,12 @@ class ModelSnapshot(_Record):
     state: dict[str, Any]
 
 
-#: A learner checkpoint holds every open decision of its reward windows, so it gets a larger
-#: limit than other records, still below the producers' default 1,000,000-byte request size.
+#: Each record of a learner checkpoint (its head, or one part of its state) stays below this,
+#: itself below the producers' default 1,000,000-byte request size.
 MAX_CHECKPOINT_BYTES = 900 * 1024
+
+#: Compressed state bytes per checkpoint part (base64 makes them 4/3 as many characters).
+MAX_PART_STATE_BYTES = 600 * 1024
 
 TopicName = Annotated[str, Field(min_length=1, max_length=249)]
 
@@ -147,15 +150,22 @@ class InputPosition(BaseModel):
 
 
 class LearnerCheckpoint(_Record):
-    """The online learner's whole state and the input positions it reflects, as one JSON
-    record (never pickle), on the compacted ``learner-checkpoints`` topic keyed by ``learner_id``."""
+    """The head of a learner checkpoint, on the compacted ``learner-checkpoints`` topic keyed by
+    ``learner_id``: the input positions the checkpoint reflects, and where its state is.
+
+    The state (JSON, never pickle) is zlib-compressed and split into ``parts``
+    ``CheckpointPart`` records keyed ``<learner_id>/<slot>/<index>``, written before the head;
+    ``state_bytes`` and ``state_sha256`` are the compressed state's length and digest."""
 
     checkpoint_id: RecordId
     learner_id: Name
     seq: Annotated[int, Field(ge=0)]
     ts: EventTime
     positions: list[InputPosition]
-    state: dict[str, Any]
+    slot: Literal[0, 1]
+    parts: Annotated[int, Field(ge=1, le=10_000)]
+    state_bytes: Annotated[int, Field(ge=0)]
+    state_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
     @model_validator(mode="after")
     def _one_position_per_partition(self) -> LearnerCheckpoint:
@@ -163,6 +173,14 @@ class LearnerCheckpoint(_Record):
         if len(set(partitions)) != len(partitions):
             raise ValueError("positions: a partition is listed twice")
         return self
+
+
+class CheckpointPart(_Record):
+    """Part ``index`` of a learner checkpoint's compressed state, as base64."""
+
+    checkpoint_id: RecordId
+    index: Annotated[int, Field(ge=0, lt=10_000)]
+    data: Annotated[str, Field(max_length=(MAX_PART_STATE_BYTES + 2) // 3 * 4, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 
 
 class DeadLetter(_Record):
@@ -255,12 +273,16 @@ def decode_dead_letter(raw: bytes | bytearray | memoryview | str) -> DeadLetter:
     return decode(raw, DeadLetter, limit=2 * MAX_DEAD_LETTER_VALUE_BYTES)
 
 
-def encode_checkpoint(record: LearnerCheckpoint) -> bytes:
+def encode_checkpoint(record: LearnerCheckpoint | CheckpointPart) -> bytes:
     return encode(record, limit=MAX_CHECKPOINT_BYTES)
 
 
 def decode_checkpoint(raw: bytes | bytearray | memoryview | str) -> LearnerCheckpoint:
     return decode(raw, LearnerCheckpoint, limit=MAX_CHECKPOINT_BYTES)
+
+
+def decode_checkpoint_part(raw: bytes | bytearray | memoryview | str) -> CheckpointPart:
+    return decode(raw, CheckpointPart, limit=MAX_CHECKPOINT_BYTES)
 
 
 def new_id() -> str:

@@ -6,7 +6,7 @@ A ``RewardJoiner`` joins decisions with the reward events that follow them; the
 agent can store state and positions together and resume exactly after a crash.
 """
 
-from streams.learning.checkpoint import CheckpointedLearner, Offered, Outcome
+from streams.learning.checkpoint import Checkpoint, CheckpointedLearner, Offered, Outcome, find_checkpoint
 from streams.learning.errors import InvalidJoinerState, InvalidLearnerState
 from streams.learning.joiner import DEFAULT_WINDOW_MS, NO_WATERMARK, Admission, Reward, RewardJoiner
 from streams.learning.learner import OnlineLearner
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_WINDOW_MS",
     "NO_WATERMARK",
     "Admission",
+    "Checkpoint",
     "CheckpointedLearner",
     "InvalidJoinerState",
     "InvalidLearnerState",
@@ -34,6 +35,7 @@ __all__ = [
     "Reward",
     "RewardFn",
     "RewardJoiner",
+    "find_checkpoint",
     "matches_genre",
     "matches_item",
     "matches_item_or_genre",

@@ -18,22 +18,14 @@ from typing import Any
 
 from infra.kafka_config import admin_config, producer_config
 from infra.settings import Settings
-from infra.topic_reader import newest_per_key, read_topic
+from infra.topic_reader import read_topic
 from infra.topics import apply_topics
-from streams.events import (
-    Decision,
-    EventType,
-    LearnerCheckpoint,
-    ListeningEvent,
-    ModelSnapshot,
-    decode,
-    decode_checkpoint,
-)
-from streams.learning import CheckpointedLearner, OnlineLearner
+from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot, decode
+from streams.learning import Checkpoint, CheckpointedLearner, OnlineLearner
 from streams.policies import make_policy
 from streams.producer import EventPublisher
 from streams.worker.app import app_id
-from streams.worker.learner_agent import CHECKPOINTS_TOPIC
+from streams.worker.learner_agent import newest_checkpoint
 from streams.worker.status import read_status, status_path
 from tests.helpers import T0_MS
 
@@ -105,26 +97,25 @@ def tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
 
 
-def newest_checkpoint(settings: Settings) -> LearnerCheckpoint | None:
-    record = newest_per_key(read_topic(settings, settings.topic(CHECKPOINTS_TOPIC))).get(app_id(settings).encode())
-    return None if record is None else decode_checkpoint(record.value)
-
-
 def wait_checkpoint(settings: Settings, process: subprocess.Popen[bytes], done, *, timeout_s: float,
-                    log: Path) -> LearnerCheckpoint:
+                    log: Path) -> Checkpoint:
     deadline = time.monotonic() + timeout_s
     checkpoint = None
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
-        checkpoint = newest_checkpoint(settings)
+        checkpoint = newest_checkpoint(settings, app_id(settings))
         if checkpoint is not None and done(checkpoint):
             return checkpoint
         time.sleep(0.3)
-    raise AssertionError(f"timed out; newest checkpoint {checkpoint and checkpoint.seq}\n{tail(log)}")
+    raise AssertionError(f"timed out; newest checkpoint {checkpoint and checkpoint.head.seq}\n{tail(log)}")
 
 
-def covered(checkpoint: LearnerCheckpoint) -> int:
-    return sum(position.offset for position in checkpoint.positions)
+def positions(checkpoint: Checkpoint) -> dict[tuple[str, int], int]:
+    return {(p.topic, p.partition): p.offset for p in checkpoint.head.positions}
+
+
+def covered(checkpoint: Checkpoint) -> int:
+    return sum(positions(checkpoint).values())
 
 
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
@@ -169,7 +160,7 @@ def comparable(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.Popen[bytes], after: int, *,
-                                       margin: int, log: Path) -> LearnerCheckpoint:
+                                       margin: int, log: Path) -> Checkpoint:
     """SIGKILL ``process`` once its newest checkpoint covers more than ``after`` records and the
     worker has read at least ``margin`` events past it (its features agent counts the events it
     read, in step with the learner, which reads them from the same consumer): work that only
@@ -178,10 +169,11 @@ def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.P
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
-        checkpoint = newest_checkpoint(settings)
+        checkpoint = newest_checkpoint(settings, app_id(settings))
         status = read_status(status_path(settings))
         if checkpoint is not None and covered(checkpoint) > after and status and status["pid"] == process.pid:
-            read_past = status["processed"] - sum(p.offset for p in checkpoint.positions if p.topic == events)
+            events_covered = sum(o for (topic, _), o in positions(checkpoint).items() if topic == events)
+            read_past = status["processed"] - events_covered
             if read_past >= margin:
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
@@ -204,22 +196,20 @@ def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settin
         publisher.start()
         killed_after = kill_with_work_past_the_checkpoint(settings, process, covered(first), margin=100, log=log)
         assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
-    stored = newest_checkpoint(settings)
-    assert stored is not None and stored.seq >= killed_after.seq
-    positions = {(p.topic, p.partition): p.offset for p in stored.positions}
+    stored = newest_checkpoint(settings, app_id(settings))
+    assert stored is not None and stored.head.seq >= killed_after.head.seq
     committed = committed_offsets(settings)
     assert committed, "nothing was committed before the kill: the test proves little"
     # The invariant behind exactness: offsets are committed only once a stored checkpoint covers them.
-    assert all(offset <= positions.get(tp, 0) for tp, offset in committed.items()), (committed, positions)
+    assert all(offset <= positions(stored).get(tp, 0) for tp, offset in committed.items()), (committed, stored.head)
     publisher.join(timeout=60)
 
     expected, ends = oracle(settings)
     assert expected.learner.updates > 500 and expected.learner.late == 0
     with worker(settings, log) as process:
-        final = wait_checkpoint(settings, process, lambda c: {(p.topic, p.partition): p.offset
-                                                              for p in c.positions} == ends, timeout_s=60, log=log)
-        assert final.seq > stored.seq  # numbered on from the restored checkpoint
-        assert comparable(final.state) == comparable(expected.learner.to_state())
+        final = wait_checkpoint(settings, process, lambda c: positions(c) == ends, timeout_s=60, log=log)
+        assert final.head.seq > stored.head.seq  # numbered on from the restored checkpoint
+        assert comparable(final.state()) == comparable(expected.learner.to_state())
         # Serving's view: the newest snapshot of each policy is the uninterrupted learner's policy.
         want = {name: policy.to_state() for name, policy in expected.learner.policies.items()}
         deadline = time.monotonic() + 30

@@ -4,20 +4,21 @@ included, ends exactly where a learner fed everything without interruption ends.
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import (
-    Decision,
-    EventType,
-    ListeningEvent,
-    decode_checkpoint,
-    encode,
-    encode_checkpoint,
+from streams.events import MAX_CHECKPOINT_BYTES, Decision, EventType, ListeningEvent, decode_checkpoint, encode
+from streams.learning import (
+    CheckpointedLearner,
+    InvalidLearnerState,
+    OnlineLearner,
+    Outcome,
+    find_checkpoint,
 )
-from streams.learning import CheckpointedLearner, InvalidLearnerState, OnlineLearner, Outcome
+from streams.learning.checkpoint import pack
 from streams.policies import make_policy
 from tests.helpers import T0_MS
 
@@ -38,9 +39,11 @@ def fresh(lateness_ms: int) -> CheckpointedLearner:
     return CheckpointedLearner(online, decisions_topic=DECISIONS)
 
 
-def restore(wire: bytes) -> CheckpointedLearner:
-    return CheckpointedLearner.from_checkpoint(decode_checkpoint(wire), decisions_topic=DECISIONS,
-                                               policy_factory=factory)
+def restore(topic: dict[bytes, bytes]) -> CheckpointedLearner:
+    """The learner from the newest checkpoint on a compacted topic (``topic``: the newest value per key)."""
+    checkpoint = find_checkpoint(topic, "learner")
+    assert checkpoint is not None
+    return CheckpointedLearner.from_checkpoint(checkpoint, decisions_topic=DECISIONS, policy_factory=factory)
 
 
 @st.composite
@@ -113,13 +116,13 @@ def test_restored_and_replayed_equals_uninterrupted(data, lateness: int, every: 
     feed(uninterrupted, log, 0, len(log), every=every, cuts=cuts)
     uninterrupted.advance()
 
-    learner, start = fresh(lateness), 0
-    for cut, resume in plan:
+    learner, start, topic = fresh(lateness), 0, {}
+    for number, (cut, resume) in enumerate(plan):
         feed(learner, log, start, cut, every=every, cuts=cuts)
-        wire = encode_checkpoint(learner.checkpoint(learner_id="learner"))
+        topic.update(learner.checkpoint(learner_id="learner", slot=number % 2).records())
         if cut < len(log):
             learner.offer(*log[cut])  # work done after the checkpoint, lost in the crash
-        learner, start = restore(wire), resume
+        learner, start = restore(topic), resume
     feed(learner, log, start, len(log), every=every, cuts=cuts)
     learner.advance()
 
@@ -146,17 +149,21 @@ def test_the_checkpoint_round_trips_through_json() -> None:
     for record in log:
         learner.offer(*record)
     assert learner.advance() == 1  # d1 closed with its play; d2 still open, e2 buffered
-    checkpoint = learner.checkpoint(learner_id="tandem-personalization")
-    wire = encode_checkpoint(checkpoint)
-    assert b"pickle" not in wire and json.loads(wire)["learner_id"] == "tandem-personalization"
-    assert decode_checkpoint(wire) == checkpoint
-    restored = restore(wire)
-    again = restored.checkpoint(learner_id="tandem-personalization")
-    assert again.state == checkpoint.state and again.positions == checkpoint.positions
-    assert (checkpoint.seq, again.seq) == (0, 1)
+    checkpoint = learner.checkpoint(learner_id="learner", slot=1)
+    records = dict(checkpoint.records())
+    assert list(records) == [b"learner/1/0", b"learner"]
+    head = json.loads(records[b"learner"])
+    assert head["learner_id"] == "learner" and head["parts"] == 1 and head["slot"] == 1
+    assert decode_checkpoint(records[b"learner"]) == checkpoint.head
+    assert checkpoint.state() == json.loads(json.dumps(learner.learner.to_state()))
+    restored = restore(records)
+    again = restored.checkpoint(learner_id="learner")
+    assert again.state() == checkpoint.state() and again.head.positions == checkpoint.head.positions
+    assert (checkpoint.head.seq, again.head.seq) == (0, 1)
     assert restored.learner.joiner.open_decisions == 1 and restored.learner.joiner.buffered_events == 1
     assert restored.learner.policies["linucb"].version == 1
-    assert {(p.topic, p.partition, p.offset) for p in checkpoint.positions} == {(DECISIONS, 0, 2), (EVENTS, 1, 2)}
+    assert {(p.topic, p.partition, p.offset) for p in checkpoint.head.positions} == {
+        (DECISIONS, 0, 2), (EVENTS, 1, 2)}
 
 
 def test_records_below_the_position_are_reflected_and_a_gap_is_counted() -> None:
@@ -171,12 +178,45 @@ def test_records_below_the_position_are_reflected_and_a_gap_is_counted() -> None
 
 
 def test_a_malformed_state_is_refused_with_a_reason() -> None:
-    checkpoint = fresh(0).checkpoint(learner_id="learner")
-    for state, reason in [
-        ({**checkpoint.state, "format": 99}, "format"),
-        ({**checkpoint.state, "policies": {"p": {"policy": "nope"}}}, "nope"),
-        ({**checkpoint.state, "joiner": {"format": 1}}, "joiner"),
-        ({k: v for k, v in checkpoint.state.items() if k != "newest"}, "newest"),
+    state = fresh(0).checkpoint(learner_id="learner").state()
+    for bad, reason in [
+        ({**state, "format": 99}, "format"),
+        ({**state, "policies": {"p": {"policy": "nope"}}}, "nope"),
+        ({**state, "joiner": {"format": 1}}, "joiner"),
+        ({k: v for k, v in state.items() if k != "newest"}, "newest"),
     ]:
         with pytest.raises(InvalidLearnerState, match=reason):
-            OnlineLearner.from_state(state, policy_factory=factory)
+            OnlineLearner.from_state(bad, policy_factory=factory)
+
+
+def test_a_large_state_is_split_into_parts_each_under_the_record_limit() -> None:
+    rng = random.Random(3)
+    state = {"noise": [rng.getrandbits(64) for _ in range(300_000)]}  # ~6 MB of JSON, ~2.7 MB compressed
+    checkpoint = pack(state, learner_id="learner", seq=4, ts=T0_MS, positions=[], slot=1)
+    records = checkpoint.records()
+    assert checkpoint.head.parts >= 4 and len(records) == checkpoint.head.parts + 1
+    assert all(len(value) <= MAX_CHECKPOINT_BYTES for _, value in records)
+    found = find_checkpoint(dict(records), "learner")
+    assert found is not None and found.state() == state
+
+
+def test_a_crash_while_writing_leaves_the_stored_checkpoint_intact() -> None:
+    learner = fresh(0)
+    learner.offer(DECISIONS, 0, 0, encode(Decision(decision_id="d1", user_id="u1", ts=T0_MS, policy="softmax",
+                                                   policy_version=0, arm="jazz", propensity=0.5, arms=ARMS)))
+    topic = dict(learner.checkpoint(learner_id="learner", slot=0).records())
+    learner.offer(DECISIONS, 0, 1, b"{")
+    *parts, _head = learner.checkpoint(learner_id="learner", slot=1).records()
+    topic.update(parts)  # the parts of the next one were written, its head was not
+    restored = restore(topic)
+    assert restored.positions == {(DECISIONS, 0): 1} and restored.seq == 1
+
+
+def test_parts_that_do_not_match_their_head_are_refused() -> None:
+    first = dict(fresh(0).checkpoint(learner_id="learner", slot=0).records())
+    second = dict(fresh(0).checkpoint(learner_id="learner", slot=0).records())
+    with pytest.raises(InvalidLearnerState, match="part 0"):
+        find_checkpoint({**first, b"learner/0/0": second[b"learner/0/0"]}, "learner")
+    with pytest.raises(InvalidLearnerState, match="missing"):
+        find_checkpoint({b"learner": first[b"learner"]}, "learner")
+    assert find_checkpoint({}, "learner") is None

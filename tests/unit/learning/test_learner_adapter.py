@@ -48,20 +48,20 @@ class Harness:
     def __init__(self, *, stored: dict | None = None) -> None:
         self.learner = CheckpointedLearner(OnlineLearner(policy_factory=lambda name: make_policy(name, seed=1)),
                                            decisions_topic=DECISIONS)
-        self.checkpoints: list[bytes] = []
+        self.checkpoints: list[list[tuple[bytes, bytes]]] = []
         self.refuse = False
         self.generation = 1
         self.letters = Sent()
         self.adapter = LearnerAdapter(
-            self.learner, learner_id="app", stored=stored or {}, send_checkpoint=self.store,
+            self.learner, learner_id="app", stored=stored or {}, slot=0, send_checkpoint=self.store,
             send_snapshot=self.snapshot, dead_letters=DeadLetters(self.letters), generation=lambda: self.generation,
         )
         self.offsets: dict[tuple[str, int], int] = {}
 
-    async def store(self, value: bytes) -> None:
+    async def store(self, records: list[tuple[bytes, bytes]]) -> None:
         if self.refuse:
             raise OSError("broker unavailable")
-        self.checkpoints.append(value)
+        self.checkpoints.append(records)
 
     async def snapshot(self, snapshot: Any) -> None: ...
 
@@ -93,8 +93,11 @@ def test_acks_wait_for_a_stored_checkpoint_that_covers_them() -> None:
     assert not any(event.acked for event in events)
     assert asyncio.run(harness.adapter.checkpoint()) is True
     assert all(event.acked for event in events)
-    stored = decode_checkpoint(harness.checkpoints[-1])
+    *parts, (key, head) = harness.checkpoints[-1]
+    stored = decode_checkpoint(head)
+    assert key == b"app" and [k for k, _ in parts] == [b"app/1/0"]  # the slot the stored one (0) does not use
     assert {(p.topic, p.partition, p.offset) for p in stored.positions} == {(DECISIONS, 0, 1), (EVENTS, 0, 2)}
+    assert harness.adapter.slot == 1
     assert asyncio.run(harness.adapter.checkpoint()) is False  # nothing waits: nothing written
 
 
@@ -105,11 +108,13 @@ def test_a_failed_store_acks_nothing_and_the_next_checkpoint_covers_it() -> None
     harness.refuse = True
     assert asyncio.run(harness.adapter.checkpoint()) is False
     assert not first.acked and harness.adapter.failures == 1
+    assert harness.adapter.slot == 0  # the stored checkpoint's parts: still the ones to keep
     second = harness.event(DECISIONS, decision(2))
     harness.handle(second)
     harness.refuse = False
     assert asyncio.run(harness.adapter.checkpoint()) is True
     assert first.acked and second.acked
+    assert [key for key, _ in harness.checkpoints[-1]] == [b"app/1/0", b"app"]
 
 
 def test_records_of_an_old_generation_are_never_acked_and_their_copies_are() -> None:
@@ -130,9 +135,9 @@ def test_a_rebalance_during_the_store_acks_nothing() -> None:
     event = harness.event(DECISIONS, decision(1))
     harness.handle(event)
 
-    async def store_during_rebalance(value: bytes) -> None:
+    async def store_during_rebalance(records: list[tuple[bytes, bytes]]) -> None:
         harness.generation = 2
-        harness.checkpoints.append(value)
+        harness.checkpoints.append(records)
 
     harness.adapter.send_checkpoint = store_during_rebalance
     assert asyncio.run(harness.adapter.checkpoint()) is True
