@@ -127,6 +127,15 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=self.detach,
             )
+        try:
+            self._wait_ready(log_path)
+        except BaseException:
+            self.stop()  # whatever went wrong (Ctrl-C included), never leave the process behind
+            raise
+        return self
+
+    def _wait_ready(self, log_path: Path) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -136,9 +145,8 @@ class EmbeddedBroker:
                 )
             if answers_metadata(self.bootstrap, timeout_s=1.0):
                 logger.info("broker ready on %s (pid %d)", self.bootstrap, self._process.pid)
-                return self
+                return
             time.sleep(0.1)
-        self.stop()
         raise BrokerError(
             f"the broker did not answer a metadata request on {self.bootstrap} within "
             f"{READY_TIMEOUT_S:.0f} s; its log ({log_path}):\n{_tail(log_path)}"

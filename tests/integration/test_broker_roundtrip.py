@@ -207,3 +207,27 @@ def test_a_partition_high_watermark_marks_the_end(settings: Settings) -> None:
         consumer.close()
     encoded = encode(make_event(1))
     assert decode_event(encoded) == make_event(1)
+
+
+def test_a_start_that_fails_while_waiting_leaves_no_broker_process(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from infra import broker as broker_module
+
+    started: list[EmbeddedBroker] = []
+
+    def client_breaks(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
+        raise ValueError("a client that cannot read the broker's answer")
+
+    monkeypatch.setattr(broker_module, "answers_metadata", client_breaks)
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    original_popen = broker_module.subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        process = original_popen(*args, **kwargs)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(broker_module.subprocess, "Popen", recording_popen)
+    with pytest.raises(ValueError, match="cannot read"):
+        broker.start()
+    assert len(started) == 1
+    assert started[0].poll() is not None, "the broker process was left running"
