@@ -31,13 +31,19 @@ def register(*, commands_parser: Any) -> None:
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
 
-    features = commands_parser.add_parser("features", help="the personalization worker and its features")
+    features = commands_parser.add_parser("features", help="the features worker and the features it writes")
     feature_actions = features.add_subparsers(dest="action", required=True)
-    feature_actions.add_parser("run", help="run the personalization Faust worker")
+    feature_actions.add_parser("run", help="run the features' Faust worker")
     get = feature_actions.add_parser("get", help="a user's features from the online store")
     get.add_argument("user_id")
     feature_actions.add_parser("status", help="the worker's progress and freshness p50/p99")
     features.set_defaults(handler=cmd_features)
+
+    learner = commands_parser.add_parser("learner", help="the policies' online learner (its own consumer group)")
+    learner_actions = learner.add_subparsers(dest="action", required=True)
+    learner_actions.add_parser("run", help="run the learner's Faust worker")
+    learner_actions.add_parser("status", help="the learner's progress: records, checkpoints, updates")
+    learner.set_defaults(handler=cmd_learner)
 
     simulate = commands_parser.add_parser("simulate", help="drive simulated users against a running serving API")
     simulate.add_argument("--serve-url", default="http://127.0.0.1:8080")
@@ -45,7 +51,7 @@ def register(*, commands_parser: Any) -> None:
     simulate.add_argument("--seed", type=int, default=7)
     simulate.set_defaults(handler=cmd_simulate)
 
-    up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the three workers, detached")
+    up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
     up.add_argument("--port", type=int, default=8080, help="the serving API's port")
     up.set_defaults(handler=cmd_up)
     down = commands_parser.add_parser("down", help="stop what `tandem up` started")
@@ -92,6 +98,15 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(commands.get_features(settings, args.user_id), indent=2, default=str))
         return 0
     print(json.dumps(commands.features_status(settings), indent=2, default=str))
+    return 0
+
+
+def cmd_learner(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import commands
+
+    if args.action == "run":
+        return commands.run_learner(settings)
+    print(json.dumps(commands.learner_status(settings), indent=2, default=str))
     return 0
 
 

@@ -2,7 +2,7 @@
 and the experiment report that catches a bandit winning plays and losing retention.
 
 Everything it starts it stops, also on Ctrl-C: the broker is a context manager,
-the three workers run under a ``Supervisor``, each in its own process and log.
+the four workers run under a ``Supervisor``, each in its own process and log.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def say(message: str) -> None:
 def worker_specs(serve_port: int) -> dict[str, ProcessSpec]:
     return {
         "personalization": ProcessSpec("personalization", ("features", "run")),
+        "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
     }
@@ -163,7 +164,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             specs = worker_specs(port)
             for process in specs.values():
                 supervisor.start(process)
-            say("started personalization worker, serving API and experiment aggregator (3 processes)")
+            say("started features worker, learner, serving API and experiment aggregator (4 processes)")
             wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
             say(f"serving API ready on {serve_url}")
 
@@ -237,19 +238,21 @@ async def _simulate(
 
 async def _features_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
     """Wait until the features worker has every pre-period event online (its status file says
-    no lag and nothing waiting): day 0's first requests then read up-to-date features, and the
-    learner, fed by the same worker, is not days behind the experiment's first decisions."""
+    no lag and nothing waiting) and the learner has read them all: day 0's first requests then
+    read up-to-date features, and the learner is not days behind the first decisions."""
+    from streams.worker.learner_app import learner_status_path
     from streams.worker.status import read_status, status_path
 
     began = time.monotonic()
-    path = status_path(settings)
     while time.monotonic() - began < timeout_s:
-        status = read_status(path) or {}
-        if status.get("processed", 0) > 0 and status.get("lag") == 0 and status.get("waiting") == 0:
-            say(f"features worker caught up with the pre-period after {time.monotonic() - began:.1f} s")
+        features = read_status(status_path(settings)) or {}
+        learner = read_status(learner_status_path(settings)) or {}
+        if (features.get("processed", 0) > 0 and features.get("lag") == 0 and features.get("waiting") == 0
+                and learner.get("lag") == 0):
+            say(f"features worker and learner caught up with the pre-period after {time.monotonic() - began:.1f} s")
             return
         await asyncio.sleep(0.2)
-    say(f"features worker still behind after {timeout_s:.0f} s; starting the experiment anyway")
+    say(f"features worker or learner still behind after {timeout_s:.0f} s; starting the experiment anyway")
 
 
 def _simulated_day(message: str) -> int | None:

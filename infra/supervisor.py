@@ -1,7 +1,7 @@
 """Starting and stopping tandem's processes, each with its own log, never leaving one behind.
 
-Each stack runs in a process of its own (its own failure domain): the
-personalization worker, the serving API and the experiment aggregator. A
+Each stack runs in processes of its own (its own failure domains): the
+features worker, the learner, the serving API and the experiment aggregator. A
 ``Supervisor`` starts them in new sessions (so a terminal's Ctrl-C reaches only
 the supervisor, which then stops them in order), records their pids in a state
 file for ``tandem down``, and stops them with SIGTERM, then SIGKILL.

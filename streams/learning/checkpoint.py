@@ -38,12 +38,12 @@ newest record of each key, checking every part against the head.
 ...     policy_version=0, arm="jazz", propensity=0.5, arms=["jazz", "rock"]))
 >>> learner.offer("decisions", 0, 0, decision).outcome, learner.offer("decisions", 0, 1, b"{").outcome
 (<Outcome.APPLIED: 'applied'>, <Outcome.INVALID: 'invalid'>)
->>> checkpoint = learner.checkpoint(learner_id="tandem-personalization", slot=0)
+>>> checkpoint = learner.checkpoint(learner_id="tandem-learner", slot=0)
 >>> [(p.topic, p.partition, p.offset) for p in checkpoint.head.positions]
 [('decisions', 0, 2)]
 >>> [key for key, _ in checkpoint.records()]
-[b'tandem-personalization/0/0', b'tandem-personalization']
->>> stored = find_checkpoint(dict(checkpoint.records()), "tandem-personalization")
+[b'tandem-learner/0/0', b'tandem-learner']
+>>> stored = find_checkpoint(dict(checkpoint.records()), "tandem-learner")
 >>> restored = CheckpointedLearner.from_checkpoint(stored, decisions_topic="decisions",
 ...     policy_factory=lambda name: make_policy(name, seed=1))
 >>> restored.offer("decisions", 0, 0, decision).outcome

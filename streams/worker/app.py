@@ -1,4 +1,4 @@
-"""The personalization Faust app: the features agent, its table, its batcher and its status.
+"""The features worker's Faust app: the features agent, its table, its batcher and its status.
 
 ``make_app(settings, feature_store=...)`` builds a ``faust.App`` whose id (and consumer group)
 is ``<topic prefix>tandem-personalization``. It reads ``events`` as raw bytes and keeps one
@@ -57,6 +57,41 @@ def default_store() -> str:
     return "rocksdb://"
 
 
+def new_app(
+    settings: Settings,
+    app_name: str,
+    *,
+    store: str = "memory://",
+    one_record_per_batch: bool | None = None,
+    commit_interval_s: float | None = None,
+) -> Any:
+    """A personalization Faust app with tandem's settings (raw bytes, manual acks, the prompt
+    fetch); its id and consumer group are ``app_id(settings, app_name)``."""
+    from streams.worker.transport import PromptApp
+
+    if one_record_per_batch is None:
+        one_record_per_batch = settings.embedded
+    options = faust_config(settings)
+    if one_record_per_batch:
+        options["producer_max_batch_size"] = 1
+    # Acks are manual: records fetched but not yet processed are never acked, so waiting for
+    # "empty streams" at shutdown or rebalance would wait forever. Unacked records are replayed.
+    options["stream_wait_empty"] = False
+    if commit_interval_s is not None:
+        options["broker_commit_interval"] = commit_interval_s
+    datadir = settings.state_dir / "faust" / app_name  # Faust's local state (tables) per app
+    datadir.mkdir(parents=True, exist_ok=True)
+    return PromptApp(
+        app_id(settings, app_name),
+        fetch_max_wait_ms=fetch_max_wait_ms(settings),
+        datadir=str(datadir),
+        store=store,
+        key_serializer="raw",
+        value_serializer="raw",
+        **options,
+    )
+
+
 def make_app(
     settings: Settings,
     *,
@@ -75,29 +110,8 @@ def make_app(
     ``write_rows(rows)``). ``one_record_per_batch`` defaults to True on the embedded profile."""
     import faust
 
-    from streams.worker.transport import PromptApp
-
-    if one_record_per_batch is None:
-        one_record_per_batch = settings.embedded
-    options = faust_config(settings)
-    if one_record_per_batch:
-        options["producer_max_batch_size"] = 1
-    # Acks are manual: records fetched but not yet processed are never acked, so waiting for
-    # "empty streams" at shutdown or rebalance would wait forever. Unacked records are replayed.
-    options["stream_wait_empty"] = False
-    if commit_interval_s is not None:
-        options["broker_commit_interval"] = commit_interval_s
-    datadir = settings.state_dir / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = PromptApp(
-        app_id(settings, app_name),
-        fetch_max_wait_ms=fetch_max_wait_ms(settings),
-        datadir=str(datadir),
-        store=store or default_store(),
-        key_serializer="raw",
-        value_serializer="raw",
-        **options,
-    )
+    app = new_app(settings, app_name, store=store or default_store(), one_record_per_batch=one_record_per_batch,
+                  commit_interval_s=commit_interval_s)
     events = app.topic(settings.topic("events"), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     dead_topic = app.topic(settings.topic("dead-letters"), key_serializer="raw", value_serializer="raw")

@@ -1,4 +1,4 @@
-"""Plain functions behind ``tandem features run | get USER_ID | status``.
+"""Plain functions behind ``tandem features run | get USER_ID | status`` and ``tandem learner run | status``.
 
 >>> from infra.settings import Settings
 >>> features_status(Settings(state_dir=__import__("pathlib").Path("/nonexistent")))["running"]
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from infra.settings import Settings
@@ -19,10 +20,17 @@ STALE_AFTER_S = 5.0
 
 
 def run_features(settings: Settings) -> int:
-    """``tandem features run``: run the personalization worker in the foreground; the exit code."""
+    """``tandem features run``: run the features worker in the foreground; the exit code."""
     from streams.worker.runner import run_worker
 
     return run_worker(settings)
+
+
+def run_learner(settings: Settings) -> int:
+    """``tandem learner run``: run the learner's worker in the foreground; the exit code."""
+    from streams.worker.runner import run_learner as run
+
+    return run(settings)
 
 
 def get_features(settings: Settings, user_id: str) -> dict[str, Any]:
@@ -48,11 +56,21 @@ def get_features(settings: Settings, user_id: str) -> dict[str, Any]:
 def features_status(settings: Settings) -> dict[str, Any]:
     """``tandem features status``: the worker's last status (counters, flushes, freshness p50/p99,
     lag) and whether it is running (its status file is younger than ``STALE_AFTER_S``)."""
-    status = read_status(status_path(settings))
-    if status is None:
-        return {"running": False, "status_file": str(status_path(settings)), "status": None}
+    return _status(status_path(settings))
+
+
+def learner_status(settings: Settings) -> dict[str, Any]:
+    """``tandem learner status``: the learner's last status (records offered, checkpoints, updates)
+    and whether it is running."""
+    from streams.worker.learner_app import learner_status_path
+
+    return _status(learner_status_path(settings))
+
+
+def _status(path: Path) -> dict[str, Any]:
+    status = read_status(path)
     return {
-        "running": status["age_s"] < STALE_AFTER_S,
-        "status_file": str(status_path(settings)),
+        "running": status is not None and status["age_s"] < STALE_AFTER_S,
+        "status_file": str(path),
         "status": status,
     }

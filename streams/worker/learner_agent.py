@@ -1,7 +1,8 @@
 """The learner agent: a thin Faust adapter around ``streams.learning.CheckpointedLearner``.
 
-It reads ``decisions`` and ``events`` (co-partitioned: both keyed by user_id with the
-same partition count), offers every record to the learner with its offset, closes reward
+It runs in the learner's own app (``streams.worker.learner_app``). It reads
+``decisions`` and ``events`` (co-partitioned: both keyed by user_id with the same
+partition count), offers every record to the learner with its offset, closes reward
 windows every ``ADVANCE_EVERY`` records and on every checkpoint, and publishes due
 snapshots to the compacted ``models`` topic (key = policy name), which serving reads.
 

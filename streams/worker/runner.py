@@ -1,6 +1,7 @@
-"""Running the personalization worker in this process: the feature store, then Faust.
+"""Running a personalization worker in this process: the features worker (the feature store,
+then Faust) or, with ``--role learner``, the learner (``streams.worker.learner_app``).
 
-    python -m streams.worker [--flush-records N] [--flush-ms T]
+    python -m streams.worker [--role features|learner] [--flush-records N] [--flush-ms T]
 
 Settings come from ``TANDEM_*`` variables. Faust's web server stays off (it would listen on every interface).
 """
@@ -34,29 +35,39 @@ def open_feature_store(settings: Settings, *, check_older: bool = True) -> Any:
 
 def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
     """Provision topics, start the feature-store writer process, run the app until stopped; the exit code."""
-    import faust
-
     from streams.worker.app import make_app
     from streams.worker.feast_process import ProcessFeatureWriter
-    from streams.worker.learner_agent import install_learner
 
     apply_topics(settings)
     store = ProcessFeatureWriter(settings.feast_dir)
     try:
-        app = make_app(settings, feature_store=store, **app_options)
-        install_learner(app, settings)
-        worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        return 0
+        return _run(make_app(settings, feature_store=store, **app_options), loglevel)
     finally:
         store.close()
 
 
+def run_learner(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
+    """Provision topics, restore or warm-start the learner, run its app until stopped; the exit code."""
+    from streams.worker.learner_app import make_learner_app
+
+    apply_topics(settings)
+    return _run(make_learner_app(settings, **app_options), loglevel)
+
+
+def _run(app: Any, loglevel: str) -> int:
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=("features", "learner"), default="features")
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
@@ -66,14 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
     parser.add_argument("--changelog-batches", action="store_true",
                         help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
-    parser.add_argument("--app-name", default="tandem-personalization",
+    parser.add_argument("--app-name", default=None,
                         help="app id and consumer group, after the topic prefix (a second, independent app)")
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
+    named = {"app_name": args.app_name} if args.app_name else {}
+    if args.role == "learner":
+        return run_learner(load_settings(), loglevel=args.loglevel, status_interval_s=args.status_interval,
+                           commit_interval_s=args.commit_interval, **named)
     return run_worker(
         load_settings(), loglevel=args.loglevel,
         flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
         status_interval_s=args.status_interval, commit_interval_s=args.commit_interval,
-        one_record_per_batch=False if args.changelog_batches else None, app_name=args.app_name,
+        one_record_per_batch=False if args.changelog_batches else None, **named,
         **({"persist_interval_s": args.persist_interval} if args.persist_interval else {}),
     )

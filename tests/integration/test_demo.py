@@ -56,8 +56,8 @@ def test_shortened_run_matches_the_truth_and_survives_an_aggregator_sigkill(tmp_
     assert result.replayed_metrics is not None
     assert without_run_specifics(result.live_metrics) == without_run_specifics(result.replayed_metrics)
 
-    # Every process the run started is gone: broker, three workers and the restarted aggregator.
-    assert len(result.pids) == 5
+    # Every process the run started is gone: broker, four workers and the restarted aggregator.
+    assert len(result.pids) == 6
     assert [pid for pid in result.pids if pid_alive(pid)] == []
 
 
@@ -82,7 +82,7 @@ def test_an_interrupted_run_stops_every_process_it_started(tmp_path: Path) -> No
             demo.kill()
     text = log_path.read_text()
     pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
-    assert len(pids) == 4, text  # the broker and three workers
+    assert len(pids) == 5, text  # the broker and four workers
     time.sleep(0.5)
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert demo.returncode != 0

@@ -1,4 +1,4 @@
-"""The learner in the personalization worker, a real subprocess on the embedded broker, is
+"""The learner's worker, a real subprocess on the embedded broker, is
 SIGKILLed mid-stream and restarted: its final state equals an uninterrupted in-process
 learner fed the same records, and the committed offsets never passed its checkpoint."""
 
@@ -26,7 +26,8 @@ from streams.policies import make_policy
 from streams.producer import EventPublisher
 from streams.worker.app import app_id
 from streams.worker.learner_agent import newest_checkpoint
-from streams.worker.status import read_status, status_path
+from streams.worker.learner_app import LEARNER_APP_NAME, learner_status_path
+from streams.worker.status import read_status
 from tests.helpers import T0_MS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +82,8 @@ def worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker", "--commit-interval", "0.5", "--status-interval", "0.1",
-             "--loglevel", "info"],
+            [sys.executable, "-m", "streams.worker", "--role", "learner", "--commit-interval", "0.5",
+             "--status-interval", "0.1", "--loglevel", "info"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -91,6 +92,10 @@ def worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+def learner_id(settings: Settings) -> str:
+    return app_id(settings, LEARNER_APP_NAME)
 
 
 def tail(log: Path, lines: int = 40) -> str:
@@ -103,7 +108,7 @@ def wait_checkpoint(settings: Settings, process: subprocess.Popen[bytes], done, 
     checkpoint = None
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
-        checkpoint = newest_checkpoint(settings, app_id(settings))
+        checkpoint = newest_checkpoint(settings, learner_id(settings))
         if checkpoint is not None and done(checkpoint):
             return checkpoint
         time.sleep(0.3)
@@ -123,7 +128,7 @@ def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
 
     admin = KafkaAdminClient(**admin_config(settings))
     try:
-        offsets = admin.list_group_offsets({app_id(settings): None})[app_id(settings)]
+        offsets = admin.list_group_offsets({learner_id(settings): None})[learner_id(settings)]
     finally:
         admin.close()
     inputs = {settings.topic("decisions"), settings.topic("events")}
@@ -162,18 +167,17 @@ def comparable(state: dict[str, Any]) -> dict[str, Any]:
 def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.Popen[bytes], after: int, *,
                                        margin: int, log: Path) -> Checkpoint:
     """SIGKILL ``process`` once its newest checkpoint covers more than ``after`` records and the
-    worker has read at least ``margin`` events past it (its features agent counts the events it
-    read, in step with the learner, which reads them from the same consumer): work that only
-    the crashed process held. The checkpoint it was killed after."""
+    learner has read at least ``margin`` events past it (its status file says how far it read):
+    work that only the crashed process held. The checkpoint it was killed after."""
     events = settings.topic("events")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
-        checkpoint = newest_checkpoint(settings, app_id(settings))
-        status = read_status(status_path(settings))
+        checkpoint = newest_checkpoint(settings, learner_id(settings))
+        status = read_status(learner_status_path(settings))
         if checkpoint is not None and covered(checkpoint) > after and status and status["pid"] == process.pid:
             events_covered = sum(o for (topic, _), o in positions(checkpoint).items() if topic == events)
-            read_past = status["processed"] - events_covered
+            read_past = status["read"].get(events, 0) - events_covered
             if read_past >= margin:
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
@@ -196,7 +200,7 @@ def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settin
         publisher.start()
         killed_after = kill_with_work_past_the_checkpoint(settings, process, covered(first), margin=100, log=log)
         assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
-    stored = newest_checkpoint(settings, app_id(settings))
+    stored = newest_checkpoint(settings, learner_id(settings))
     assert stored is not None and stored.head.seq >= killed_after.head.seq
     committed = committed_offsets(settings)
     assert committed, "nothing was committed before the kill: the test proves little"
