@@ -8,8 +8,9 @@ Both are the personalization stack, but they fail and lag apart:
   commits an offset only once every agent of the app reading it acknowledged it; in one app
   the features agent's commits waited for the learner's checkpoints, and a checkpoint that
   could not be stored held them back with it;
-- the two agents shared one event loop and one consumer: in one app the features worker
-  did ~16% fewer events/s (measured with ``bench.bench_features``).
+- the two agents shared one event loop and one consumer: in one app the features pipeline
+  did 1,409 events/s, alone 1,855-2,135 (``python -m bench.bench_features``, one machine,
+  same day; its counting Faust agent did 4,100-4,650).
 
 Its producer writes one record per batch on the embedded broker, as the features app's does:
 the restart reads the newest checkpoint up to the topic's end offsets, which that broker
