@@ -16,7 +16,7 @@ that load scaled to this machine, ``freshness_scaled_*``: the offered load times
 agent's rate here over ``REFERENCE_FAUST_NOOP_EPS``, the ~16k events/s the features issue
 measured it at. A fixed load is a different share of a slower machine: at 2,000 events/s a
 machine whose pipeline sustains little more than that only measures its queue
-(``offered_vs_pipeline`` near or above 1).
+(``freshness_offered_vs_pipeline`` near or above 1).
 
     python -m bench.bench_features [--events 100000] [--users 2000] [--offered-eps 2000]
 """
@@ -241,20 +241,15 @@ def run(settings_or_bootstrap: Any = None, *, events: int = 100_000, users: int 
                     other, events, work, "--changelog-batches", "--app-name", "bench-changelog-batches")
             out["rate_vs_faust_noop"] = out["rate_eps"] / out["faust_noop_eps"]
             out["rate_vs_raw_consumer"] = out["rate_eps"] / out["raw_consumer_eps"]
-            fresh = freshness(_settings(bootstrap, work, "fresh"), offered_eps, freshness_seconds, users, work)
-            out["offered_eps"] = offered_eps
-            out["offered_vs_pipeline"] = offered_eps / out["rate_eps"]
-            out["freshness_p50_ms"] = fresh.get("freshness_p50_ms")
-            out["freshness_p99_ms"] = fresh.get("freshness_p99_ms")
-            out["freshness_samples"] = fresh.get("freshness_samples")
-            out["freshness_run"] = {k: fresh.get(k) for k in ("processed", "flushes", "rows_written", "lag")}
-            scaled_eps = offered_eps * out["faust_noop_eps"] / REFERENCE_FAUST_NOOP_EPS
-            scaled = freshness(_settings(bootstrap, work, "fresh-scaled"), scaled_eps, freshness_seconds, users, work)
-            out["freshness_scaled_offered_eps"] = scaled_eps
-            out["freshness_scaled_offered_vs_pipeline"] = scaled_eps / out["rate_eps"]
-            out["freshness_scaled_p50_ms"] = scaled.get("freshness_p50_ms")
-            out["freshness_scaled_p99_ms"] = scaled.get("freshness_p99_ms")
-            out["freshness_scaled_samples"] = scaled.get("freshness_samples")
+            loads = {"freshness": offered_eps,
+                     "freshness_scaled": offered_eps * out["faust_noop_eps"] / REFERENCE_FAUST_NOOP_EPS}
+            for name, eps in loads.items():
+                fresh = freshness(_settings(bootstrap, work, name), eps, freshness_seconds, users, work)
+                out[f"{name}_offered_eps"] = eps
+                out[f"{name}_offered_vs_pipeline"] = eps / out["rate_eps"]
+                out[f"{name}_p50_ms"] = fresh.get("freshness_p50_ms")
+                out[f"{name}_p99_ms"] = fresh.get("freshness_p99_ms")
+                out[f"{name}_samples"] = fresh.get("freshness_samples")
         finally:
             if broker is not None:
                 broker.stop()
