@@ -75,9 +75,27 @@ class _LinearArmsPolicy(Policy):
         self._features: list[str] = []
         self._index: dict[str, int] = {}
         self._arms: dict[str, _Arm] = {}
+        self._stack: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
 
     def params(self) -> dict[str, Any]:
         return {"l2": self.l2, "epsilon": self.epsilon}
+
+    def _stacked(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+        """Every arm's ``A⁻¹`` and ``θ`` padded to today's features (the prior for those it never
+        saw) and stacked, so a choice is a few array products instead of a few per arm (serving
+        chooses far more often than the policy changes). Rebuilt after an update or a load."""
+        if self._stack is None:
+            dim = len(self._features) + 1
+            names = list(self._arms)
+            a_inv = np.tile(np.eye(dim) / self.l2, (len(names), 1, 1))
+            theta = np.zeros((len(names), dim))
+            for k, name in enumerate(names):
+                stats = self._arms[name]
+                m = stats.b.shape[0]
+                a_inv[k, :m, :m] = stats.a_inv
+                theta[k, :m] = stats.theta
+            self._stack = ({name: k for k, name in enumerate(names)}, a_inv, theta)
+        return self._stack
 
     def _vector(self, context: Mapping[str, float]) -> tuple[np.ndarray, float]:
         """The context over known features (bias first), and Σx² over unknown ones."""
@@ -96,16 +114,14 @@ class _LinearArmsPolicy(Policy):
     def mean_and_width(self, context: Mapping[str, float], arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean reward ``θ·x`` and ``sqrt(xᵀA⁻¹x)`` for each arm, in order."""
         x, unknown = self._vector(context)
+        index, a_inv, theta = self._stacked()
         means = np.zeros(len(arms))
         variances = np.full(len(arms), (x @ x + unknown) / self.l2)  # a fresh arm
-        for k, arm in enumerate(arms):
-            stats = self._arms.get(arm)
-            if stats is None:
-                continue
-            m = stats.b.shape[0]  # features learned after this arm was last updated: prior
-            xa = x[:m]
-            means[k] = stats.theta @ xa
-            variances[k] = xa @ stats.a_inv @ xa + (x[m:] @ x[m:] + unknown) / self.l2
+        known = [k for k, arm in enumerate(arms) if arm in index]
+        if known:
+            picked = [index[arms[k]] for k in known]
+            means[known] = theta[picked] @ x
+            variances[known] = ((a_inv[picked] @ x) * x).sum(axis=1) + unknown / self.l2
         return means, np.sqrt(np.maximum(variances, 0.0))
 
     def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
@@ -124,6 +140,7 @@ class _LinearArmsPolicy(Policy):
         stats.b += reward * x
         stats.theta = stats.a_inv @ stats.b
         stats.n += 1
+        self._stack = None
 
     def _model_state(self) -> dict[str, Any]:
         arms = {}
@@ -142,6 +159,7 @@ class _LinearArmsPolicy(Policy):
         self._load_arms(model["arms"], len(features))  # bad base64 is a ValueError: "malformed"
 
     def _load_arms(self, arms: Mapping[str, Any], n_features: int) -> None:
+        self._stack = None
         for arm, data in arms.items():
             b = np.asarray(data["b"], dtype=float)
             dim = b.shape[0]

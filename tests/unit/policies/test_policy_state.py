@@ -135,3 +135,43 @@ def test_corrupt_packed_matrix_is_rejected():
     state["model"]["arms"]["a"]["a_inv_upper_f64"] = "AAAA"
     with pytest.raises(InvalidPolicyState, match="wrong length"):
         policy_from_state(state)
+
+
+@pytest.mark.parametrize("name", ["linucb", "thompson"])
+def test_linear_means_and_widths_match_each_arm_computed_alone(name):
+    """The stacked, padded arms give what each arm's own ridge statistics give, also for
+    arms last updated before some features appeared, after further updates, and for unseen arms."""
+    import numpy as np
+
+    policy = make_policy(name, seed=3)
+
+    def per_arm(context, arms):
+        x, unknown = policy._vector(context)
+        means, variances = [], []
+        for arm in arms:
+            stats = policy._arms.get(arm)
+            if stats is None:
+                means.append(0.0)
+                variances.append((x @ x + unknown) / policy.l2)
+                continue
+            m = stats.b.shape[0]
+            means.append(stats.theta @ x[:m])
+            variances.append(x[:m] @ stats.a_inv @ x[:m] + (x[m:] @ x[m:] + unknown) / policy.l2)
+        return np.array(means), np.sqrt(np.array(variances))
+
+    def check(seed):
+        for context in contexts(seed, 15, features=6):
+            context = {**context, "late": 0.5}
+            arms = [*ARMS[::-1], "new"]
+            means, widths = policy.mean_and_width(context, arms)
+            expected_means, expected_widths = per_arm(context, arms)
+            np.testing.assert_allclose(means, expected_means, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(widths, expected_widths, rtol=1e-12, atol=1e-12)
+
+    for round_ in range(3):
+        train(policy, seed=round_, n=60)
+        check(10 + round_)
+    policy.update({"f0": 1.0, "late": -1.0}, "jazz", 1.0)  # a feature only jazz has seen
+    shapes = {arm: stats.b.shape[0] for arm, stats in policy._arms.items()}
+    assert len(set(shapes.values())) > 1, shapes  # the other arms lag: their padding is exercised
+    check(20)
