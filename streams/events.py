@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
-import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -286,7 +286,9 @@ def decode_checkpoint_part(raw: bytes | bytearray | memoryview | str) -> Checkpo
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits: a UUID4's entropy without building a UUID (5x cheaper,
+    and serving makes one per request)."""
+    return os.urandom(16).hex()
 
 
 def dead_letter(
