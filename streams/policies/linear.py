@@ -115,14 +115,12 @@ class _LinearArmsPolicy(Policy):
         """Posterior mean reward ``θ·x`` and ``sqrt(xᵀA⁻¹x)`` for each arm, in order."""
         x, unknown = self._vector(context)
         index, a_inv, theta = self._stacked()
-        means = np.zeros(len(arms))
-        variances = np.full(len(arms), (x @ x + unknown) / self.l2)  # a fresh arm
-        known = [k for k, arm in enumerate(arms) if arm in index]
-        if known:
-            picked = [index[arms[k]] for k in known]
-            means[known] = theta[picked] @ x
-            variances[known] = ((a_inv[picked] @ x) * x).sum(axis=1) + unknown / self.l2
-        return means, np.sqrt(np.maximum(variances, 0.0))
+        # Every known arm at once, then a fresh arm (mean 0, prior variance) as the last row:
+        # requested arms pick their rows, unknown ones the last.
+        means = np.append(theta @ x, 0.0)
+        variances = np.append(a_inv @ x @ x + unknown / self.l2, (x @ x + unknown) / self.l2)
+        rows = [index.get(arm, -1) for arm in arms]
+        return means[rows], np.sqrt(np.maximum(variances[rows], 0.0))
 
     def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
         for feature in context:
