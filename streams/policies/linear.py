@@ -81,7 +81,7 @@ class _LinearArmsPolicy(Policy):
         return {"l2": self.l2, "epsilon": self.epsilon}
 
     def _stacked(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-        """Every arm's ``A⁻¹`` and ``θ`` padded to today's features (the prior for those it never
+        """Every arm's ``A⁻¹`` and ``θ`` padded to the current features (the prior for those it never
         saw) and stacked, so a choice is a few array products instead of a few per arm (serving
         chooses far more often than the policy changes). Rebuilt after an update or a load."""
         if self._stack is None:
