@@ -37,7 +37,7 @@ from streams.features import DEFAULT_CONFIG, FeatureConfig
 from streams.worker.batching import MicroBatcher
 from streams.worker.dead_letters import DeadLetters
 from streams.worker.features_agent import FeaturesAdapter, install
-from streams.worker.status import status_path, write_status
+from streams.worker.status import consumer_lag, status_path, write_status
 
 logger = logging.getLogger(__name__)
 
@@ -153,28 +153,16 @@ def make_app(
 def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
     """What the status file says: counters, flushes, freshness and lag."""
     batcher = adapter.batcher
-    lag: int | None = 0
-    committed = 0
-    assigned = []
-    for tp in sorted(app.consumer.assignment()):
-        if tp.topic != topic:
-            continue
-        assigned.append(tp.partition)
-        try:
-            highwater = app.consumer.highwater(tp)
-        except Exception:  # noqa: BLE001 - not fetched from yet: unknown
-            highwater = None
-        committed_offset = app.consumer._committed_offset.get(tp)
-        committed += committed_offset or 0
-        position = adapter.positions.get(tp)
-        if position is None:
-            position = committed_offset
-        if highwater == 0:
-            continue  # an empty partition
-        if highwater is None or position is None or lag is None:
-            lag = None  # unknown until every partition was fetched from (never a false 0)
-        else:
-            lag += max(0, highwater - position)
+    partitions = sorted(tp for tp in app.consumer.assignment() if tp.topic == topic)
+    committed_offsets = {tp: app.consumer._committed_offset.get(tp) for tp in partitions}
+
+    def position(tp: Any) -> int | None:
+        read = adapter.positions.get(tp)
+        return committed_offsets[tp] if read is None else read
+
+    lag = consumer_lag(app.consumer, partitions, position)
+    committed = sum(offset or 0 for offset in committed_offsets.values())
+    assigned = [tp.partition for tp in partitions]
     stats = batcher.stats
     return {
         "pid": os.getpid(),

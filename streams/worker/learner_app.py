@@ -28,7 +28,7 @@ from typing import Any
 from infra.settings import Settings
 from streams.worker.app import new_app
 from streams.worker.learner_agent import LearnerAdapter, install_learner
-from streams.worker.status import write_status
+from streams.worker.status import consumer_lag, write_status
 
 LEARNER_APP_NAME = "tandem-learner"
 LEARNER_STATUS_FILE = "learner-worker.json"
@@ -80,21 +80,9 @@ def learner_snapshot(app: Any, adapter: LearnerAdapter) -> dict[str, Any]:
 
 
 def _lag(app: Any, positions: dict[tuple[str, int], int]) -> int | None:
-    """Records of the assigned partitions not read yet; None until every non-empty one was read
-    from (never a false 0)."""
+    """Records of the assigned partitions not read yet; None before the group join and until
+    every non-empty one was read from (never a false 0)."""
     assignment = app.consumer.assignment()
     if not assignment:
         return None  # not joined yet
-    lag = 0
-    for tp in assignment:
-        try:
-            highwater = app.consumer.highwater(tp)
-        except Exception:  # noqa: BLE001 - not fetched from yet: unknown
-            return None
-        if highwater == 0:
-            continue  # an empty partition
-        position = positions.get((tp.topic, tp.partition))
-        if highwater is None or position is None:
-            return None
-        lag += max(0, highwater - position)
-    return lag
+    return consumer_lag(app.consumer, assignment, lambda tp: positions.get((tp.topic, tp.partition)))

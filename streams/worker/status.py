@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,22 @@ def read_status(path: Path) -> dict[str, Any] | None:
         return None
     status["age_s"] = round(time.time() - float(status.get("updated_at", 0.0)), 3)
     return status
+
+
+def consumer_lag(consumer: Any, partitions: Iterable[Any], position: Callable[[Any], int | None]) -> int | None:
+    """Records of ``partitions`` (Faust topic-partitions) not read yet, from the consumer's
+    high-watermarks and ``position(tp)``, the next offset to read; empty partitions count 0.
+    None until every other one was fetched from and has a position: never a false 0."""
+    lag = 0
+    for tp in partitions:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched from yet: unknown
+            return None
+        if highwater == 0:
+            continue
+        offset = position(tp)
+        if highwater is None or offset is None:
+            return None
+        lag += max(0, highwater - offset)
+    return lag
