@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from infra.kafka_config import consumer_config, producer_config
+from infra.kafka_config import consumer_config, librdkafka_producer_config
+from infra.librdkafka import LibrdkafkaProducer
 from infra.settings import Settings
 from streams.serving.decision_log import DecisionLog
 from streams.serving.http import build_app
@@ -23,10 +24,9 @@ from streams.serving.service import ServingService
 
 logger = logging.getLogger(__name__)
 
-#: The drain thread's producer: ``send`` gives up after 1 s when the broker is away (the
-#: record stays queued and is retried); unacknowledged records are retried by the producer
-#: for up to 2 minutes before they count as failed.
-PRODUCER_OVERRIDES: dict[str, Any] = {"max_block_ms": 1_000, "delivery_timeout_ms": 120_000, "linger_ms": 100}
+#: The decision log's producer (librdkafka option names): records wait up to 100 ms to
+#: share a batch, and are retried for up to 2 minutes before they count as failed.
+PRODUCER_OVERRIDES: dict[str, Any] = {"linger.ms": 100, "message.timeout.ms": 120_000}
 
 
 def build_service(
@@ -34,7 +34,9 @@ def build_service(
     producer_overrides: dict[str, Any] | None = None,
 ) -> ServingService:
     """The service on ``settings``' broker; not started (``start()`` it, or use ``serve``)."""
-    overrides = {**PRODUCER_OVERRIDES, **(producer_overrides or {})}
+    # librdkafka's own queue holds at least what the log may leave unacknowledged.
+    overrides = {**PRODUCER_OVERRIDES, "queue.buffering.max.messages": max(100_000, config.max_pending),
+                 **(producer_overrides or {})}
     log = DecisionLog(
         producer_factory=lambda: _producer(settings, overrides),
         topics={"decisions": settings.topic("decisions"), "exposures": settings.topic("exposures")},
@@ -50,10 +52,8 @@ def build_service(
     return ServingService(features=features, live=live, log=log, config=config, reader=reader)
 
 
-def _producer(settings: Settings, overrides: dict[str, Any]) -> Any:
-    from kafka import KafkaProducer
-
-    return KafkaProducer(**producer_config(settings, **overrides))
+def _producer(settings: Settings, overrides: dict[str, Any]) -> LibrdkafkaProducer:
+    return LibrdkafkaProducer(librdkafka_producer_config(settings, **overrides))
 
 
 def open_feature_store(settings: Settings) -> Any:

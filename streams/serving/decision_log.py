@@ -1,14 +1,15 @@
 """The bounded, asynchronous log of decisions and exposures.
 
 The request path only calls ``offer``, which never blocks on the broker: it appends
-to an in-memory queue drained by one background thread that owns the kafka-python
-producer (whose ``send`` may block up to ``max_block_ms`` while the broker is away).
-At most ``max_pending`` records may be unacknowledged at once (queued, or handed to
-the producer and not yet acknowledged); past that, ``offer`` refuses the record and
-counts it as overflowed, and a warning is logged (at most every 10 s, with the
-count). Delivery failures are counted and logged too. Nothing is dropped silently:
-every record is in exactly one of ``acknowledged``, ``failed``, ``overflowed`` or
-``pending``.
+to an in-memory queue drained by one background thread that encodes each record and
+hands it to the producer (``infra.librdkafka.LibrdkafkaProducer`` in ``tandem serve``),
+whose ``send`` never blocks either: it raises ``BufferError`` when its own queue is
+full, and the record is retried. At most ``max_pending`` records may be
+unacknowledged at once (queued here, or handed to the producer and not yet
+acknowledged); past that, ``offer`` refuses the record and counts it as overflowed,
+and a warning is logged (at most every 10 s, with the count). Delivery failures are
+counted and logged too. Nothing is dropped silently: every record is in exactly one
+of ``acknowledged``, ``failed``, ``overflowed`` or ``pending``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from infra.publisher import close_producer
 from streams.events import encode
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ class DecisionLog:
     """Hand records to Kafka off the request path; see the module docstring.
 
     ``producer_factory`` builds the producer inside the drain thread (retried every
-    ``retry_s`` while the broker cannot be reached). ``topics`` maps a short name
+    ``retry_s`` while it fails). The producer has ``send(topic, key=, value=)``, which
+    returns an outcome taking ``add_callback`` and ``add_errback``, and ``close(timeout)``,
+    which gives every record it holds an outcome. ``topics`` maps a short name
     (``decisions``, ``exposures``) to the topic, so counters read by name.
     """
 
@@ -164,8 +166,6 @@ class DecisionLog:
 
     def _send(self, producer: Any, kind: str, record: Any) -> bool:
         """Hand one record to the producer; False if it should be retried (not accepted)."""
-        from kafka.errors import KafkaTimeoutError
-
         try:
             value = encode(record)
         except ValueError as exc:  # an invalid record would never be accepted: count it
@@ -173,7 +173,7 @@ class DecisionLog:
             return True
         try:
             future = producer.send(self.topics[kind], key=record.user_id.encode("utf-8"), value=value)
-        except KafkaTimeoutError as exc:  # metadata or buffer space not available within max_block_ms
+        except BufferError as exc:  # the producer's queue is full (the broker is slow or away)
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         except Exception as exc:  # noqa: BLE001 - counted and logged, never lost silently
@@ -197,9 +197,7 @@ class DecisionLog:
             self._warn("failed")
 
     def _shutdown(self, producer: Any) -> None:
-        remaining = max(0.0, self._deadline - time.monotonic())
         try:
-            producer.flush(timeout=remaining)
-        except Exception as exc:  # noqa: BLE001 - what is left is counted as failed below
-            logger.error("decision log: %d records not acknowledged at close: %s", self._pending, exc)
-        close_producer(producer, timeout_s=0)
+            producer.close(timeout=max(0.0, self._deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - what is left is reported by close()
+            logger.error("decision log: closing the producer failed: %s: %s", type(exc).__name__, exc)

@@ -121,7 +121,7 @@ def test_committed_offsets_survive_a_consumer_restart(settings: Settings, group_
 
 
 def test_confluent_kafka_and_tandem_read_each_other(settings: Settings, group_id: str) -> None:
-    import confluent_kafka  # a declared dev dependency: the independent client
+    import confluent_kafka  # librdkafka: a client independent of kafka-python and aiokafka
     apply_topics(settings)
     topic = settings.topic("events")
     producer = confluent_kafka.Producer({"bootstrap.servers": settings.resolved_bootstrap(), "acks": "all"})

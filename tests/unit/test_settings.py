@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from infra.errors import SettingsError
-from infra.kafka_config import consumer_config, producer_config
+from infra.kafka_config import consumer_config, librdkafka_producer_config, producer_config
 from infra.settings import load_settings
 
 
@@ -57,6 +57,30 @@ def test_the_sasl_password_is_secret_and_reaches_the_clients() -> None:
     assert config["acks"] == "all"
     # Outside the embedded profile the consumer keeps Kafka's own group timing.
     assert "session_timeout_ms" not in consumer_config(settings, group_id="g")
+    native = librdkafka_producer_config(settings)
+    assert (native["bootstrap.servers"], native["security.protocol"], native["sasl.mechanism"]) == (
+        "kafka-1:9093,kafka-2:9093", "sasl_ssl", "SCRAM-SHA-512")
+    assert (native["sasl.username"], native["sasl.password"], native["acks"]) == ("tandem", "hunter2", "all")
+
+
+def test_the_librdkafka_producer_accepts_every_option_tandem_gives_it(tmp_path) -> None:
+    """librdkafka rejects an unknown or misspelt option when the producer is made (no broker needed)."""
+    import confluent_kafka
+
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    settings = load_settings({"TANDEM_BOOTSTRAP_SERVERS": "127.0.0.1:1", "TANDEM_SECURITY_PROTOCOL": "SSL",
+                              "TANDEM_SSL_CAFILE": str(tmp_path / "ca.pem")})
+    config = librdkafka_producer_config(settings, **{"linger.ms": 100})
+    assert config["ssl.ca.location"] == str(tmp_path / "ca.pem") and config["linger.ms"] == 100
+    plain = librdkafka_producer_config(load_settings({"TANDEM_BOOTSTRAP_SERVERS": "127.0.0.1:1"}))
+    sasl = librdkafka_producer_config(load_settings({
+        "TANDEM_BOOTSTRAP_SERVERS": "127.0.0.1:1", "TANDEM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "TANDEM_SASL_MECHANISM": "SCRAM-SHA-256", "TANDEM_SASL_USERNAME": "u", "TANDEM_SASL_PASSWORD": "p"}))
+    for config in (plain, sasl):
+        confluent_kafka.Producer(config).flush(0)
+    with pytest.raises(confluent_kafka.KafkaException, match="No such configuration property"):
+        confluent_kafka.Producer({**plain, "linger.msec": 5})
 
 
 def test_the_embedded_profile_shortens_group_timing() -> None:

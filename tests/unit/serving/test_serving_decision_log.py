@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from kafka.errors import KafkaTimeoutError
 
 from streams.events import Exposure
 from streams.serving import DecisionLog
@@ -31,22 +30,19 @@ class FakeFuture:
 class FakeProducer:
     """Acknowledges at once; ``gate`` makes ``send`` block (a broker that is away); ``fail`` fails deliveries."""
 
-    def __init__(self, *, gate: threading.Event | None = None, fail: bool = False, timeouts: int = 0) -> None:
-        self.gate, self.fail, self.timeouts = gate, fail, timeouts
+    def __init__(self, *, gate: threading.Event | None = None, fail: bool = False, refusals: int = 0) -> None:
+        self.gate, self.fail, self.refusals = gate, fail, refusals
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.closed = False
 
     def send(self, topic: str, *, key: bytes, value: bytes) -> FakeFuture:
         if self.gate is not None:
             self.gate.wait()
-        if self.timeouts:
-            self.timeouts -= 1
-            raise KafkaTimeoutError("no metadata")
+        if self.refusals:
+            self.refusals -= 1
+            raise BufferError("queue full")
         self.sent.append((topic, key, value))
         return FakeFuture(RuntimeError("broker said no") if self.fail else None)
-
-    def flush(self, timeout: float | None = None) -> None:
-        return None
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
@@ -104,8 +100,8 @@ def test_failed_deliveries_are_counted_and_make_the_log_unhealthy() -> None:
     log.close()
 
 
-def test_a_send_that_times_out_is_retried_not_lost() -> None:
-    producer = FakeProducer(timeouts=3)
+def test_a_send_refused_for_a_full_queue_is_retried_not_lost() -> None:
+    producer = FakeProducer(refusals=3)
     log = make_log(producer).start()
     log.offer("exposures", exposure(1))
     wait_until(lambda: log.acknowledged["exposures"] == 1)
