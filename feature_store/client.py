@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -111,6 +112,8 @@ class FeatureStoreClient:
         # The view as applied just now: this client owns the definitions, so it is read from the
         # registry once instead of on every call (the registry cache is off, see above).
         self._view = store.get_feature_view(FEATURE_VIEW)
+        if self.reads_in_process:
+            self._sqlite_write_ahead_log()
         self.start_seconds = time.perf_counter() - began
         logger.info("feature store %s applied in %.3f s (%s online store)",
                     self.settings.project, self.start_seconds, self.settings.online_store)
@@ -121,6 +124,28 @@ class FeatureStoreClient:
             assert secret is not None  # checked by the settings
             return redis_online_store_config()(connection_string=secret.get_secret_value())
         return feast.SqliteOnlineStoreConfig(path=str(repo / "online.db"))
+
+    @property
+    def reads_in_process(self) -> bool:
+        """A read is a lookup in a local SQLite file: no network, and (write-ahead log) never
+        waiting for a writer; cheap enough to do on an event loop. False for Redis."""
+        return self.settings.online_store == "sqlite"
+
+    def _sqlite_write_ahead_log(self) -> None:
+        """Put the SQLite online store in WAL mode (kept in the file), so that the serving API's
+        reads never wait for the features worker's commits, nor its commits for the reads.
+
+        Feast opens the database in rollback-journal mode, where a commit locks readers out."""
+        online = self._store._get_provider().online_store
+        with self._lock:
+            conn = online._get_conn(self._store.config)
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:  # another connection holds a lock: serve anyway
+                mode = f"unchanged ({exc})"
+        if mode != "wal":
+            logger.warning("SQLite online store %s: journal mode %s, not WAL: reads may wait for writes",
+                           self.settings.repo_path, mode)
 
     def close(self) -> None:
         store, self._store = self._store, None

@@ -199,6 +199,30 @@ def test_without_the_older_write_check_sqlite_is_last_write_wins(tmp_path):
         assert not list((tmp_path / "offline" / "user_listening_features").glob("date=*"))
 
 
+def test_sqlite_reads_never_wait_for_a_writer(tmp_path):
+    """WAL mode: a read during another connection's exclusive write transaction answers at once
+    with the last committed row (in Feast's rollback-journal mode it waits 5 s, then fails)."""
+    import sqlite3
+    import time
+
+    settings = FeatureStoreSettings(repo_path=tmp_path, write_offline=False)
+    with FeatureStoreClient(settings=settings, defaults=DEFAULTS) as client:
+        assert client.reads_in_process
+        client.write_rows([row("u1", T0, plays=2)])
+        writer = sqlite3.connect(tmp_path / "online.db", timeout=0)
+        try:
+            assert writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            writer.execute("BEGIN EXCLUSIVE")
+            table = writer.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            writer.execute(f'DELETE FROM "{table}"')  # noqa: S608 - the store's own table name
+            began = time.perf_counter()
+            assert client.read(["u1"])["u1"]["plays_1h"] == 2
+            assert time.perf_counter() - began < 1.0
+        finally:
+            writer.rollback()
+            writer.close()
+
+
 def test_async_callers_run_it_off_the_event_loop(client):
     async def main():
         report = await client.write_rows_async([row("u1", T0, plays=5)])
