@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 
 class FeatureReader(Protocol):
-    """What serving needs of the feature store (``feature_store.FeatureStoreClient`` is one)."""
+    """What serving needs of the feature store (``feature_store.FeatureStoreClient`` is one).
+
+    A reader may also say ``reads_in_process = True`` (a local, bounded lookup): serving
+    then reads it on the event loop (``ServingConfig.feature_reads``)."""
 
     defaults: dict[str, int | float]
 

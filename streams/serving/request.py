@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -30,9 +30,12 @@ class ServingConfig:
     """Plain parameters of the serving API (connection settings live in ``infra.settings``).
 
     ``max_pending`` bounds the decisions and exposures not yet acknowledged by the broker;
-    past it new records are counted as overflowed and not buffered. ``feature_timeout_s``
-    bounds the wait for a Feast read: past it (or with ``max_feature_reads`` users already
-    waiting for one) the request is served with the default features and the fallback is counted.
+    past it new records are counted as overflowed and not buffered. ``feature_reads``:
+    ``inline`` reads Feast on the event loop, ``thread`` in a coalescing reader thread, and
+    ``auto`` inline when the store says its reads are in-process (SQLite), else in the
+    thread (``streams.serving.features``). In the thread, ``feature_timeout_s`` bounds the
+    wait for a read: past it (or with ``max_feature_reads`` users already waiting for one)
+    the request is served with the default features and the fallback is counted.
     """
 
     default_policy: str = "popularity"
@@ -40,6 +43,7 @@ class ServingConfig:
     max_candidates: int = MAX_CANDIDATES
     max_body_bytes: int = MAX_BODY_BYTES
     max_pending: int = 100_000
+    feature_reads: Literal["auto", "inline", "thread"] = "auto"
     feature_timeout_s: float = 0.05
     max_feature_reads: int = 1024
     ready_timeout_s: float = 15.0
@@ -53,6 +57,8 @@ class ServingConfig:
             raise ValueError("max_pending, max_candidates and max_feature_reads must be >= 1")
         if not 0 < self.gil_switch_interval_s <= 0.1:
             raise ValueError(f"gil_switch_interval_s: {self.gil_switch_interval_s!r} must be in (0, 0.1]")
+        if self.feature_reads not in ("auto", "inline", "thread"):
+            raise ValueError(f"feature_reads: {self.feature_reads!r} must be auto, inline or thread")
         if not self.feature_timeout_s > 0:
             raise ValueError(f"feature_timeout_s: {self.feature_timeout_s!r} must be > 0")
 

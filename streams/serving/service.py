@@ -1,10 +1,10 @@
-"""The serving process's parts put together: features off the event loop, the recommender, the log.
+"""The serving process's parts put together: feature reads, the recommender, the log.
 
 ``ServingService`` is what the HTTP adapter calls; it knows nothing of HTTP. Feast reads
-run off the event loop, coalesced (``streams.serving.features``), each request bounded by
-``feature_timeout_s``: past it, or when ``max_feature_reads`` users already wait, the
-request is served with the default features, counted as a fallback (the decision's
-``context`` is what was actually used). There is no feature cache.
+run on the event loop when the store's reads are in-process (SQLite), else off it,
+coalesced and bounded by ``feature_timeout_s`` (``streams.serving.features``); a read
+that fails or times out serves the default features, counted as a fallback (the
+decision's ``context`` is what was actually used). There is no feature cache.
 """
 
 from __future__ import annotations
@@ -15,13 +15,21 @@ from typing import Any
 
 from streams.events import MAX_TS_MS, MIN_TS_MS
 from streams.serving.decision_log import DecisionLog
-from streams.serving.features import CoalescingFeatureReader
+from streams.serving.features import CoalescingFeatureReader, InlineFeatureReader
 from streams.serving.live_config import LiveConfig, LiveConfigReader
 from streams.serving.metrics import ServingMetrics, TextBuilder
 from streams.serving.recommender import FeatureReader, Recommender
 from streams.serving.request import RecommendRequest, ServingConfig
 
 logger = logging.getLogger(__name__)
+
+
+def _feature_reads(features: FeatureReader, config: ServingConfig) -> InlineFeatureReader | CoalescingFeatureReader:
+    inline = config.feature_reads == "inline" or (
+        config.feature_reads == "auto" and getattr(features, "reads_in_process", False))
+    if inline:
+        return InlineFeatureReader(features)
+    return CoalescingFeatureReader(features, timeout_s=config.feature_timeout_s, max_waiting=config.max_feature_reads)
 
 
 class ServingService:
@@ -41,8 +49,7 @@ class ServingService:
         self.reader = reader
         self.recommender = Recommender(live=live, arms=config.arms, default_policy=config.default_policy)
         self.metrics = ServingMetrics()
-        self.feature_reads = CoalescingFeatureReader(
-            features, timeout_s=config.feature_timeout_s, max_waiting=config.max_feature_reads)
+        self.feature_reads = _feature_reads(features, config)
         self.started_monotonic = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -17,11 +17,14 @@ from tests.helpers import T0_MS, RecordingProducer
 
 
 class Features:
-    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, delay_s: float = 0.0, fail: bool = False, in_process: bool = False) -> None:
         self.defaults = default_features()
         self.delay_s, self.fail = delay_s, fail
+        self.reads_in_process = in_process
+        self.read_on: set[int] = set()  # the threads that read
 
     def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
+        self.read_on.add(threading.get_ident())
         time.sleep(self.delay_s)
         if self.fail:
             raise RuntimeError("store is down")
@@ -98,6 +101,35 @@ def test_a_slow_or_failing_store_falls_back_to_default_features() -> None:
         assert service.feature_reads.fallbacks["error"] == 1
 
     run(check_error, features=Features(fail=True))
+
+
+def test_an_in_process_store_is_read_on_the_event_loop_and_any_other_off_it() -> None:
+    loop_threads: set[int] = set()
+
+    async def check(client: TestClient, service: ServingService) -> None:
+        loop_threads.add(threading.get_ident())
+        service.features.read_on.clear()  # type: ignore[attr-defined] - the warm-up read at start
+        response = await client.post("/recommend", json={"user_id": "known"})
+        assert response.status == 200 and service.feature_reads.latency.count == 1
+
+    for in_process, setting, on_the_loop in ((True, "auto", True), (False, "auto", False),
+                                             (True, "thread", False), (False, "inline", True)):
+        features = Features(in_process=in_process)
+        producer = run(check, features=features, config={"feature_reads": setting})
+        assert (features.read_on <= loop_threads) is on_the_loop and len(features.read_on) == 1
+        assert json.loads(producer.sent[0][2])["context"]["plays_1h"] == 3.0
+
+
+def test_a_failing_in_process_store_falls_back_to_default_features() -> None:
+    async def check(client: TestClient, service: ServingService) -> None:
+        for _ in range(2):
+            assert (await client.post("/recommend", json={"user_id": "known"})).status == 200
+        assert service.feature_reads.fallbacks == {"error": 2}
+        assert 'tandem_serving_feature_fallbacks_total{reason="error"} 2' in await (
+            await client.get("/metrics")).text()
+
+    producer = run(check, features=Features(fail=True, in_process=True))
+    assert json.loads(producer.sent[0][2])["context"]["plays_1h"] == 0.0
 
 
 def test_health_and_metrics() -> None:
