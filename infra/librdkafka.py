@@ -1,10 +1,11 @@
 """A confluent-kafka (librdkafka) producer behind the small interface the serving log uses.
 
 Why a second client: in the serving process kafka-python's ``send`` and its sender thread
-are Python holding the GIL, ~0.4 ms per request at 500 requests/s, taken from the
-event loop in bursts; that alone tripled the serving p99 (see the README's serving
-benchmark). librdkafka queues, batches and talks to the broker in native threads; a
-``produce`` costs microseconds. Everything else in tandem stays on kafka-python and Faust.
+are Python holding the GIL, ~0.4 ms per request, taken from the event loop in bursts. At
+500 requests/s (``python -m bench.bench_serving``, features read on the loop) the p99 was
+18–30 ms through kafka-python and 4–8 ms through librdkafka, which queues, batches and
+talks to the broker in native threads; a ``produce`` costs microseconds. Everything else
+in tandem stays on kafka-python and Faust.
 
 ``send`` never blocks: it raises ``BufferError`` when librdkafka's queue is full. Each
 record's outcome arrives once on the poll thread, through the callbacks added to what
@@ -76,17 +77,21 @@ class Delivery:
 class LibrdkafkaProducer:
     """``send`` / ``flush`` / ``close`` over ``confluent_kafka.Producer``; see the module doc."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], *, on_error: Callable[[str], Any] | None = None) -> None:
+        """``on_error`` hears librdkafka's client-wide errors (a broker unreachable, say) as text."""
         import confluent_kafka
 
         self._producer = confluent_kafka.Producer({**config, "logger": logger, "error_cb": self._on_error})
         self.last_error: str | None = None
+        self._report_error = on_error
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="librdkafka-poll", daemon=True)
         self._poller.start()
 
     def _on_error(self, error: Any) -> None:
         self.last_error = str(error)
+        if self._report_error is not None:
+            self._report_error(self.last_error)
 
     def _poll(self) -> None:
         while not self._stopping.is_set():

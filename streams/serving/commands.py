@@ -38,7 +38,7 @@ def build_service(
     overrides = {**PRODUCER_OVERRIDES, "queue.buffering.max.messages": max(100_000, config.max_pending),
                  **(producer_overrides or {})}
     log = DecisionLog(
-        producer_factory=lambda: _producer(settings, overrides),
+        producer_factory=lambda: _producer(settings, overrides, on_error=log.broker_error),
         topics={"decisions": settings.topic("decisions"), "exposures": settings.topic("exposures")},
         max_pending=config.max_pending,
     )
@@ -52,8 +52,8 @@ def build_service(
     return ServingService(features=features, live=live, log=log, config=config, reader=reader)
 
 
-def _producer(settings: Settings, overrides: dict[str, Any]) -> LibrdkafkaProducer:
-    return LibrdkafkaProducer(librdkafka_producer_config(settings, **overrides))
+def _producer(settings: Settings, overrides: dict[str, Any], *, on_error: Any) -> LibrdkafkaProducer:
+    return LibrdkafkaProducer(librdkafka_producer_config(settings, **overrides), on_error=on_error)
 
 
 def open_feature_store(settings: Settings) -> Any:

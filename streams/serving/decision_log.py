@@ -87,6 +87,10 @@ class DecisionLog:
             self._warn("overflow")
         return not overflow
 
+    def broker_error(self, text: str) -> None:
+        """The producer's report of a client-wide error (records keep waiting; see ``healthy``)."""
+        self.last_error = text
+
     def _warn(self, what: str) -> None:
         """Log a summary at most every ``WARN_EVERY_S`` per kind of loss, with the running totals."""
         now = time.monotonic()

@@ -201,6 +201,8 @@ def test_a_stopped_broker_never_slows_responses_and_overflow_is_counted(tmp_path
                 assert 'tandem_serving_records_overflowed_total{topic="decisions"} 150' in metrics
                 health = await (await client.get("/health")).json()
                 assert health["status"] == "degraded" and health["decision_log"]["broker_ok"] is False
+                await wait_for(lambda: asyncio.sleep(0, service.log.last_error is not None))
+                print(f"the producer's last error: {service.log.last_error}")
 
         asyncio.run(run())
     finally:
