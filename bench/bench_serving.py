@@ -5,7 +5,9 @@ broker, a Feast SQLite store holding rows for half the users, the demo experimen
 a trained LinUCB snapshot) are started here; ``bench.loadgen`` runs in a process of its own
 and offers ``rps`` requests/s open-loop, measuring from the scheduled send times. Each request
 pays the Feast read, the assignment, the policy's choice and the asynchronous logging of the
-decision and exposure. Prints JSON; asserts nothing.
+decision and exposure. The same load is then offered to a constant aiohttp server (same
+response shape, no work) in the same run: the floor that the load generator, HTTP and
+this machine put under any server. Prints JSON; asserts nothing.
 
     python -m bench.bench_serving [--rps 500] [--duration 20]
 """
@@ -136,6 +138,42 @@ def _metric(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
+def _offer_load(url: str, env: dict[str, str], *, rps: float, duration_s: float, warmup_s: float,
+                users: int) -> dict[str, Any]:
+    load = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--url", url, "--rps", str(rps),
+         "--duration", str(duration_s), "--warmup", str(warmup_s), "--users", str(users)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=warmup_s + duration_s + 120)
+    return dict(json.loads(load.stdout))
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path) -> dict[str, Any]:
+    """The same load against a server that answers a constant: the floor under any server here."""
+    from infra.broker import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve-constant", str(port)],
+                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(url, server, log)
+            result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
+        finally:
+            _stop(server)
+    return {k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "loadgen_cpu_s")}
+
+
 def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000) -> dict:
     """Start broker and server, offer the load from a separate process, and report (see module doc)."""
     from infra.broker import EmbeddedBroker, free_port
@@ -157,27 +195,20 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
                 health = _wait_healthy(url, server, Path(tmp) / "server.log")
                 load_average = os.getloadavg()[0]
                 cpu_before = _cpu_seconds(server.pid)
-                load = subprocess.run(
-                    [sys.executable, "-m", "bench.loadgen", "--url", url, "--rps", str(rps),
-                     "--duration", str(duration_s), "--warmup", str(warmup_s), "--users", str(users)],
-                    cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-                    timeout=warmup_s + duration_s + 120)
-                result = json.loads(load.stdout)
+                result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
                 server_cpu = _cpu_seconds(server.pid) - cpu_before
                 time.sleep(1.0)  # let the log drain before reading its counters
                 metrics = _get(url + "/metrics").decode()
             finally:
-                server.send_signal(signal.SIGTERM)
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait(timeout=10)
+                _stop(server)
                 server_log.close()
+        floor = baseline(rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
+                         log=Path(tmp) / "constant-server.log")
     return {
         "benchmark": "serving",
         **result,
         "target_p99_ms": 10.0,
+        "constant_server": floor,
         "server": {
             "policies_at_start": health["policies"],
             "experiments_at_start": list(health["experiments"]),
@@ -210,6 +241,27 @@ def _serve(port: int) -> int:
     return serve(load_settings(), port=port)
 
 
+def _serve_constant(port: int) -> None:
+    """A server that answers ``POST /recommend`` with a fixed body of the real one's shape."""
+    from aiohttp import web
+
+    body = {"decision_id": "0" * 32, "user_id": "user-0", "arm": "jazz", "policy": "linucb", "version": 500,
+            "propensity": 0.9, "experiment": "discovery_vs_bandit", "variant": "treatment",
+            "assignments": {"discovery_vs_bandit": "treatment"}, "ts": T0_MS}
+
+    async def recommend(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(body)
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/recommend", recommend)
+    app.router.add_get("/health", health)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rps", type=float, default=500.0)
@@ -217,9 +269,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server process
+    parser.add_argument("--serve-constant", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the baseline's
     args = parser.parse_args()
     if args.serve:
         sys.exit(_serve(args.serve))
+    if args.serve_constant:
+        _serve_constant(args.serve_constant)
+        return
     print(json.dumps(run(rps=args.rps, duration_s=args.duration, warmup_s=args.warmup, users=args.users),
                      indent=2))
 
