@@ -97,11 +97,6 @@ class LibrdkafkaProducer:
         while not self._stopping.is_set():
             self._producer.poll(POLL_S)
 
-    @property
-    def outstanding(self) -> int:
-        """Records queued or in flight, not yet settled."""
-        return len(self._producer)
-
     def send(self, topic: str, *, key: bytes | None, value: bytes) -> Delivery:
         delivery = Delivery()
         self._producer.produce(topic, value=value, key=key, on_delivery=delivery.settle)
