@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,7 +53,8 @@ def build_service(
     return ServingService(features=features, live=live, log=log, config=config, reader=reader)
 
 
-def _producer(settings: Settings, overrides: dict[str, Any], *, on_error: Any) -> LibrdkafkaProducer:
+def _producer(settings: Settings, overrides: dict[str, Any], *,
+              on_error: Callable[[str], Any]) -> LibrdkafkaProducer:
     return LibrdkafkaProducer(librdkafka_producer_config(settings, **overrides), on_error=on_error)
 
 
