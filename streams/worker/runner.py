@@ -65,26 +65,38 @@ def _run(app: Any, loglevel: str) -> int:
     return 0
 
 
+#: Options of the features worker only, with their defaults; the learner refuses them.
+FEATURES_ONLY = {"flush_records": 1000, "flush_ms": 100.0, "persist_interval": None, "store": None,
+                 "changelog_batches": False}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("features", "learner"), default="features")
-    parser.add_argument("--flush-records", type=int, default=1000)
-    parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
-    parser.add_argument("--persist-interval", type=float, default=None,
-                        help="seconds between table writes of the changed user states")
     parser.add_argument("--commit-interval", type=float, default=None, help="seconds between offset commits")
-    parser.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
-    parser.add_argument("--changelog-batches", action="store_true",
-                        help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
     parser.add_argument("--app-name", default=None,
                         help="app id and consumer group, after the topic prefix (a second, independent app)")
     parser.add_argument("--loglevel", default="warning")
+    features = parser.add_argument_group("features worker only")
+    features.add_argument("--flush-records", type=int, default=None, help="default 1000")
+    features.add_argument("--flush-ms", type=float, default=None, help="default 100")
+    features.add_argument("--persist-interval", type=float, default=None,
+                          help="seconds between table writes of the changed user states")
+    features.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
+    features.add_argument("--changelog-batches", action="store_true", default=None,
+                          help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
     args = parser.parse_args(argv)
+    given = [f"--{name.replace('_', '-')}" for name in FEATURES_ONLY if getattr(args, name) is not None]
     named = {"app_name": args.app_name} if args.app_name else {}
     if args.role == "learner":
+        if given:
+            parser.error(f"{', '.join(given)}: options of the features worker, not of the learner")
         return run_learner(load_settings(), loglevel=args.loglevel, status_interval_s=args.status_interval,
                            commit_interval_s=args.commit_interval, **named)
+    for name, default in FEATURES_ONLY.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     return run_worker(
         load_settings(), loglevel=args.loglevel,
         flush_records=args.flush_records, flush_ms=args.flush_ms, store=args.store,
