@@ -60,6 +60,8 @@ def register(*, commands_parser: Any) -> None:
     serve = commands_parser.add_parser("serve", help="the serving API (personalization stack)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--feature-reads", choices=("auto", "inline", "thread"), default="auto",
+                       help="read Feast on the event loop or in a reader thread (auto: inline for SQLite)")
     serve.set_defaults(handler=cmd_serve)
 
     evaluate = commands_parser.add_parser(
@@ -218,9 +220,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.serving import ServingConfig
     from streams.serving.commands import serve
 
-    return serve(settings, host=args.host, port=args.port)
+    return serve(settings, host=args.host, port=args.port, config=ServingConfig(feature_reads=args.feature_reads))
 
 
 def cmd_evaluate_policy(args: argparse.Namespace, settings: Settings) -> int:

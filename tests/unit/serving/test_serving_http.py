@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from streams.features import default_features
@@ -176,3 +177,18 @@ def test_serve_binds_loopback_unless_told_otherwise() -> None:
     parameters = inspect.signature(serve).parameters
     assert (parameters["host"].default, parameters["port"].default) == ("127.0.0.1", 8080)
     assert parameters["host"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_tandem_serve_passes_the_feature_reads_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.serving.commands as serving_commands
+    from infra.cli import build_parser
+    from infra.commands import cmd_serve
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(serving_commands, "serve", lambda settings, **kw: served.update(kw) or 0)
+    parser = build_parser()
+    assert cmd_serve(parser.parse_args(["serve", "--feature-reads", "thread"]), None) == 0  # type: ignore[arg-type]
+    assert served["config"].feature_reads == "thread" and served["host"] == "127.0.0.1"
+    assert parser.parse_args(["serve"]).feature_reads == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--feature-reads", "sometimes"])
