@@ -82,16 +82,14 @@ class LibrdkafkaProducer:
         import confluent_kafka
 
         self._producer = confluent_kafka.Producer({**config, "logger": logger, "error_cb": self._on_error})
-        self.last_error: str | None = None
         self._report_error = on_error
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="librdkafka-poll", daemon=True)
         self._poller.start()
 
     def _on_error(self, error: Any) -> None:
-        self.last_error = str(error)
         if self._report_error is not None:
-            self._report_error(self.last_error)
+            self._report_error(str(error))
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
