@@ -17,16 +17,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from experiments.aggregator import Aggregator
-from experiments.spec import load_spec, spec_to_json
+from experiments.aggregation.aggregator import Aggregator
+from experiments.spec import DEMO_SPEC_PATH, load_spec, spec_to_json
 from experiments.synthetic import synthetic_log
-from infra.broker import EmbeddedBroker
-from infra.kafka_config import consumer_config, producer_config
+from infra.kafka.broker import EmbeddedBroker
+from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings, load_settings
-from infra.topics import apply_topics
 from streams.producer import EventPublisher
 
-SPEC = Path(__file__).resolve().parents[1] / "experiments" / "specs" / "discovery_vs_bandit.yaml"
+SPEC = DEMO_SPEC_PATH
 
 
 def publish(settings: Settings, *, users: int, days: int) -> int:

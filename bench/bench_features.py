@@ -61,7 +61,7 @@ def publish(settings: Any, n: int, users: int, *, rate_eps: float | None = None,
             start: int = 0) -> None:
     from kafka import KafkaProducer
 
-    from infra.kafka_config import producer_config
+    from infra.kafka.config import producer_config
 
     producer = KafkaProducer(**producer_config(settings))
     rng = random.Random(seed)
@@ -80,7 +80,7 @@ def publish(settings: Any, n: int, users: int, *, rate_eps: float | None = None,
 def raw_consumer_eps(settings: Any, n: int) -> float:
     from kafka import KafkaConsumer, TopicPartition
 
-    from infra.kafka_config import consumer_config
+    from infra.kafka.config import consumer_config
 
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
     tps = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
@@ -102,7 +102,7 @@ def noop_worker(settings: Any, expect: int, out: Path) -> None:
     """A Faust app that only counts the events (the framework's floor); writes its timing."""
     import faust
 
-    from infra.kafka_config import faust_config
+    from infra.kafka.config import faust_config
 
     app = faust.App(f"{settings.topic_prefix}bench-noop", datadir=str(out.parent / "noop"),
                     key_serializer="raw", value_serializer="raw", **faust_config(settings))
@@ -200,8 +200,8 @@ def freshness(settings: Any, offered_eps: float, seconds: float, users: int, wor
 
 
 def _settings(bootstrap: str, work: Path, name: str) -> Any:
+    from infra.kafka.topics import apply_topics
     from infra.settings import load_settings
-    from infra.topics import apply_topics
 
     settings = load_settings({}, bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                              state_dir=work / name)
@@ -213,7 +213,7 @@ def run(settings_or_bootstrap: Any = None, *, events: int = 100_000, users: int 
         offered_eps: float = 2_000.0, freshness_seconds: float = 20.0,
         changelog_batches: bool = True) -> dict[str, Any]:
     """Every measurement above; starts its own EmbeddedBroker unless given settings or a bootstrap."""
-    from infra.broker import EmbeddedBroker
+    from infra.kafka.broker import EmbeddedBroker
 
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         work = Path(tmp)

@@ -27,8 +27,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from experiments.spec import DEMO_SPEC_PATH
+
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILE = ROOT / "experiments" / "specs" / "discovery_vs_bandit.yaml"
+SPEC_FILE = DEMO_SPEC_PATH
 T0_MS = 1_767_225_600_000
 
 
@@ -78,8 +80,8 @@ def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
     """Topics, the spec, a trained LinUCB snapshot, and Feast rows for every other user."""
     from experiments.spec import load_spec, spec_to_json
     from feature_store import FeatureStoreClient, FeatureStoreSettings
-    from infra.kafka_config import producer_config
-    from infra.topics import apply_topics
+    from infra.kafka.config import producer_config
+    from infra.kafka.topics import apply_topics
     from streams.events import ModelSnapshot, encode
     from streams.features import default_features
     from streams.policies import make_policy
@@ -158,7 +160,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 
 def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path) -> dict[str, Any]:
     """The same load against a server that answers a constant: the floor under any server here."""
-    from infra.broker import free_port
+    from infra.kafka.broker import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -176,7 +178,7 @@ def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log:
 
 def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000) -> dict:
     """Start broker and server, offer the load from a separate process, and report (see module doc)."""
-    from infra.broker import EmbeddedBroker, free_port
+    from infra.kafka.broker import EmbeddedBroker, free_port
     from infra.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="tandem-bench-serving-") as tmp:

@@ -1,7 +1,7 @@
 """The experimentation stack: specs, assignment, aggregation, statistics, reports.
 
 Serving imports only ``experiments.assignment`` and the spec types; the aggregation
-worker lives in ``experiments.aggregator``, the statistics in ``experiments.stats``.
+worker lives in ``experiments.aggregation.aggregator``, the statistics in ``experiments.stats``.
 """
 
 from experiments.assignment import assign, assign_all, check_layers, in_holdout

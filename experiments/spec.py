@@ -33,6 +33,9 @@ from streams.events import MAX_TS_MS, MIN_TS_MS, EventType
 
 #: Every layer is cut into this many buckets; experiments of a layer own disjoint ranges.
 LAYER_BUCKETS = 10_000
+#: The specs shipped with the project; the demo runs the first.
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
+DEMO_SPEC_PATH = SPECS_DIR / "discovery_vs_bandit.yaml"
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")

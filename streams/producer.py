@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from infra.publisher import DeliveryStats, KafkaPublisher
+from infra.kafka.producer import DeliveryStats, KafkaPublisher
 from streams.errors import InvalidRecord
 from streams.events import decode_event, encode
 
@@ -26,7 +26,7 @@ class KeyedRecord(Protocol):
 
 
 class EventPublisher(KafkaPublisher):
-    """Publish records keyed by user_id (``config``: ``infra.kafka_config.producer_config``)."""
+    """Publish records keyed by user_id (``config``: ``infra.kafka.config.producer_config``)."""
 
     def publish(self, record: KeyedRecord, *, topic: str | None = None) -> None:
         self.publish_bytes(record.user_id.encode("utf-8"), encode(record), topic=topic)  # type: ignore[arg-type]

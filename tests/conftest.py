@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.broker import EmbeddedBroker
+from infra.kafka.broker import EmbeddedBroker
 from infra.settings import Settings, load_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

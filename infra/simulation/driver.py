@@ -180,7 +180,7 @@ async def run_simulation(
     say = progress or (lambda _message: None)
     own_publisher = publisher is None
     if publisher is None:
-        from infra.kafka_config import producer_config
+        from infra.kafka.config import producer_config
         from streams.producer import EventPublisher
 
         publisher = EventPublisher(config=producer_config(settings), topic=settings.topic("events"))

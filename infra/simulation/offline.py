@@ -21,11 +21,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from experiments.assignment import assign
-from experiments.spec import ExperimentSpec, load_spec
+from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec
 from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, User, make_users, session
 from infra.simulation.truth import compute_truth
 from streams.events import EventType, ListeningEvent
@@ -33,7 +32,6 @@ from streams.features import FeatureConfig, UserFeatureState
 from streams.policies import Policy, make_policy
 
 #: The demo experiment shipped with the repository.
-DEMO_SPEC_PATH = Path(__file__).resolve().parents[2] / "experiments" / "specs" / "discovery_vs_bandit.yaml"
 
 REWARD_WINDOW_MS = 30 * 60_000
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from infra.kafka_config import consumer_config, librdkafka_producer_config
-from infra.librdkafka import LibrdkafkaProducer
+from infra.kafka.config import consumer_config, librdkafka_producer_config
+from infra.kafka.librdkafka import LibrdkafkaProducer
 from infra.settings import Settings
+from streams.features.online import open_online_store
 from streams.serving.decision_log import DecisionLog
 from streams.serving.http import build_app
 from streams.serving.live_config import LiveConfig, LiveConfigReader
@@ -58,17 +59,6 @@ def _producer(settings: Settings, overrides: dict[str, Any], *,
     return LibrdkafkaProducer(librdkafka_producer_config(settings, **overrides), on_error=on_error)
 
 
-def open_feature_store(settings: Settings) -> Any:
-    """The Feast client on ``settings.feast_dir`` with the feature logic's defaults, started."""
-    from feature_store import FeatureStoreClient, FeatureStoreSettings
-    from streams.features import default_features
-
-    client = FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir),
-                                defaults=default_features())
-    client.start()
-    return client
-
-
 async def run_server(service: ServingService, *, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve ``service`` on ``host:port`` until ``stop`` is set."""
     runner = web.AppRunner(build_app(service), access_log=None, handle_signals=False)
@@ -89,13 +79,13 @@ def serve(
 ) -> int:
     """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop."""
     from infra.errors import ProvisioningError
-    from infra.topics import apply_topics
+    from infra.kafka.topics import apply_topics
 
     try:
         apply_topics(settings)
     except ProvisioningError as exc:  # serve anyway: the log buffers and the live config keeps trying
         logger.error("topics not checked (%s); serving with the default policy until the broker answers", exc)
-    features = open_feature_store(settings)
+    features = open_online_store(settings)
     service = build_service(settings, features=features, config=config).start()
     # Feast, pandas and dask leave ~250k long-lived objects; a full collection then scans them all
     # (~115 ms measured) in the middle of some request. Freeze them out of the collector's reach.

@@ -2,7 +2,7 @@
 
 The request path only calls ``offer``, which never blocks on the broker: it appends
 to an in-memory queue drained by one background thread that encodes each record and
-hands it to the producer (``infra.librdkafka.LibrdkafkaProducer`` in ``tandem serve``),
+hands it to the producer (``infra.kafka.librdkafka.LibrdkafkaProducer`` in ``tandem serve``),
 whose ``send`` never blocks either: it raises ``BufferError`` when its own queue is
 full, and the record is retried. At most ``max_pending`` records may be
 unacknowledged at once (queued here, or handed to the producer and not yet

@@ -1,5 +1,5 @@
 """Running a personalization worker in this process: the features worker (the feature store,
-then Faust) or, with ``--role learner``, the learner (``streams.worker.learner_app``).
+then Faust) or, with ``--role learner``, the learner (``streams.worker.learner``).
 
     python -m streams.worker [--role features|learner] [--flush-records N] [--flush-ms T]
 
@@ -9,52 +9,16 @@ Settings come from ``TANDEM_*`` variables. Faust's web server stays off (it woul
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from infra.settings import Settings, load_settings
-from infra.topics import apply_topics
-from streams.features import default_features
-
-logger = logging.getLogger(__name__)
+from infra.settings import load_settings
+from streams.worker.features.commands import FEATURES_ONLY, run_worker
+from streams.worker.learner.commands import run_learner
 
 
-def open_feature_store(settings: Settings, *, check_older: bool = True) -> Any:
-    """A started ``FeatureStoreClient`` on ``settings.feast_dir`` with the feature schema (for
-    readers; the worker writes through ``streams.worker.feast_process``)."""
-    from feature_store import FeatureStoreClient, FeatureStoreSettings
-
-    client = FeatureStoreClient(
-        settings=FeatureStoreSettings(repo_path=settings.feast_dir, drop_older_writes=check_older),
-        defaults=default_features(),
-    )
-    client.start()
-    return client
-
-
-def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
-    """Provision topics, start the feature-store writer process, run the app until stopped; the exit code."""
-    from streams.worker.app import make_app
-    from streams.worker.feast_process import ProcessFeatureWriter
-
-    apply_topics(settings)
-    store = ProcessFeatureWriter(settings.feast_dir)
-    try:
-        return _run(make_app(settings, feature_store=store, **app_options), loglevel)
-    finally:
-        store.close()
-
-
-def run_learner(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
-    """Provision topics, restore or warm-start the learner, run its app until stopped; the exit code."""
-    from streams.worker.learner_app import make_learner_app
-
-    apply_topics(settings)
-    return _run(make_learner_app(settings, **app_options), loglevel)
-
-
-def _run(app: Any, loglevel: str) -> int:
+def run_app(app: Any, loglevel: str) -> int:
+    """Run a Faust ``app`` in this process until it stops; the exit code."""
     import faust
 
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
@@ -65,12 +29,7 @@ def _run(app: Any, loglevel: str) -> int:
     return 0
 
 
-#: Options of the features worker only, with their defaults; the learner refuses them.
-FEATURES_ONLY = {"flush_records": 1000, "flush_ms": 100.0, "persist_interval": None, "store": None,
-                 "changelog_batches": False}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("features", "learner"), default="features")
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds between status files")
@@ -86,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     features.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)
     features.add_argument("--changelog-batches", action="store_true", default=None,
                           help="let the producer batch records (faster; wrong end offsets on the embedded broker)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     given = [f"--{name.replace('_', '-')}" for name in FEATURES_ONLY if getattr(args, name) is not None]
     named = {"app_name": args.app_name} if args.app_name else {}

@@ -1,7 +1,7 @@
-"""The worker's status file: a small JSON document rewritten every second in ``state_dir``.
+"""A worker's status file: a small JSON document rewritten every second in ``state_dir``.
 
-``tandem features status`` reads it; the file is replaced atomically, so a reader never
-sees half of one.
+``tandem features status`` and ``tandem learner status`` read it; the file is replaced
+atomically, so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -16,10 +16,23 @@ from typing import Any
 from infra.settings import Settings
 
 STATUS_FILE = "features-worker.json"
+#: A worker whose status file is older than this is taken as stopped.
+STALE_AFTER_S = 5.0
 
 
 def status_path(settings: Settings) -> Path:
+    """The features worker's status file (the learner's: ``streams.worker.learner.app``)."""
     return settings.state_dir / STATUS_FILE
+
+
+def worker_status(path: Path) -> dict[str, Any]:
+    """A worker's last status and whether it is running (its status file is younger than ``STALE_AFTER_S``)."""
+    status = read_status(path)
+    return {
+        "running": status is not None and status["age_s"] < STALE_AFTER_S,
+        "status_file": str(path),
+        "status": status,
+    }
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:

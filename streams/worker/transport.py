@@ -2,9 +2,9 @@
 
 Faust builds its worker consumer with ``fetch_max_wait_ms=1500`` and no setting to
 change it. The embedded broker holds a fetch with no new data for about that long
-even when records arrive meanwhile (``infra.kafka_config``), which alone put the
+even when records arrive meanwhile (``infra.kafka.config``), which alone put the
 features' freshness p50/p99 at ~0.4/0.8 s. ``PromptApp`` is a ``faust.App`` whose
-transport gives its consumer ``infra.kafka_config.fetch_max_wait_ms`` instead.
+transport gives its consumer ``infra.kafka.config.fetch_max_wait_ms`` instead.
 """
 
 from __future__ import annotations

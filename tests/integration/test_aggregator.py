@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 
 from experiments.aggregation import AggregationStore, SourceRecord
-from experiments.aggregator import group_id as aggregator_group
-from experiments.spec import ExperimentSpec, load_spec, spec_to_json
+from experiments.aggregation.aggregator import group_id as aggregator_group
+from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
 from experiments.synthetic import synthetic_log
-from infra.kafka_config import producer_config
+from infra.kafka.config import producer_config
+from infra.kafka.topic_reader import newest_per_key, read_topic
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings
-from infra.topic_reader import newest_per_key, read_topic
-from infra.topics import apply_topics
 from streams.events import DeadLetter, Exposure, decode, encode
 from streams.producer import EventPublisher
 
-SPEC_PATH = Path(__file__).parents[2] / "experiments" / "specs" / "discovery_vs_bandit.yaml"
+SPEC_PATH = DEMO_SPEC_PATH
 LATENESS_MS = 30 * 60 * 1000
 
 

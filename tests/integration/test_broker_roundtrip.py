@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.broker import EmbeddedBroker
-from infra.kafka_config import consumer_config, producer_config
+from infra.kafka.broker import EmbeddedBroker
+from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.topic_reader import newest_per_key, read_topic
+from infra.kafka.topics import TOPICS, apply_topics
 from infra.settings import Settings
-from infra.topic_reader import newest_per_key, read_topic
-from infra.topics import TOPICS, apply_topics
 from streams.errors import DeliveryError
 from streams.events import decode_event, encode
 from streams.producer import EventPublisher
@@ -210,7 +210,7 @@ def test_a_partition_high_watermark_marks_the_end(settings: Settings) -> None:
 
 
 def test_a_start_that_fails_while_waiting_leaves_no_broker_process(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from infra import broker as broker_module
+    from infra.kafka import broker as broker_module
 
     started: list[EmbeddedBroker] = []
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.broker import pid_alive
+from infra.kafka.broker import pid_alive
+from infra.kafka.topic_reader import read_topic
 from infra.settings import Settings
-from infra.topic_reader import read_topic
 from streams.events import decode_event, encode
 from tests.helpers import make_event
 

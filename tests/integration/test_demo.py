@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.broker import pid_alive
-from infra.demo import DemoOptions, run
+from infra.demo.run import DemoOptions, run
+from infra.kafka.broker import pid_alive
 from infra.settings import load_settings
 
 USERS = 700

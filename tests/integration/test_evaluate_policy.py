@@ -8,9 +8,9 @@ import random
 import subprocess
 import sys
 
-from infra.kafka_config import producer_config
+from infra.kafka.config import producer_config
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings
-from infra.topics import apply_topics
 from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot
 from streams.policies import make_policy
 from streams.producer import EventPublisher

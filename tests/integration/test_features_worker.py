@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from feature_store import FeatureStoreClient, FeatureStoreSettings
-from infra.kafka_config import producer_config
+from infra.kafka.config import producer_config
+from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings
-from infra.topic_reader import read_topic
-from infra.topics import apply_topics
 from streams.events import DeadLetter, EventType, ListeningEvent, decode_dead_letter, encode
 from streams.features import Outcome, UserFeatureState, default_features
 from streams.producer import EventPublisher

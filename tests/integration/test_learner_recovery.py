@@ -16,17 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infra.kafka_config import admin_config, producer_config
+from infra.kafka.config import admin_config, producer_config
+from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings
-from infra.topic_reader import read_topic
-from infra.topics import apply_topics
 from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot, decode
 from streams.learning import Checkpoint, CheckpointedLearner, OnlineLearner
 from streams.policies import make_policy
 from streams.producer import EventPublisher
 from streams.worker.app import app_id
-from streams.worker.learner_agent import newest_checkpoint
-from streams.worker.learner_app import LEARNER_APP_NAME, learner_status_path
+from streams.worker.learner.agent import newest_checkpoint
+from streams.worker.learner.app import LEARNER_APP_NAME, learner_status_path
 from streams.worker.status import read_status
 from tests.helpers import T0_MS
 

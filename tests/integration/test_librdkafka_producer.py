@@ -6,13 +6,13 @@ import threading
 import time
 from pathlib import Path
 
-from infra.broker import EmbeddedBroker
-from infra.kafka_config import librdkafka_producer_config, producer_config
-from infra.librdkafka import LibrdkafkaProducer
-from infra.publisher import KafkaPublisher
+from infra.kafka.broker import EmbeddedBroker
+from infra.kafka.config import librdkafka_producer_config, producer_config
+from infra.kafka.librdkafka import LibrdkafkaProducer
+from infra.kafka.producer import KafkaPublisher
+from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings, load_settings
-from infra.topic_reader import read_topic
-from infra.topics import apply_topics
 
 
 class Outcomes:

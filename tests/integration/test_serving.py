@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from experiments.assignment import assign
 from experiments.spec import parse_spec, spec_to_json
-from infra.broker import EmbeddedBroker
-from infra.kafka_config import producer_config
+from infra.kafka.broker import EmbeddedBroker
+from infra.kafka.config import producer_config
+from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import apply_topics
 from infra.settings import Settings, load_settings
-from infra.topic_reader import read_topic
-from infra.topics import apply_topics
 from streams.events import Decision, Exposure, ModelSnapshot, decode, encode
 from streams.features import default_features
 from streams.policies import make_policy
@@ -216,7 +216,7 @@ def test_serve_runs_as_a_process_and_stops_cleanly_on_sigterm(settings: Settings
     import sys
     import urllib.request
 
-    from infra.broker import free_port
+    from infra.kafka.broker import free_port
 
     port = free_port()
     env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),

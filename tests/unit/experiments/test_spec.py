@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
 from experiments.errors import InvalidSpec
-from experiments.spec import load_spec, parse_duration, parse_instant, parse_spec, spec_from_json, spec_to_json
+from experiments.spec import (
+    SPECS_DIR,
+    load_spec,
+    parse_duration,
+    parse_instant,
+    parse_spec,
+    spec_from_json,
+    spec_to_json,
+)
 
-SPECS = Path(__file__).resolve().parents[3] / "experiments" / "specs"
+SPECS = SPECS_DIR
 DAY = 86_400_000
 
 BASE = {

@@ -1,0 +1,261 @@
+"""The aggregation worker: a plain kafka-python consumer group around ``AggregationStore``.
+
+Deliberately not Faust. Each polled batch is applied and committed to SQLite
+together with the next offset of every partition in it (one transaction); on
+(re)assignment every partition is sought to the offset stored in the database,
+so a crash at any point replays exactly what was not stored, and records below a
+stored offset are skipped. Kafka offsets are committed only as a courtesy (lag
+tools read them); the database is the truth.
+
+What the database holds is then published: dead letters before anything else
+is polled, and the metric records that changed. A crash between the database
+commit and those sends would lose them, so both are kept in the store's outbox
+until the broker has acknowledged them, and every metric record is published
+again at start (readers keep the newest per key, so a repeat is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.aggregation import AggregationStore, BatchResult, SourceRecord
+from experiments.aggregation.stats import record_key
+from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.producer import KafkaPublisher
+from infra.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALLOWED_LATENESS_MS = 30 * 60 * 1000
+MAX_POLL_RECORDS = 5000
+
+
+@dataclass
+class AggregatorStats:
+    batches: int = 0
+    applied: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    metric_records: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    first_batch_at: float | None = None  # monotonic seconds: when the first data batch arrived
+    last_batch_at: float | None = None  # ... and when the last one was committed and published
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}experiments-aggregator"
+
+
+def database_path(settings: Settings) -> Path:
+    return settings.state_dir / "experiments.db"
+
+
+def open_store(settings: Settings, *, allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS) -> AggregationStore:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    topics = {role: settings.topic(role) for role in ("events", "exposures", "experiments")}
+    return AggregationStore(database_path(settings), allowed_lateness_ms=allowed_lateness_ms, topics=topics)
+
+
+class Aggregator:
+    """Consume ``events``, ``exposures`` and ``experiments``; publish ``experiment-metrics``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
+        crash_after_commits: int | None = None,
+        group: str | None = None,
+        publish: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.group = group or group_id(settings)
+        # A replay that checks another aggregator's figures reads the same topics but must not write them.
+        self.publish = publish
+        # Fault injection for the crash tests: SIGKILL itself right after the Nth database
+        # commit, before anything of that batch is published or committed to Kafka.
+        self._crash_after_commits = crash_after_commits
+        self.store = open_store(settings, allowed_lateness_ms=allowed_lateness_ms)
+        self.stats = AggregatorStats()
+        self._stop = threading.Event()
+        self._metrics_topic = settings.topic("experiment-metrics")
+        self._dead_letter_topic = settings.topic("dead-letters")
+        self._inputs = [settings.topic(role) for role in ("events", "exposures")]
+        self._specs_topic = settings.topic("experiments")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, *, idle_exit_s: float | None = None) -> AggregatorStats:
+        """Consume until ``stop()``; or, for scripts and tests, until every assigned partition has
+        been at its end for ``idle_exit_s``."""
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+        store = self.store
+        consumer = KafkaConsumer(
+            **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
+        )
+        publisher = KafkaPublisher(config=producer_config(self.settings), topic=self._metrics_topic)
+
+        reassigned = threading.Event()
+
+        class NoteReassignment(ConsumerRebalanceListener):
+            # kafka-python calls this from its network thread: only flag it, the loop does the work.
+            def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+                reassigned.set()
+
+            def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+                reassigned.set()
+
+        consumer.subscribe(self._inputs, listener=NoteReassignment())
+        specs = SpecFeed(self.settings, self._specs_topic, start=store.stored_offsets())
+        try:
+            self._publish_outbox(publisher)
+            self._account(store.apply_batch(specs.read_to_end()))
+            self._publish_all_metrics(publisher)
+            last_record = time.monotonic()
+            while not self._stop.is_set():
+                batch = consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS)
+                if reassigned.is_set():
+                    # What this poll fetched may start anywhere: drop it and seek to the stored offsets.
+                    reassigned.clear()
+                    self._seek_to_stored_offsets(consumer)
+                    continue
+                records = [
+                    SourceRecord(r.topic, r.partition, r.offset, r.key, r.value)
+                    for partition_records in batch.values()
+                    for r in partition_records
+                ]
+                if not records:
+                    if not self._caught_up(consumer):
+                        last_record = time.monotonic()
+                    elif idle_exit_s is not None and time.monotonic() - last_record > idle_exit_s:
+                        break
+                    continue
+                last_record = time.monotonic()
+                # Serving publishes a spec before it exposes anyone to it, so reading the specs
+                # to their end now covers every experiment this batch can name.
+                records = specs.read_to_end() + records
+                result = store.apply_batch(records)
+                self._account(result)
+                if self.stats.first_batch_at is None:
+                    self.stats.first_batch_at = last_record
+                if self._crash_after_commits is not None and self.stats.batches >= self._crash_after_commits:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self._publish_outbox(publisher)
+                self._commit_courtesy(consumer)
+                self.stats.last_batch_at = time.monotonic()
+        finally:
+            specs.close()
+            consumer.close(autocommit=False)
+            publisher.close()
+            store.close()
+        return self.stats
+
+    @staticmethod
+    def _caught_up(consumer: Any) -> bool:
+        """Partitions assigned, and each at its fetch high-watermark (never ``end_offsets`` here)."""
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        for partition in assigned:
+            highwater = consumer.highwater(partition)
+            if highwater is None or consumer.position(partition) < highwater:
+                return False
+        return True
+
+    def _seek_to_stored_offsets(self, consumer: Any) -> None:
+        assigned = list(consumer.assignment())
+        stored = self.store.stored_offsets()
+        for partition in assigned:
+            offset = stored.get((partition.topic, partition.partition))
+            if offset is None:
+                consumer.seek_to_beginning(partition)
+            else:
+                consumer.seek(partition, offset)
+        # Every assigned input partition holds the watermark back until it has delivered a record.
+        self.store.declare_partitions((tp.topic, tp.partition) for tp in assigned)
+        logger.info("assigned %d partitions, sought to the offsets stored with the state", len(assigned))
+
+    def _account(self, result: BatchResult) -> None:
+        self.stats.batches += 1
+        self.stats.applied += result.applied
+        self.stats.skipped += result.skipped
+        self.stats.dead_letters += len(result.dead_letters)
+        self.stats.metric_records += len(result.metric_records)
+
+    def _publish_outbox(self, publisher: KafkaPublisher) -> None:
+        """Send what the store committed but the broker has not acknowledged, then clear it."""
+        pending = self.store.outbox()
+        if not pending:
+            return
+        for item in pending if self.publish else ():
+            topic = self._dead_letter_topic if item.kind == "dead_letter" else self._metrics_topic
+            publisher.publish_bytes(item.key.encode(), item.payload.encode(), topic=topic)
+        publisher.flush()
+        self.store.clear_outbox([item.outbox_id for item in pending])
+
+    def _publish_all_metrics(self, publisher: KafkaPublisher) -> None:
+        if not self.publish:
+            return
+        for experiment in self.store.experiments():
+            for record in self.store.metric_records(experiment):
+                key = record_key(record["experiment"], record["variant"], record["metric"])
+                publisher.publish_bytes(key.encode(), json.dumps(record).encode())
+        publisher.flush()
+
+    @staticmethod
+    def _commit_courtesy(consumer: Any) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            consumer.commit()
+        except KafkaError as exc:  # the database holds the truth; a failed courtesy commit costs nothing
+            logger.debug("courtesy commit failed: %s", exc)
+
+
+class SpecFeed:
+    """The ``experiments`` topic read without a group, from the offsets stored with the state."""
+
+    def __init__(self, settings: Settings, topic: str, *, start: dict[tuple[str, int], int]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        # The feed is read to its end before every batch: a fetch held for data that does not
+        # come cost ~50 ms of each batch, so the broker may hold it 1 ms (0 made the embedded
+        # broker answer without the high-watermark, and the feed never saw its end).
+        self._consumer = KafkaConsumer(**consumer_config(settings, group_id=None, fetch_max_wait_ms=1))
+        partitions = self._consumer.partitions_for_topic(topic) or {0}
+        self._assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        self._consumer.assign(self._assigned)
+        for tp in self._assigned:
+            offset = start.get((topic, tp.partition))
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    def read_to_end(self, timeout_s: float = 10.0) -> list[SourceRecord]:
+        records: list[SourceRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in self._consumer.poll(timeout_ms=5).values():
+                records.extend(SourceRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in batch)
+            if all(self._at_end(tp) for tp in self._assigned):
+                return records
+        raise TimeoutError(f"the experiments topic was not read to its end within {timeout_s} s")
+
+    def _at_end(self, partition: Any) -> bool:
+        highwater = self._consumer.highwater(partition)
+        return highwater is not None and self._consumer.position(partition) >= highwater
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,245 @@
+"""The ``tandem`` subcommands of the stacks: demo, experiments, stats and the rest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from infra.settings import Settings
+
+
+def register(*, commands_parser: Any) -> None:
+    demo = commands_parser.add_parser("demo", help="the end-to-end demo on the embedded broker")
+    demo.add_argument("--users", type=int, default=1500)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", default="report", help="directory for the report, truth and PNGs")
+    demo.set_defaults(handler=cmd_demo)
+
+    experiments = commands_parser.add_parser("experiments", help="experiment specs and the metric aggregator")
+    actions = experiments.add_subparsers(dest="action", required=True)
+    apply = actions.add_parser("apply", help="validate a YAML spec and publish it to the experiments topic")
+    apply.add_argument("file")
+    actions.add_parser("list", help="the experiments on the experiments topic")
+    aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
+    aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
+    aggregate.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
+    metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
+    metrics.add_argument("experiment")
+    experiments.set_defaults(handler=cmd_experiments)
+
+    features = commands_parser.add_parser("features", help="the features worker and the features it writes")
+    feature_actions = features.add_subparsers(dest="action", required=True)
+    feature_actions.add_parser("run", help="run the features' Faust worker")
+    get = feature_actions.add_parser("get", help="a user's features from the online store")
+    get.add_argument("user_id")
+    feature_actions.add_parser("status", help="the worker's progress and freshness p50/p99")
+    features.set_defaults(handler=cmd_features)
+
+    learner = commands_parser.add_parser("learner", help="the policies' online learner (its own consumer group)")
+    learner_actions = learner.add_subparsers(dest="action", required=True)
+    learner_actions.add_parser("run", help="run the learner's Faust worker")
+    learner_actions.add_parser("status", help="the learner's progress: records, checkpoints, updates")
+    learner.set_defaults(handler=cmd_learner)
+
+    simulate = commands_parser.add_parser("simulate", help="drive simulated users against a running serving API")
+    simulate.add_argument("--serve-url", default="http://127.0.0.1:8080")
+    simulate.add_argument("--users", type=int, default=1500)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.set_defaults(handler=cmd_simulate)
+
+    up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
+    up.add_argument("--port", type=int, default=8080, help="the serving API's port")
+    up.set_defaults(handler=cmd_up)
+    down = commands_parser.add_parser("down", help="stop what `tandem up` started")
+    down.set_defaults(handler=cmd_down)
+
+    serve = commands_parser.add_parser("serve", help="the serving API (personalization stack)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--feature-reads", choices=("auto", "inline", "thread"), default="auto",
+                       help="read Feast on the event loop or in a reader thread (auto: inline for SQLite)")
+    serve.set_defaults(handler=cmd_serve)
+
+    evaluate = commands_parser.add_parser(
+        "evaluate-policy", help="off-policy estimates of a candidate policy's value on the decisions log"
+    )
+    evaluate.add_argument("policy", help="a policy name: uniform, popularity, epsilon_greedy, softmax, linucb, ...")
+    evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a constructor parameter")
+    evaluate.add_argument("--from-snapshot", action="store_true", help="the newest snapshot on the models topic")
+    evaluate.add_argument("--logged-policy", default=None, help="only decisions this policy made")
+    evaluate.set_defaults(handler=cmd_evaluate_policy)
+
+    report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
+    report.add_argument("experiment")
+    report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
+    report.set_defaults(handler=cmd_report)
+
+    stats = commands_parser.add_parser("stats", help="statistics from a JSON file of sufficient statistics")
+    stats.add_argument("file", help="a JSON file, or - for standard input")
+    stats.set_defaults(handler=cmd_stats)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from infra.demo.run import DemoOptions, run_demo
+
+    return run_demo(settings=settings, options=DemoOptions(users=args.users, seed=args.seed, out_dir=Path(args.out)))
+
+
+def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import worker as commands
+
+    if args.action == "run":
+        return commands.run_features(settings)
+    if args.action == "get":
+        print(json.dumps(commands.get_features(settings, args.user_id), indent=2, default=str))
+        return 0
+    print(json.dumps(commands.features_status(settings), indent=2, default=str))
+    return 0
+
+
+def cmd_learner(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import worker as commands
+
+    if args.action == "run":
+        return commands.run_learner(settings)
+    print(json.dumps(commands.learner_status(settings), indent=2, default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.simulation.driver import simulate
+
+    return simulate(settings, serve_url=args.serve_url, users=args.users, seed=args.seed)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.demo.run import start_detached
+
+    return start_detached(settings=settings, port=args.port)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.demo.supervisor import stop_recorded
+    from infra.kafka import broker
+
+    for name in stop_recorded(settings.state_dir):
+        print(f"stopped {name}")
+    if broker.daemon_down(state_file=settings.broker_state_file):
+        print("stopped the broker")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "apply":
+        return _apply_spec(args.file, settings)
+    if args.action == "list":
+        return _list_specs(settings)
+    if args.action == "aggregate":
+        return _aggregate(args, settings)
+    return _print_metrics(args.experiment, settings)
+
+
+def _apply_spec(path: str, settings: Settings) -> int:
+    from experiments.spec import load_spec, spec_to_json
+    from infra.kafka.config import producer_config
+    from infra.kafka.topics import apply_topics
+    from streams.producer import EventPublisher
+
+    spec = load_spec(path)
+    apply_topics(settings)
+    with EventPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
+    return 0
+
+
+def _list_specs(settings: Settings) -> int:
+    from experiments.spec import spec_from_json
+    from infra.kafka.topic_reader import newest_per_key, read_topic
+
+    for record in newest_per_key(read_topic(settings, settings.topic("experiments"))).values():
+        if record.value is None:
+            continue
+        spec = spec_from_json(record.value)
+        variants = ", ".join(f"{v.name}={v.weight:g}:{v.policy}" for v in spec.variants)
+        print(f"{spec.id:28} variants [{variants}]  metrics [{', '.join(m.name for m in spec.metrics)}]")
+    return 0
+
+
+def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from experiments.aggregation.aggregator import Aggregator
+    from experiments.spec import parse_duration
+
+    aggregator = Aggregator(
+        settings=settings,
+        allowed_lateness_ms=parse_duration(args.allowed_lateness),
+        crash_after_commits=args.crash_after_commits,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())
+    signal.signal(signal.SIGINT, lambda *_: aggregator.stop())
+    stats = aggregator.run(idle_exit_s=args.idle_exit)
+    print(json.dumps(stats.__dict__), file=sys.stderr)
+    return 0
+
+
+def _print_metrics(experiment: str, settings: Settings) -> int:
+    from experiments.aggregation.aggregator import open_store
+
+    with open_store(settings) as store:
+        records = store.metric_records(experiment)
+    if not records:
+        print(f"no metrics for experiment {experiment!r} in {settings.state_dir}", file=sys.stderr)
+        return 1
+    for record in records:
+        print(json.dumps(record))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from experiments.stats.cli import run_stats
+
+    return run_stats(args.file)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from experiments.report.owner import run_report
+
+    out_dir = Path(args.out) if args.out else settings.state_dir / "reports"
+    files = run_report(settings=settings, experiment=args.experiment, out_dir=out_dir)
+    print(files.table)
+    print(f"\nwrote {files.json_path}, {files.lift_png}, {files.lift_over_time_png}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.serving import ServingConfig
+    from streams.serving.commands import serve
+
+    return serve(settings, host=args.host, port=args.port, config=ServingConfig(feature_reads=args.feature_reads))
+
+
+def cmd_evaluate_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.cli.evaluate_policy import evaluate_policy, print_evaluation
+
+    params: dict[str, Any] = {}
+    for item in args.param:
+        key, _, raw = item.partition("=")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    print_evaluation(
+        evaluate_policy(
+            settings, name=args.policy, params=params, from_snapshot=args.from_snapshot,
+            logged_policy=args.logged_policy,
+        )
+    )
+    return 0

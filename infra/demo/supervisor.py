@@ -1,0 +1,145 @@
+"""Starting and stopping tandem's processes, each with its own log, never leaving one behind.
+
+Each stack runs in processes of its own (its own failure domains): the
+features worker, the learner, the serving API and the experiment aggregator. A
+``Supervisor`` starts them in new sessions (so a terminal's Ctrl-C reaches only
+the supervisor, which then stops them in order), records their pids in a state
+file for ``tandem down``, and stops them with SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from infra.kafka.broker import pid_alive, stop_pid
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: tuple[str, ...]  # arguments of the `tandem` command
+
+
+def tandem_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "infra.cli", *args]
+
+
+@dataclass
+class Supervisor:
+    state_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started_pids: list[int] = field(default_factory=list)  # every process ever started, restarts included
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "processes.json"
+
+    def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{spec.name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                tandem_argv(*spec.argv),
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.processes[spec.name] = process
+        self.started_pids.append(process.pid)
+        self._write_state()
+        logger.info("started %s (pid %d), log %s", spec.name, process.pid, log_path)
+        return process
+
+    def restart(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+        old = self.processes.get(spec.name)
+        if old is not None and old.poll() is None:
+            stop_pid(old.pid, process=old)
+        return self.start(spec)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (fault injection in the demo's isolation test)."""
+        process = self.processes[name]
+        process.kill()
+        process.wait(timeout=10)
+
+    def check(self) -> None:
+        """Raise if a process has died on its own."""
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise RuntimeError(f"{name} exited with code {code}; see {self.log_dir / (name + '.log')}")
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order: the producers of work go before their consumers' inputs."""
+        for name, process in reversed(list(self.processes.items())):
+            if process.poll() is None:
+                stop_pid(process.pid, process=process)
+            logger.info("stopped %s (exit %s)", name, process.returncode)
+        self.processes.clear()
+        self.state_file.unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        state = {name: {"pid": p.pid, "argv": list(p.args)} for name, p in self.processes.items()}  # type: ignore[arg-type]
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+
+
+def stop_recorded(state_dir: Path) -> list[str]:
+    """``tandem down``: stop the processes a detached ``tandem up`` recorded (only those pids)."""
+    state_file = state_dir / "processes.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        return []
+    stopped = []
+    for name, entry in reversed(list(state.items())):
+        pid = int(entry["pid"])
+        try:
+            command_line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if pid_alive(pid) and "infra.cli" in command_line:
+            stop_pid(pid)
+            stopped.append(name)
+    state_file.unlink(missing_ok=True)
+    return stopped
+
+
+def wait_for(condition, *, timeout_s: float, interval_s: float = 0.2, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not within {timeout_s:.0f} s")

@@ -1,0 +1,171 @@
+"""Micro-batches of feature rows: flush every N records or T ms, whichever comes first.
+
+The batcher knows nothing of Faust or Feast. The adapter hands it, per record, the user's
+live state (or none, for a record that changed no user), an opaque *token* and the record's
+publish time. A flush seals the batch on the event loop (one ``feature_row()`` per touched
+user, so the rows are a consistent snapshot), runs the blocking ``write`` in a thread, and
+only after it returns calls ``ack(token)`` for every record of the batch and records each
+record's freshness. So a record is acknowledged (and its offset becomes committable) only
+once its effect is readable in the online store.
+
+One flush runs at a time, in the background; records keep arriving meanwhile. When twice
+``max_records`` are waiting, ``add`` waits for the running flush (back-pressure). A failed
+write is retried with a growing pause; its records are not acknowledged until it succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.worker.features.freshness import FreshnessTracker
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRY_PAUSE_S = 5.0
+
+
+class RowSource(Protocol):
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def newest_ts(self) -> int | None: ...
+
+    def feature_row(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class FlushStats:
+    flushes: int = 0
+    rows_written: int = 0
+    records_flushed: int = 0
+    write_errors: int = 0
+    last_flush_ms: float | None = None  # duration of the last successful write
+    last_error: str | None = None
+
+
+@dataclass
+class _Pending:
+    states: dict[str, RowSource] = field(default_factory=dict)
+    tokens: list[Any] = field(default_factory=list)
+    publish_ms: list[float] = field(default_factory=list)
+    since: float | None = None  # monotonic time of the first record waiting
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class MicroBatcher:
+    """See the module docstring. ``write`` blocks (it runs in a thread); ``ack`` must not."""
+
+    def __init__(
+        self,
+        *,
+        write: Callable[[Sequence[Mapping[str, Any]]], object],
+        ack: Callable[[Any], object],
+        max_records: int = 1000,
+        max_delay_ms: float = 100.0,
+        freshness: FreshnessTracker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_records < 1 or max_delay_ms <= 0:
+            raise ValueError("max_records must be >= 1 and max_delay_ms > 0")
+        self._write = write
+        self._ack = ack
+        self.max_records = max_records
+        self.max_delay_s = max_delay_ms / 1000.0
+        self.freshness = freshness or FreshnessTracker()
+        self.stats = FlushStats()
+        self._clock = clock
+        self._pending = _Pending()
+        self._running: asyncio.Task[None] | None = None
+        self._in_flight = 0
+
+    @property
+    def waiting(self) -> int:
+        """Records not yet acknowledged: waiting for a flush or in the running one."""
+        return len(self._pending) + (self._in_flight if self._running else 0)
+
+    def due(self) -> bool:
+        pending = self._pending
+        if not pending.tokens:
+            return False
+        return len(pending) >= self.max_records or (
+            pending.since is not None and time.monotonic() - pending.since >= self.max_delay_s
+        )
+
+    async def add(self, state: RowSource | None, token: Any, publish_ms: float) -> None:
+        """Queue one record; ``state`` is the user's live state when the record concerns one."""
+        pending = self._pending
+        if pending.since is None:
+            pending.since = time.monotonic()
+        if state is not None and state.newest_ts is not None:
+            pending.states[state.user_id] = state
+        pending.tokens.append(token)
+        pending.publish_ms.append(publish_ms)
+        if self.due():
+            self.kick()
+        while len(self._pending) >= 2 * self.max_records and self._running is not None:
+            await asyncio.shield(self._running)  # back-pressure: the stream waits for the store
+            self.kick()
+
+    def kick(self) -> None:
+        """Seal the batch now and write it in the background, unless a flush runs or none is due."""
+        if self._running is None and self.due():
+            self._start()
+
+    def _start(self) -> None:
+        batch, self._pending = self._pending, _Pending()
+        rows = [state.feature_row() for state in batch.states.values()]  # the snapshot, on the loop
+        self._in_flight = len(batch)
+        self._running = asyncio.ensure_future(self._flush(batch, rows))
+
+    async def drain(self) -> None:
+        """Flush everything waiting now, regardless of size or age (e.g. at shutdown)."""
+        while self._running is not None or self._pending.tokens:
+            if self._running is None:
+                self._start()
+            assert self._running is not None
+            await asyncio.shield(self._running)
+
+    async def tick_forever(self) -> None:
+        """The T-ms side of the rule: check for an old enough batch every quarter delay."""
+        while True:
+            await asyncio.sleep(self.max_delay_s / 4)
+            self.kick()
+
+    async def _flush(self, batch: _Pending, rows: list[dict[str, Any]]) -> None:
+        try:
+            pause = 0.05
+            while True:
+                began = time.perf_counter()
+                try:
+                    if rows:
+                        await asyncio.to_thread(self._write, rows)
+                    break
+                except Exception as exc:  # the store may be briefly unavailable: retry, never ack
+                    self.stats.write_errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    logger.exception("feature write of %d rows failed; retrying in %.2f s", len(rows), pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, MAX_RETRY_PAUSE_S)
+            done_ms = self._clock() * 1000.0
+            self.stats.last_flush_ms = (time.perf_counter() - began) * 1000.0
+            self.stats.flushes += 1
+            self.stats.rows_written += len(rows)
+            self.stats.records_flushed += len(batch)
+            self.freshness.add_many(done_ms - published for published in batch.publish_ms)
+            for token in batch.tokens:
+                try:
+                    self._ack(token)
+                except Exception:  # a revoked partition's event: its offset is replayed anyway
+                    logger.debug("ack failed", exc_info=True)
+        finally:
+            self._in_flight = 0
+            self._running = None
+        self.kick()

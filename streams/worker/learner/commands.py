@@ -1,0 +1,26 @@
+"""The learner's entry points: ``tandem learner run | status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.kafka.topics import apply_topics
+from infra.settings import Settings
+from streams.worker.status import worker_status
+
+
+def run_learner(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
+    """Provision topics, restore or warm-start the learner, run its app until stopped; the exit code."""
+    from streams.worker.learner.app import make_learner_app
+    from streams.worker.runner import run_app
+
+    apply_topics(settings)
+    return run_app(make_learner_app(settings, **app_options), loglevel)
+
+
+def learner_status(settings: Settings) -> dict[str, Any]:
+    """``tandem learner status``: the learner's last status (records offered, checkpoints, updates)
+    and whether it is running."""
+    from streams.worker.learner.app import learner_status_path
+
+    return worker_status(learner_status_path(settings))

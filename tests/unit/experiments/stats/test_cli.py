@@ -1,0 +1,89 @@
+"""The file interface: documented JSON on good input, exit code 2 and a field-naming message on bad input."""
+
+import copy
+import io
+import json
+import pathlib
+
+import pytest
+
+from experiments.stats.cli import run_stats
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[4] / "examples" / "stats_input.json"
+
+
+def _run(tmp_path, data, raw=None):
+    path = tmp_path / "in.json"
+    path.write_text(raw if raw is not None else json.dumps(data))
+    out, err = io.StringIO(), io.StringIO()
+    return run_stats(str(path), out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def test_good_file_gives_json_and_exit_zero(tmp_path):
+    code, out, err = _run(tmp_path, json.loads(EXAMPLE.read_text()))
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    assert result["decision"]["verdict"] in {"ship", "do_not_ship", "inconclusive"}
+    assert result["metrics"][0]["comparisons"][0]["variant"] == "treatment"
+
+
+def test_stdin_dash():
+    out, err = io.StringIO(), io.StringIO()
+    assert run_stats("-", out=out, err=err, stdin=io.StringIO(EXAMPLE.read_text())) == 0
+    assert "decision" in json.loads(out.getvalue())
+
+
+def _bad(mutate):
+    data = json.loads(EXAMPLE.read_text())
+    mutate(data)
+    return data
+
+
+def _set(path, value):
+    def mutate(d):
+        *head, last = path
+        for p in head:
+            d = d[p]
+        d[last] = value
+    return mutate
+
+
+BAD = [
+    (_set(["metrics", 1, "variants", 0, "n"], -5), "metrics[1].variants[0].n: must be >= 0"),
+    (_set(["metrics", 0, "variants", 1, "sum_sq"], 1.0), "metrics[0].variants[1].sum_sq: inconsistent with sum and n"),
+    (_set(["control"], "baseline"), "control: unknown control 'baseline'"),
+    (lambda d: d["metrics"][2]["variants"][0].pop("den_sum"),
+     "metrics[2].variants[0].den_sum: required for kind 'ratio'"),
+    (lambda d: d["metrics"][0].pop("kind"), "metrics[0].kind: required field is missing"),
+    (lambda d: d.pop("metrics"), "metrics: required field is missing"),
+    (_set(["metrics", 0, "variants", 0, "colour"], "red"), "metrics[0].variants[0].colour: unknown field"),
+    (_set(["metrics", 0, "kind"], "median"), "metrics[0].kind: must be one of"),
+    (_set(["metrics", 0, "variants", 0, "n"], 10.5), "metrics[0].variants[0].n: must be an integer"),
+    (_set(["metrics", 1, "variants", 0, "sum"], 30000), "metrics[1].variants[0].sum: a proportion needs 0 <= sum <= n"),
+    (_set(["alpha"], 0.7), "alpha: must be < 0.5"),
+    (_set(["correction"], "sidak"), "correction: must be one of"),
+    (_set(["expected_weights"], {"control": 1}), "expected_weights: no weight for variant 'treatment'"),
+    (_set(["sequential"], {"method": "group_sequential"}), "sequential.information_fraction: required"),
+    (_set(["sequential"], {"method": "group_sequential", "information_fraction": 0.5, "looks": [0.4, 0.3]}),
+     "sequential.looks: must be strictly increasing"),
+    (_set(["sequential"], {"method": "always_valid", "looks": [0.3]}), "sequential.looks: only for method"),
+    (lambda d: d["metrics"][0]["variants"][1].pop("pre_cross_sum"),
+     "metrics[0].variants[1].pre_cross_sum: required when any pre_* field is given"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_input_exits_2_naming_the_field(tmp_path, mutate, message):
+    code, out, err = _run(tmp_path, _bad(copy.deepcopy(mutate)))
+    assert code == 2 and out == ""
+    assert message in err
+
+
+def test_invalid_json_and_missing_file(tmp_path):
+    code, _, err = _run(tmp_path, None, raw='{"alpha": NaN}')
+    assert code == 2 and "invalid JSON" in err
+    code, _, err = _run(tmp_path, None, raw="[1, 2]")
+    assert code == 2 and "input must be a JSON object" in err
+    out, err_buf = io.StringIO(), io.StringIO()
+    assert run_stats(str(tmp_path / "nope.json"), out=out, err=err_buf) == 2
+    assert "cannot read" in err_buf.getvalue()
