@@ -22,7 +22,7 @@ from experiments.spec import DEMO_SPEC_PATH, load_spec, spec_to_json
 from experiments.synthetic import synthetic_log
 from infra.kafka.broker import EmbeddedBroker
 from infra.kafka.config import consumer_config, producer_config
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES, apply_topics
 from infra.settings import Settings, load_settings
 from streams.producer import EventPublisher
 
@@ -32,10 +32,10 @@ SPEC = DEMO_SPEC_PATH
 def publish(settings: Settings, *, users: int, days: int) -> int:
     spec = load_spec(SPEC)
     log = synthetic_log(spec, users=users, days=days, seed=3)
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec), topic=settings.topic("experiments"))
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec), topic=settings.topic(EXPERIMENTS))
         for exposure in log.exposures:
-            publisher.publish(exposure, topic=settings.topic("exposures"))
+            publisher.publish(exposure, topic=settings.topic(EXPOSURES))
         for event in log.events:
             publisher.publish(event)
     return len(log.exposures) + len(log.events)
@@ -45,8 +45,8 @@ def raw_consumer_rate(settings: Settings, total: int) -> float:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        settings.topic("events"),
-        settings.topic("exposures"),
+        settings.topic(EVENTS),
+        settings.topic(EXPOSURES),
         **consumer_config(settings, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}", max_poll_records=5000),
     )
     seen, first = 0, None

@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from infra.kafka.topics import EVENTS
+
 ROOT = Path(__file__).resolve().parent.parent
 T0_MS = 1_767_225_600_000
 #: The counting Faust agent's rate on the machine the freshness target was set on (events/s).
@@ -65,7 +67,7 @@ def publish(settings: Any, n: int, users: int, *, rate_eps: float | None = None,
 
     producer = KafkaProducer(**producer_config(settings))
     rng = random.Random(seed)
-    topic = settings.topic("events")
+    topic = settings.topic(EVENTS)
     began = time.monotonic()
     span = 7 * 24 * 3600 * 1000
     for i in range(n):
@@ -83,7 +85,7 @@ def raw_consumer_eps(settings: Any, n: int) -> float:
     from infra.kafka.config import consumer_config
 
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
-    tps = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
+    tps = [TopicPartition(settings.topic(EVENTS), p) for p in range(settings.partitions)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     seen, first = 0, None
@@ -106,7 +108,7 @@ def noop_worker(settings: Any, expect: int, out: Path) -> None:
 
     app = faust.App(f"{settings.topic_prefix}bench-noop", datadir=str(out.parent / "noop"),
                     key_serializer="raw", value_serializer="raw", **faust_config(settings))
-    topic = app.topic(settings.topic("events"), key_serializer="raw", value_serializer="raw")
+    topic = app.topic(settings.topic(EVENTS), key_serializer="raw", value_serializer="raw")
     seen = {"n": 0, "first": None}
 
     @app.agent(topic)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.spec import DEMO_SPEC_PATH
+from infra.kafka.topics import EXPERIMENTS, MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILE = DEMO_SPEC_PATH
@@ -98,9 +99,9 @@ def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
         linucb.update(context, rng.choice(DEFAULT_ARMS), rng.random())
     snapshot = ModelSnapshot(snapshot_id="bench", policy="linucb", version=linucb.version, ts=T0_MS,
                              updates=linucb.version, state=linucb.to_state())
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
-        publisher.publish_bytes(b"linucb", encode(snapshot), topic=settings.topic("models"))
+        publisher.publish_bytes(b"linucb", encode(snapshot), topic=settings.topic(MODELS))
     store = FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir, write_offline=False),
                                defaults=defaults)
     with store:

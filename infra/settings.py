@@ -1,7 +1,8 @@
 """Connection and placement settings, read once from ``TANDEM_*`` environment variables.
 
+>>> from infra.kafka.topics import EVENTS
 >>> settings = Settings(topic_prefix="demo.")
->>> settings.topic("events")
+>>> settings.topic(EVENTS)
 'demo.events'
 >>> load_settings({"TANDEM_PARTITIONS": "zero"})
 Traceback (most recent call last):
@@ -15,7 +16,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,13 @@ ENV_PREFIX = "TANDEM_"
 Profile = Literal["embedded", "external"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class NamedTopic(Protocol):
+    """A topic definition (``infra.kafka.topics.Topic``); only its name matters here."""
+
+    @property
+    def name(self) -> str: ...
 
 
 class Settings(BaseSettings):
@@ -71,8 +79,10 @@ class Settings(BaseSettings):
             raise ValueError("TANDEM_BOOTSTRAP_SERVERS: required with TANDEM_PROFILE=external")
         return self
 
-    def topic(self, name: str) -> str:
-        return f"{self.topic_prefix}{name}"
+    def topic(self, topic: NamedTopic | str) -> str:
+        """The topic's name on the broker: the prefix, then ``topic.name`` (``infra.kafka.topics``)
+        or a bare name given by a user."""
+        return f"{self.topic_prefix}{topic if isinstance(topic, str) else topic.name}"
 
     @property
     def embedded(self) -> bool:

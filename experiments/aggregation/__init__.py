@@ -4,7 +4,7 @@ from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, metric_record, record_key
 from experiments.aggregation.store import AggregationStore, BatchResult, OutboxItem, SourceRecord, default_topics
 from experiments.aggregation.watermark import WatermarkTracker
-from experiments.aggregation.windows import Contribution, Outcome, contribution, measure_value
+from experiments.aggregation.windows import Contribution, MetricEvent, contribution, measure_value
 
 __all__ = [
     "AggregationState",
@@ -13,7 +13,7 @@ __all__ = [
     "BatchResult",
     "OutboxItem",
     "Contribution",
-    "Outcome",
+    "MetricEvent",
     "SourceRecord",
     "SufficientStats",
     "WatermarkTracker",

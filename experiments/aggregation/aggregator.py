@@ -29,8 +29,10 @@ from typing import Any
 
 from experiments.aggregation import AggregationStore, BatchResult, SourceRecord
 from experiments.aggregation.stats import record_key
+from experiments.aggregation.store import INPUTS
 from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.producer import KafkaPublisher
+from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
 from infra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def database_path(settings: Settings) -> Path:
 
 def open_store(settings: Settings, *, allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS) -> AggregationStore:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    topics = {role: settings.topic(role) for role in ("events", "exposures", "experiments")}
+    topics = {topic.name: settings.topic(topic) for topic in INPUTS}
     return AggregationStore(database_path(settings), allowed_lateness_ms=allowed_lateness_ms, topics=topics)
 
 
@@ -87,10 +89,10 @@ class Aggregator:
         self.store = open_store(settings, allowed_lateness_ms=allowed_lateness_ms)
         self.stats = AggregatorStats()
         self._stop = threading.Event()
-        self._metrics_topic = settings.topic("experiment-metrics")
-        self._dead_letter_topic = settings.topic("dead-letters")
-        self._inputs = [settings.topic(role) for role in ("events", "exposures")]
-        self._specs_topic = settings.topic("experiments")
+        self._metrics_topic = settings.topic(EXPERIMENT_METRICS)
+        self._dead_letter_topic = settings.topic(DEAD_LETTERS)
+        self._inputs = [settings.topic(EVENTS), settings.topic(EXPOSURES)]
+        self._specs_topic = settings.topic(EXPERIMENTS)
 
     def stop(self) -> None:
         self._stop.set()

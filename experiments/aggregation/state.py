@@ -29,7 +29,7 @@ from operator import attrgetter
 
 from experiments.aggregation.stats import SufficientStats, metric_record
 from experiments.aggregation.watermark import Partition, WatermarkTracker
-from experiments.aggregation.windows import Contribution, Outcome, contribution, touches
+from experiments.aggregation.windows import Contribution, MetricEvent, contribution, touches
 from experiments.errors import SpecConflict
 from experiments.spec import ExperimentSpec
 from streams.events import Exposure, ListeningEvent
@@ -57,7 +57,7 @@ class Journal:
     specs: list[ExperimentSpec] = field(default_factory=list)
     #: Net effect: an id stored and pruned again within one journal never reaches the database;
     #: persist deletions before insertions (an id pruned and then seen again is in both).
-    events: dict[str, Outcome] = field(default_factory=dict)
+    events: dict[str, MetricEvent] = field(default_factory=dict)
     pruned_events: list[str] = field(default_factory=list)
     exposures: dict[str, int] = field(default_factory=dict)
     pruned_exposures: list[str] = field(default_factory=list)
@@ -72,8 +72,8 @@ class AggregationState:
         self.tracker = WatermarkTracker(allowed_lateness_ms=allowed_lateness_ms)
         self.min_retention_ms = min_retention_ms
         self.specs: dict[str, ExperimentSpec] = {}
-        self.events: dict[str, Outcome] = {}
-        self.user_events: dict[str, list[Outcome]] = {}  # sorted by ts
+        self.events: dict[str, MetricEvent] = {}
+        self.user_events: dict[str, list[MetricEvent]] = {}  # sorted by ts
         self.exposure_ts: dict[str, int] = {}
         self.anchors: dict[str, dict[str, Anchor]] = {}  # experiment -> user -> anchor
         self.user_anchors: dict[str, dict[str, Anchor]] = {}  # user -> experiment -> anchor
@@ -145,7 +145,7 @@ class AggregationState:
                 )
             if event.ts < closed - self._horizon:
                 return None  # no open window and no acceptable future exposure can reach it
-        outcome = Outcome.of(event)
+        outcome = MetricEvent.of(event)
         self.events[outcome.event_id] = outcome
         events = self.user_events.get(outcome.user_id)
         if events is None:
@@ -282,7 +282,7 @@ class AggregationState:
         self,
         *,
         specs: list[ExperimentSpec],
-        events: list[Outcome],
+        events: list[MetricEvent],
         exposures: list[tuple[str, int]],
         anchors: list[tuple[str, str, Anchor]],
         stats: dict[tuple[str, str, str], SufficientStats],

@@ -24,21 +24,22 @@ from typing import Any, NamedTuple
 from experiments.aggregation import schema as sql
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, record_key
-from experiments.aggregation.windows import Outcome
+from experiments.aggregation.windows import MetricEvent
 from experiments.errors import InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
+from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES
 from streams.errors import InvalidRecord
 from streams.events import DeadLetter, Exposure, ListeningEvent, dead_letter, decode
 
 logger = logging.getLogger(__name__)
 
 STAGE = "experiments.aggregation"
-ROLES = ("events", "exposures", "experiments")
+INPUTS = (EVENTS, EXPOSURES, EXPERIMENTS)
 
 
 def default_topics(prefix: str = "tandem.") -> dict[str, str]:
-    """``{"events": "tandem.events", "exposures": ..., "experiments": ...}``."""
-    return {role: f"{prefix}{role}" for role in ROLES}
+    """Each input's role (its topic's name) and its name on the broker: ``{"events": "tandem.events", ...}``."""
+    return {topic.name: f"{prefix}{topic.name}" for topic in INPUTS}
 
 
 class SourceRecord(NamedTuple):
@@ -77,8 +78,9 @@ class AggregationStore:
         min_retention_ms: int = 0,
     ) -> None:
         topics = dict(topics or default_topics())
-        if sorted(topics) != sorted(ROLES):
-            raise ValueError(f"topics: needs exactly the keys {', '.join(ROLES)}")
+        roles = [topic.name for topic in INPUTS]
+        if sorted(topics) != sorted(roles):
+            raise ValueError(f"topics: needs exactly the keys {', '.join(roles)}")
         self._roles = {name: role for role, name in topics.items()}
         self._conn = sqlite3.connect(str(path), isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -110,7 +112,7 @@ class AggregationStore:
         meta = dict(q("SELECT name, value FROM agg_meta").fetchall())
         self.state.load(
             specs=[spec_from_json(raw) for (raw,) in q("SELECT spec_json FROM agg_specs")],
-            events=[Outcome(*row) for row in q("SELECT * FROM agg_events")],
+            events=[MetricEvent(*row) for row in q("SELECT * FROM agg_events")],
             exposures=q("SELECT exposure_id, ts FROM agg_exposures").fetchall(),
             anchors=[
                 (e, u, Anchor(v, ts, x, bool(multi)))
@@ -190,11 +192,11 @@ class AggregationStore:
             role = roles.get(record.topic)
             reason: str | Exception | None
             try:
-                if role == "events":
+                if role == EVENTS.name:
                     reason = state.apply_event(decode(record.value or b"", ListeningEvent), tp)
-                elif role == "exposures":
+                elif role == EXPOSURES.name:
                     reason = state.apply_exposure(decode(record.value or b"", Exposure), tp)
-                elif role == "experiments":
+                elif role == EXPERIMENTS.name:
                     reason = self._apply_spec(record)
                 else:
                     reason = f"topic {record.topic!r} is not an input of the aggregator"

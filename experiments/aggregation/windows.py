@@ -14,7 +14,7 @@ from experiments.spec import Measure, Metric
 from streams.events import ListeningEvent
 
 
-class Outcome(NamedTuple):
+class MetricEvent(NamedTuple):
     """The part of a listening event that metrics read (also a row of the ``events`` table)."""
 
     event_id: str
@@ -26,7 +26,7 @@ class Outcome(NamedTuple):
     ms_played: int
 
     @classmethod
-    def of(cls, event: ListeningEvent) -> Outcome:
+    def of(cls, event: ListeningEvent) -> MetricEvent:
         return cls(
             event.event_id, event.user_id, event.ts, event.type.value, event.item_id, event.genre,
             event.ms_played,
@@ -41,7 +41,7 @@ class Contribution(NamedTuple):
     pre: float | None
 
 
-def measure_value(measure: Measure, events: Iterable[Outcome], lo: int, hi: int) -> float:
+def measure_value(measure: Measure, events: Iterable[MetricEvent], lo: int, hi: int) -> float:
     """The measure over the events with ``lo <= ts < hi``."""
     types = measure.types
     selected = [e for e in events if lo <= e.ts < hi and (types is None or e.type in types)]
@@ -64,7 +64,7 @@ def window_bounds(metric: Metric, anchor_ts: int) -> tuple[int, int]:
     return start, start + metric.window.length
 
 
-def contribution(metric: Metric, events: Iterable[Outcome], anchor_ts: int) -> Contribution:
+def contribution(metric: Metric, events: Iterable[MetricEvent], anchor_ts: int) -> Contribution:
     """The user's value for the metric given the events and the first exposure time."""
     events = list(events)
     lo, hi = window_bounds(metric, anchor_ts)

@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any
 
+from infra.kafka.topics import EXPERIMENTS
 from infra.settings import Settings
 
 
@@ -153,7 +154,7 @@ def _apply_spec(path: str, settings: Settings) -> int:
 
     spec = load_spec(path)
     apply_topics(settings)
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
     print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
     return 0
@@ -163,7 +164,7 @@ def _list_specs(settings: Settings) -> int:
     from experiments.spec import spec_from_json
     from infra.kafka.topic_reader import newest_per_key, read_topic
 
-    for record in newest_per_key(read_topic(settings, settings.topic("experiments"))).values():
+    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
         if record.value is None:
             continue
         spec = spec_from_json(record.value)

@@ -15,6 +15,7 @@ from typing import Any
 
 from experiments.ope.estimators import evaluate, from_decisions
 from infra.kafka.topic_reader import newest_per_key, read_topic
+from infra.kafka.topics import DECISIONS, EVENTS, MODELS
 from infra.settings import Settings
 from streams.events import Decision, ListeningEvent, ModelSnapshot, decode
 from streams.learning.joiner import RewardJoiner
@@ -26,11 +27,11 @@ def logged_rewards(settings: Settings, *, policy: str | None = None) -> list[tup
     """Every decision whose reward window has closed by the end of the log, with its reward."""
     joiner = RewardJoiner(reward_fn=one_per_play)
     records: list[tuple[int, Decision | ListeningEvent]] = []
-    for record in read_topic(settings, settings.topic("decisions")):
+    for record in read_topic(settings, settings.topic(DECISIONS)):
         decision = decode(record.value, Decision)
         if policy is None or decision.policy == policy:
             records.append((decision.ts, decision))
-    for record in read_topic(settings, settings.topic("events")):
+    for record in read_topic(settings, settings.topic(EVENTS)):
         try:
             event = decode(record.value, ListeningEvent)
         except ValueError:
@@ -48,7 +49,7 @@ def logged_rewards(settings: Settings, *, policy: str | None = None) -> list[tup
 
 def candidate(settings: Settings, name: str, params: dict[str, Any], *, from_snapshot: bool) -> Policy:
     if from_snapshot:
-        snapshots = newest_per_key(read_topic(settings, settings.topic("models")))
+        snapshots = newest_per_key(read_topic(settings, settings.topic(MODELS)))
         record = snapshots.get(name.encode())
         if record is None:
             raise LookupError(f"no snapshot of {name!r} on {settings.topic('models')}")

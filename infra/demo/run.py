@@ -25,7 +25,7 @@ from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
 from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
 from infra.simulation.truth import write_truth
@@ -148,7 +148,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
         )
         say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
         apply_topics(settings)
-        with KafkaPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+        with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
             publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
         say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
 
@@ -198,7 +198,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
 
 
 def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:
-    records = newest_per_key(read_topic(settings, settings.topic("experiment-metrics")))
+    records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
     return [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
 
 
@@ -313,7 +313,7 @@ def start_detached(*, settings: Settings, port: int) -> int:
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
     apply_topics(settings)
     spec = load_spec(SPEC_PATH)
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic("experiments")) as publisher:
+    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),

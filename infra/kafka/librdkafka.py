@@ -20,13 +20,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from infra.errors import DeliveryError
+
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.1
-
-
-class DeliveryError(Exception):
-    """The broker did not take the record (librdkafka's error, as text)."""
 
 
 class Delivery:

@@ -1,9 +1,12 @@
-"""The topic table of DESIGN.md as data, applied create-if-missing.
+"""Every topic of tandem, defined once: name (before the prefix), key, value schema, retention.
 
-The embedded broker ignores topic configs (no compaction, no retention) and
-cannot add partitions, so provisioning only creates what is missing and reports
-what differs; readers of "compacted" topics keep the newest record per key
-themselves.
+Code refers to a topic by its object (``settings.topic(EVENTS)``), never by a string. The
+value schema is named by the dotted path of its pydantic model (the models live in the
+stacks, above this floor; ``tests/unit/infra/kafka/test_topics.py`` resolves each one).
+
+The embedded broker ignores topic configs (no compaction, no retention) and cannot add
+partitions, so provisioning only creates what is missing and reports what differs;
+readers of "compacted" topics keep the newest record per key themselves.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class Topic:
+    """One topic: ``name`` after ``settings.topic_prefix``, what its key is, the dotted path of
+    its value's schema, and its retention (None: kept forever, or compacted)."""
+
     name: str
     key: str
-    value: str
+    value_schema: str
     compacted: bool = False
     retention_ms: int | None = None
     partitions: int | None = None  # None: the TANDEM_PARTITIONS setting
@@ -36,15 +42,19 @@ class TopicSpec:
         return configs
 
 
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("events", "user_id", "listening event", retention_ms=8 * WEEK_MS),
-    TopicSpec("decisions", "user_id", "decision with propensity", retention_ms=8 * WEEK_MS),
-    TopicSpec("exposures", "user_id", "exposure", retention_ms=26 * WEEK_MS),
-    TopicSpec("models", "policy name", "policy snapshot (JSON)", compacted=True, partitions=1),
-    TopicSpec("learner-checkpoints", "learner app id", "learner state + offsets (JSON)", compacted=True, partitions=1),
-    TopicSpec("experiments", "experiment id", "experiment spec", compacted=True, partitions=1),
-    TopicSpec("experiment-metrics", "experiment/variant/metric", "sufficient statistics", compacted=True),
-    TopicSpec("dead-letters", "source topic", "dead-letter envelope", retention_ms=4 * WEEK_MS),
+EVENTS = Topic("events", "user_id", "streams.events.ListeningEvent", retention_ms=8 * WEEK_MS)
+DECISIONS = Topic("decisions", "user_id", "streams.events.Decision", retention_ms=8 * WEEK_MS)
+EXPOSURES = Topic("exposures", "user_id", "streams.events.Exposure", retention_ms=26 * WEEK_MS)
+MODELS = Topic("models", "policy name", "streams.events.ModelSnapshot", compacted=True, partitions=1)
+LEARNER_CHECKPOINTS = Topic("learner-checkpoints", "learner app id", "streams.events.LearnerCheckpoint",
+                            compacted=True, partitions=1)
+EXPERIMENTS = Topic("experiments", "experiment id", "experiments.spec.ExperimentSpec", compacted=True, partitions=1)
+EXPERIMENT_METRICS = Topic("experiment-metrics", "experiment/variant/metric",
+                           "experiments.aggregation.stats.metric_record", compacted=True)
+DEAD_LETTERS = Topic("dead-letters", "source topic", "streams.events.DeadLetter", retention_ms=4 * WEEK_MS)
+
+TOPICS: tuple[Topic, ...] = (
+    EVENTS, DECISIONS, EXPOSURES, MODELS, LEARNER_CHECKPOINTS, EXPERIMENTS, EXPERIMENT_METRICS, DEAD_LETTERS,
 )
 
 
@@ -55,7 +65,7 @@ class ApplyReport:
     mismatched: list[str] = field(default_factory=list)
 
 
-def apply_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> ApplyReport:
+def apply_topics(settings: Settings, specs: tuple[Topic, ...] = TOPICS) -> ApplyReport:
     """Create every missing topic; idempotent. Partition counts that differ are reported."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -68,9 +78,9 @@ def apply_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> A
         raise ProvisioningError(f"cannot reach {settings.resolved_bootstrap()}: {exc}") from exc
     try:
         present = set(admin.list_topics())
-        missing = [spec for spec in specs if settings.topic(spec.name) not in present]
+        missing = [spec for spec in specs if settings.topic(spec) not in present]
         for spec in missing:
-            topic = settings.topic(spec.name)
+            topic = settings.topic(spec)
             try:
                 admin.create_topics(
                     [
@@ -85,14 +95,14 @@ def apply_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> A
                 report.created.append(topic)
             except TopicAlreadyExistsError:  # created concurrently by another process
                 report.existing.append(topic)
-        existing = [spec for spec in specs if settings.topic(spec.name) in present]
+        existing = [spec for spec in specs if settings.topic(spec) in present]
         if existing:
             described = {
                 item.get("name", item.get("topic")): len(item["partitions"])  # key differs by kafka-python version
-                for item in admin.describe_topics([settings.topic(spec.name) for spec in existing])
+                for item in admin.describe_topics([settings.topic(spec) for spec in existing])
             }
             for spec in existing:
-                topic = settings.topic(spec.name)
+                topic = settings.topic(spec)
                 report.existing.append(topic)
                 wanted = spec.partitions or settings.partitions
                 if described.get(topic) != wanted:

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from experiments.spec import ExperimentSpec
+from infra.kafka.topics import EVENTS
 from infra.settings import Settings
 from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, User, make_users, session
 from infra.simulation.offline import REWARD_WINDOW_MS, LearningCurve, credit_rewards, load_demo_spec
@@ -183,7 +184,7 @@ async def run_simulation(
         from infra.kafka.config import producer_config
         from streams.producer import EventPublisher
 
-        publisher = EventPublisher(config=producer_config(settings), topic=settings.topic("events"))
+        publisher = EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS))
     people = make_users(params, users=users, seed=seed)
     agenda = sorted((ts, u.index, day) for u in people for ts, day in u.slot_times(params))
     horizon = params.horizon_ms()

@@ -4,7 +4,7 @@ How a stream adapter uses it (one state per user, keyed by user_id)::
 
     state = UserFeatureState.from_dict(table[user]) if user in table else UserFeatureState(user)
     result = state.apply(event)              # ~3 µs; never raises for late or duplicate events
-    if result.outcome is Outcome.LATE:
+    if result.outcome is ApplyOutcome.LATE:
         dead_letter(..., error=result.error(), stage="features")
     table[user] = state.to_dict()            # JSON-native, O(1) here; its JSON is O(events kept)
     ...
@@ -24,7 +24,7 @@ from streams.features.config import (
     normalize_genre,
 )
 from streams.features.errors import FeatureError, InvalidState, LateEvent
-from streams.features.state import ApplyResult, Outcome, UserFeatureState
+from streams.features.state import ApplyOutcome, ApplyResult, UserFeatureState
 from streams.features.windows import compute_features
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "FeatureError",
     "InvalidState",
     "LateEvent",
-    "Outcome",
+    "ApplyOutcome",
     "UserFeatureState",
     "compute_features",
     "default_features",

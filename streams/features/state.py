@@ -17,7 +17,7 @@ a replayed event still inside the week is a duplicate, an older one is late.
 >>> play = ListeningEvent(event_id="e1", user_id="u1", ts=1_767_225_600_000,
 ...                       type=EventType.PLAY, item_id="i1", genre="Jazz", ms_played=30_000)
 >>> state.apply(play).outcome, state.apply(play).outcome
-(<Outcome.ACCEPTED: 'accepted'>, <Outcome.DUPLICATE: 'duplicate'>)
+(<ApplyOutcome.ACCEPTED: 'accepted'>, <ApplyOutcome.DUPLICATE: 'duplicate'>)
 >>> state.features()["affinity_jazz_7d"], state.features(1_767_225_660_000)["seconds_since_last_play"]
 (1.0, 60.0)
 """
@@ -37,7 +37,7 @@ from streams.features.windows import CODES, PLAY, SKIP, compute_features
 STATE_VERSION = 1
 
 
-class Outcome(StrEnum):
+class ApplyOutcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # already applied: nothing changed (idempotent replay)
     LATE = "late"  # beyond the allowed lateness: nothing changed, dead-letter it
@@ -45,21 +45,21 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
-    outcome: Outcome
+    outcome: ApplyOutcome
     reason: str | None = None
 
     @property
     def accepted(self) -> bool:
-        return self.outcome is Outcome.ACCEPTED
+        return self.outcome is ApplyOutcome.ACCEPTED
 
     def error(self) -> LateEvent | None:
         """The exception to record in a dead letter, for a late event; None otherwise."""
-        return LateEvent(self.reason) if self.outcome is Outcome.LATE else None
+        return LateEvent(self.reason) if self.outcome is ApplyOutcome.LATE else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ACCEPTED = ApplyResult(Outcome.ACCEPTED)
-_DUPLICATE = ApplyResult(Outcome.DUPLICATE, "event_id: already applied")
+_ACCEPTED = ApplyResult(ApplyOutcome.ACCEPTED)
+_DUPLICATE = ApplyResult(ApplyOutcome.DUPLICATE, "event_id: already applied")
 
 
 class UserFeatureState:
@@ -129,7 +129,7 @@ class UserFeatureState:
         newest = data["t"]
         if newest is not None and ts < newest - self._lateness:
             return ApplyResult(
-                Outcome.LATE,
+                ApplyOutcome.LATE,
                 f"ts: {ts} is {newest - ts} ms behind the user's newest event time {newest}, "
                 f"over the allowed lateness of {self._lateness} ms",
             )

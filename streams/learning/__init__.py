@@ -6,7 +6,7 @@ A ``RewardJoiner`` joins decisions with the reward events that follow them; the
 agent can store state and positions together and resume exactly after a crash.
 """
 
-from streams.learning.checkpoint import Checkpoint, CheckpointedLearner, Offered, Outcome, find_checkpoint
+from streams.learning.checkpoint import Checkpoint, CheckpointedLearner, Offered, OfferOutcome, find_checkpoint
 from streams.learning.errors import InvalidJoinerState, InvalidLearnerState
 from streams.learning.joiner import DEFAULT_WINDOW_MS, NO_WATERMARK, Admission, Reward, RewardJoiner
 from streams.learning.learner import OnlineLearner
@@ -31,7 +31,7 @@ __all__ = [
     "MatchFn",
     "Offered",
     "OnlineLearner",
-    "Outcome",
+    "OfferOutcome",
     "Reward",
     "RewardFn",
     "RewardJoiner",

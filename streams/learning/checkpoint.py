@@ -37,7 +37,7 @@ newest record of each key, checking every part against the head.
 >>> decision = encode(Decision(decision_id="d1", user_id="u1", ts=1767225600000, policy="softmax",
 ...     policy_version=0, arm="jazz", propensity=0.5, arms=["jazz", "rock"]))
 >>> learner.offer("decisions", 0, 0, decision).outcome, learner.offer("decisions", 0, 1, b"{").outcome
-(<Outcome.APPLIED: 'applied'>, <Outcome.INVALID: 'invalid'>)
+(<OfferOutcome.APPLIED: 'applied'>, <OfferOutcome.INVALID: 'invalid'>)
 >>> checkpoint = learner.checkpoint(learner_id="tandem-learner", slot=0)
 >>> [(p.topic, p.partition, p.offset) for p in checkpoint.head.positions]
 [('decisions', 0, 2)]
@@ -47,7 +47,7 @@ newest record of each key, checking every part against the head.
 >>> restored = CheckpointedLearner.from_checkpoint(stored, decisions_topic="decisions",
 ...     policy_factory=lambda name: make_policy(name, seed=1))
 >>> restored.offer("decisions", 0, 0, decision).outcome
-<Outcome.REFLECTED: 'reflected'>
+<OfferOutcome.REFLECTED: 'reflected'>
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ logger = logging.getLogger(__name__)
 Slot = Literal[0, 1]
 
 
-class Outcome(StrEnum):
+class OfferOutcome(StrEnum):
     APPLIED = "applied"  # new to the state: fed to the learner (whatever the joiner made of it)
     REFLECTED = "reflected"  # below the position: the state already holds it
     INVALID = "invalid"  # not a valid record: the position moves past it, nothing else
@@ -96,7 +96,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Offered:
-    outcome: Outcome
+    outcome: OfferOutcome
     error: InvalidRecord | None = None  # why an INVALID record was refused
 
 
@@ -125,8 +125,8 @@ class CheckpointedLearner:
         key = (topic, partition)
         position = self.positions.get(key)
         if position is not None and offset < position:
-            self.counts[Outcome.REFLECTED.value] += 1
-            return Offered(Outcome.REFLECTED)
+            self.counts[OfferOutcome.REFLECTED.value] += 1
+            return Offered(OfferOutcome.REFLECTED)
         if position is not None and offset > position:
             self.counts["gaps"] += 1
             logger.error("%s[%d]: offsets %d..%d were committed past this learner's checkpoint and never "
@@ -139,10 +139,10 @@ class CheckpointedLearner:
             else:
                 self.learner.add_event(decode(value or b"", ListeningEvent), key)
         except InvalidRecord as exc:
-            self.counts[Outcome.INVALID.value] += 1
-            return Offered(Outcome.INVALID, exc)
-        self.counts[Outcome.APPLIED.value] += 1
-        return Offered(Outcome.APPLIED)
+            self.counts[OfferOutcome.INVALID.value] += 1
+            return Offered(OfferOutcome.INVALID, exc)
+        self.counts[OfferOutcome.APPLIED.value] += 1
+        return Offered(OfferOutcome.APPLIED)
 
     def advance(self) -> int:
         return self.learner.advance()

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from infra.kafka.config import consumer_config, librdkafka_producer_config
 from infra.kafka.librdkafka import LibrdkafkaProducer
+from infra.kafka.topics import DECISIONS, EXPERIMENTS, EXPOSURES, MODELS
 from infra.settings import Settings
 from streams.features.online import open_online_store
 from streams.serving.decision_log import DecisionLog
@@ -41,15 +42,15 @@ def build_service(
                  **(producer_overrides or {})}
     log = DecisionLog(
         producer_factory=lambda: _producer(settings, overrides, on_error=log.broker_error),
-        topics={"decisions": settings.topic("decisions"), "exposures": settings.topic("exposures")},
+        topics={"decisions": settings.topic(DECISIONS), "exposures": settings.topic(EXPOSURES)},
         max_pending=config.max_pending,
     )
     live = LiveConfig()
     reader = LiveConfigReader(
         live=live,
         consumer_config=consumer_config(settings, group_id=None),
-        experiments_topic=settings.topic("experiments"),
-        models_topic=settings.topic("models"),
+        experiments_topic=settings.topic(EXPERIMENTS),
+        models_topic=settings.topic(MODELS),
     )
     return ServingService(features=features, live=live, log=log, config=config, reader=reader)
 

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from infra.kafka.topics import DECISIONS, EXPOSURES
 from streams.events import MAX_TS_MS, MIN_TS_MS
 from streams.serving.decision_log import DecisionLog
 from streams.serving.features import CoalescingFeatureReader, InlineFeatureReader
@@ -90,9 +91,9 @@ class ServingService:
         features = await self.read_features(request.user_id)
         ts = request.ts if request.ts is not None else min(max(int(time.time() * 1000), MIN_TS_MS), MAX_TS_MS - 1)
         out = self.recommender.recommend(request.user_id, features=features, ts_ms=ts, candidates=request.candidates)
-        self.log.offer("decisions", out.decision)
+        self.log.offer(DECISIONS.name, out.decision)
         for exposure in out.exposures:
-            self.log.offer("exposures", exposure)
+            self.log.offer(EXPOSURES.name, exposure)
         return out.response()
 
     # -- health and metrics ------------------------------------------------------------

@@ -24,7 +24,7 @@ from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_
 from experiments.synthetic import synthetic_log
 from infra.kafka.config import producer_config
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, apply_topics
 from infra.settings import Settings
 from streams.events import DeadLetter, Exposure, decode, encode
 from streams.producer import EventPublisher
@@ -46,7 +46,7 @@ def publish_log(settings: Settings, spec: ExperimentSpec, *, users: int, days: i
     events[middle:middle] = [(b"user-00001", b"{not json"), (b"user-00002", b'{"event_id": "e-typo", "user_id": 7}')]
     sent += [("events", key, value) for key, value in events]
     sent.append(("exposures", b"u", encode(bad_exposure)))
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         for role, key, value in sent:
             publisher.publish_bytes(key, value, topic=settings.topic(role))
     return sent
@@ -171,7 +171,7 @@ def test_metrics_equal_the_oracle_through_sigkills(settings: Settings, tmp_path:
     final = start_aggregator(settings, log_path, "--idle-exit", "6")
     assert final.wait(timeout=180) == 0, log_path.read_text()[-3000:]
 
-    published = newest_per_key(read_topic(settings, settings.topic("experiment-metrics")))
+    published = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
     watermark = partition_watermark(settings)
     assert {json.loads(r.value)["watermark_ts"] for r in published.values()} == {watermark}
     assert differences(without_id(json.loads(r.value) for r in published.values()), expected) == []
@@ -185,7 +185,7 @@ def test_metrics_equal_the_oracle_through_sigkills(settings: Settings, tmp_path:
 
     letters = {
         letter.dead_letter_id: letter
-        for letter in (decode(r.value, DeadLetter) for r in read_topic(settings, settings.topic("dead-letters")))
+        for letter in (decode(r.value, DeadLetter) for r in read_topic(settings, settings.topic(DEAD_LETTERS)))
         if letter.stage == "experiments.aggregation"
     }
     reasons = sorted(letter.error for letter in letters.values())

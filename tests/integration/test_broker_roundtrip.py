@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from infra.kafka.broker import EmbeddedBroker
 from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import TOPICS, apply_topics
+from infra.kafka.topics import EVENTS, EXPERIMENT_METRICS, TOPICS, apply_topics
 from infra.settings import Settings
 from streams.errors import DeliveryError
 from streams.events import decode_event, encode
@@ -21,7 +21,7 @@ from tests.helpers import make_event
 
 
 def publish(settings: Settings, numbers: range) -> None:
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         for number in numbers:
             publisher.publish(make_event(number))
         publisher.flush()
@@ -50,7 +50,7 @@ def test_topic_provisioning_is_idempotent(settings: Settings) -> None:
 def test_published_events_are_read_back_by_a_consumer_group(settings: Settings, group_id: str) -> None:
     apply_topics(settings)
     publish(settings, range(500))
-    consumer = KafkaConsumer(settings.topic("events"), **consumer_config(settings, group_id=group_id))
+    consumer = KafkaConsumer(settings.topic(EVENTS), **consumer_config(settings, group_id=group_id))
     try:
         records = consume(consumer, 500)
     finally:
@@ -70,8 +70,8 @@ def test_two_consumers_in_one_group_split_the_partitions_and_see_every_record_on
 ) -> None:
     apply_topics(settings)
     config = consumer_config(settings, group_id=group_id, enable_auto_commit=True)
-    first = KafkaConsumer(settings.topic("events"), **config)
-    second = KafkaConsumer(settings.topic("events"), **config)
+    first = KafkaConsumer(settings.topic(EVENTS), **config)
+    second = KafkaConsumer(settings.topic(EVENTS), **config)
     try:
         # Let the group settle before anything is published, so no record is fetched twice by a rebalance.
         deadline = time.monotonic() + 30
@@ -103,7 +103,7 @@ def test_two_consumers_in_one_group_split_the_partitions_and_see_every_record_on
 def test_committed_offsets_survive_a_consumer_restart(settings: Settings, group_id: str) -> None:
     apply_topics(settings)
     publish(settings, range(200))
-    first = KafkaConsumer(settings.topic("events"), **consumer_config(settings, group_id=group_id))
+    first = KafkaConsumer(settings.topic(EVENTS), **consumer_config(settings, group_id=group_id))
     try:
         assert len(consume(first, 200)) == 200
         first.commit()
@@ -111,7 +111,7 @@ def test_committed_offsets_survive_a_consumer_restart(settings: Settings, group_
         first.close()
 
     publish(settings, range(200, 260))
-    second = KafkaConsumer(settings.topic("events"), **consumer_config(settings, group_id=group_id))
+    second = KafkaConsumer(settings.topic(EVENTS), **consumer_config(settings, group_id=group_id))
     try:
         records = consume(second, 60)
         records += consume(second, 1, timeout_s=2)  # nothing more should come
@@ -123,7 +123,7 @@ def test_committed_offsets_survive_a_consumer_restart(settings: Settings, group_
 def test_confluent_kafka_and_tandem_read_each_other(settings: Settings, group_id: str) -> None:
     import confluent_kafka  # librdkafka: a client independent of kafka-python and aiokafka
     apply_topics(settings)
-    topic = settings.topic("events")
+    topic = settings.topic(EVENTS)
     producer = confluent_kafka.Producer({"bootstrap.servers": settings.resolved_bootstrap(), "acks": "all"})
     foreign = json.dumps(
         {"event_id": "from-librdkafka", "user_id": "u-x", "ts": 1_767_225_600_000, "type": "like", "item_id": "i"}
@@ -163,7 +163,7 @@ def test_confluent_kafka_and_tandem_read_each_other(settings: Settings, group_id
 
 def test_reader_side_compaction_keeps_the_newest_record_per_key(settings: Settings) -> None:
     apply_topics(settings)
-    topic = settings.topic("experiment-metrics")
+    topic = settings.topic(EXPERIMENT_METRICS)
     with EventPublisher(config=producer_config(settings), topic=topic) as publisher:
         for version in range(3):
             for key in ("exp/control/plays", "exp/treatment/plays"):
@@ -197,7 +197,7 @@ def test_a_partition_high_watermark_marks_the_end(settings: Settings) -> None:
     apply_topics(settings)
     publish(settings, range(50))
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
-    partitions = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
+    partitions = [TopicPartition(settings.topic(EVENTS), p) for p in range(settings.partitions)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from infra.kafka.broker import pid_alive
 from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import EVENTS
 from infra.settings import Settings
 from streams.events import decode_event, encode
 from tests.helpers import make_event
@@ -66,10 +67,10 @@ def test_publish_reports_accepted_and_rejected_lines(settings: Settings) -> None
     ]
     result = tandem("publish", "-", env=env, stdin="\n".join(lines) + "\n")
     assert result.returncode == 1
-    assert json.loads(result.stdout) == {"topic": settings.topic("events"), "accepted": 2, "rejected": 2}
+    assert json.loads(result.stdout) == {"topic": settings.topic(EVENTS), "accepted": 2, "rejected": 2}
     assert "line 2: rejected: ListeningEvent: malformed JSON" in result.stderr
     assert "line 4: rejected: ListeningEvent: ts: Input should be a valid integer" in result.stderr
-    published = [decode_event(record.value) for record in read_topic(settings, settings.topic("events"))]
+    published = [decode_event(record.value) for record in read_topic(settings, settings.topic(EVENTS))]
     assert sorted(event.event_id for event in published) == ["e-1", "e-2"]
 
     consumed = tandem("consume", "events", env=env)

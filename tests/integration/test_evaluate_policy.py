@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from infra.kafka.config import producer_config
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DECISIONS, EVENTS, MODELS, apply_topics
 from infra.settings import Settings
 from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot
 from streams.policies import make_policy
@@ -22,13 +22,13 @@ def test_a_snapshot_candidate_is_estimated_within_its_interval(settings: Setting
     rng = random.Random(5)
     # Logged by a uniform policy over two genres; listeners play jazz 90 % of the time, rock 20 %.
     play_rate = {"jazz": 0.9, "rock": 0.2}
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         for number in range(3000):
             ts = T0_MS + number * 1000
             arm = rng.choice(["jazz", "rock"])
             publisher.publish(Decision(decision_id=f"d{number}", user_id=f"u{number}", ts=ts, policy="uniform",
                                        policy_version=0, arm=arm, propensity=0.5, arms=["jazz", "rock"]),
-                              topic=settings.topic("decisions"))
+                              topic=settings.topic(DECISIONS))
             if rng.random() < play_rate[arm]:
                 publisher.publish(ListeningEvent(event_id=f"e{number}", user_id=f"u{number}", ts=ts + 60_000,
                                                  type=EventType.PLAY, item_id=f"{arm}-1", genre=arm))
@@ -39,7 +39,7 @@ def test_a_snapshot_candidate_is_estimated_within_its_interval(settings: Setting
         candidate.update({}, "jazz", 1.0)
         publisher.publish_bytes(b"popularity", ModelSnapshot(
             snapshot_id="s1", policy="popularity", version=candidate.version, ts=T0_MS, updates=1,
-            state=candidate.to_state()).model_dump_json().encode(), topic=settings.topic("models"))
+            state=candidate.to_state()).model_dump_json().encode(), topic=settings.topic(MODELS))
     true_value = 0.9 * play_rate["jazz"] + 0.1 * play_rate["rock"]
 
     result = subprocess.run(

@@ -18,10 +18,10 @@ from pathlib import Path
 from feature_store import FeatureStoreClient, FeatureStoreSettings
 from infra.kafka.config import producer_config
 from infra.kafka.topic_reader import read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DEAD_LETTERS, EVENTS, apply_topics
 from infra.settings import Settings
 from streams.events import DeadLetter, EventType, ListeningEvent, decode_dead_letter, encode
-from streams.features import Outcome, UserFeatureState, default_features
+from streams.features import ApplyOutcome, UserFeatureState, default_features
 from streams.producer import EventPublisher
 from streams.worker.status import read_status, status_path
 from tests.helpers import T0_MS
@@ -61,13 +61,13 @@ def oracle(events: Sequence[ListeningEvent]) -> tuple[dict[str, dict], int]:
     late = 0
     for event in events:
         state = states.setdefault(event.user_id, UserFeatureState(event.user_id))
-        late += state.apply(event).outcome is Outcome.LATE
+        late += state.apply(event).outcome is ApplyOutcome.LATE
     return {user: state.features() for user, state in states.items()}, late
 
 
 def publish(settings: Settings, records: Sequence[ListeningEvent | tuple[bytes, bytes]], *,
             rate_per_s: float | None = None) -> None:
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         began = time.monotonic()
         for number, record in enumerate(records):
             if isinstance(record, tuple):
@@ -164,7 +164,7 @@ def gone_within(pids: Sequence[int], timeout_s: float) -> bool:
 
 
 def dead_letters(settings: Settings) -> list[DeadLetter]:
-    return [decode_dead_letter(r.value) for r in read_topic(settings, settings.topic("dead-letters"))]
+    return [decode_dead_letter(r.value) for r in read_topic(settings, settings.topic(DEAD_LETTERS))]
 
 
 def test_online_store_equals_the_oracle(settings: Settings, tmp_path: Path) -> None:
@@ -248,6 +248,6 @@ def test_bad_records_are_dead_lettered_and_the_stream_goes_on(settings: Settings
     assert "malformed JSON" in by_value[bad[0][1]].error
     assert "ts: Field required" in by_value[bad[1][1]].error
     assert by_value[bad[2][1][: 512 * 1024]].error_type == "RecordTooLarge"
-    assert all(letter.source_topic == settings.topic("events") for letter in letters)
+    assert all(letter.source_topic == settings.topic(EVENTS) for letter in letters)
     offsets = {(letter.partition, letter.offset) for letter in letters}
     assert len(offsets) == 3

@@ -18,7 +18,7 @@ from typing import Any
 
 from infra.kafka.config import admin_config, producer_config
 from infra.kafka.topic_reader import read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DECISIONS, EVENTS, MODELS, apply_topics
 from infra.settings import Settings
 from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot, decode
 from streams.learning import Checkpoint, CheckpointedLearner, OnlineLearner
@@ -62,10 +62,10 @@ def make_log(decisions: int, users: int, *, seed: int) -> list[Decision | Listen
 
 def publish(settings: Settings, records: Sequence[Decision | ListeningEvent], *,
             rate_per_s: float | None = None) -> None:
-    with EventPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         began = time.monotonic()
         for number, record in enumerate(records):
-            publisher.publish(record, topic=settings.topic("decisions" if isinstance(record, Decision) else "events"))
+            publisher.publish(record, topic=settings.topic(DECISIONS if isinstance(record, Decision) else EVENTS))
             if rate_per_s and number % 25 == 24:
                 publisher.flush()
                 time.sleep(max(0.0, began + (number + 1) / rate_per_s - time.monotonic()))
@@ -131,7 +131,7 @@ def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
         offsets = admin.list_group_offsets({learner_id(settings): None})[learner_id(settings)]
     finally:
         admin.close()
-    inputs = {settings.topic("decisions"), settings.topic("events")}
+    inputs = {settings.topic(DECISIONS), settings.topic(EVENTS)}
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
             if tp.topic in inputs and meta.offset >= 0}
 
@@ -140,7 +140,7 @@ def oracle(settings: Settings) -> tuple[CheckpointedLearner, dict[tuple[str, int
     """An uninterrupted learner fed every input record, partition by partition in offset order."""
     learner = CheckpointedLearner(
         OnlineLearner(policy_factory=lambda name: make_policy(name, seed=None)),
-        decisions_topic=settings.topic("decisions"),
+        decisions_topic=settings.topic(DECISIONS),
     )
     ends: dict[tuple[str, int], int] = {}
     for topic in ("decisions", "events"):
@@ -169,7 +169,7 @@ def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.P
     """SIGKILL ``process`` once its newest checkpoint covers more than ``after`` records and the
     learner has read at least ``margin`` events past it (its status file says how far it read):
     work that only the crashed process held. The checkpoint it was killed after."""
-    events = settings.topic("events")
+    events = settings.topic(EVENTS)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
@@ -219,7 +219,7 @@ def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settin
         deadline = time.monotonic() + 30
         while True:
             snapshots = {snapshot.policy: snapshot.state for snapshot in (
-                decode(r.value, ModelSnapshot) for r in read_topic(settings, settings.topic("models")))}
+                decode(r.value, ModelSnapshot) for r in read_topic(settings, settings.topic(MODELS)))}
             if snapshots == want or time.monotonic() > deadline:
                 break
             time.sleep(0.3)

@@ -11,7 +11,7 @@ from infra.kafka.config import librdkafka_producer_config, producer_config
 from infra.kafka.librdkafka import LibrdkafkaProducer
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DECISIONS, EVENTS, apply_topics
 from infra.settings import Settings, load_settings
 
 
@@ -37,15 +37,15 @@ def test_keys_land_on_the_partitions_kafka_python_would_choose(settings: Setting
     producer = LibrdkafkaProducer(librdkafka_producer_config(settings))
     outcomes = Outcomes()
     for key in keys:
-        producer.send(settings.topic("decisions"), key=key, value=b"{}").add_callback(
+        producer.send(settings.topic(DECISIONS), key=key, value=b"{}").add_callback(
             outcomes.ack).add_errback(outcomes.fail)
     producer.close(timeout=30)
     assert (outcomes.acked, outcomes.failed) == (300, [])
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic("events")) as publisher:
+    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         for key in keys:
             publisher.publish_bytes(key, b"{}")
-    placed = {r.key: r.partition for r in read_topic(settings, settings.topic("decisions"))}
-    by_kafka_python = {r.key: r.partition for r in read_topic(settings, settings.topic("events"))}
+    placed = {r.key: r.partition for r in read_topic(settings, settings.topic(DECISIONS))}
+    by_kafka_python = {r.key: r.partition for r in read_topic(settings, settings.topic(EVENTS))}
     assert len(placed) == 300 and len(set(placed.values())) == settings.partitions
     assert placed == by_kafka_python
 
@@ -53,7 +53,7 @@ def test_keys_land_on_the_partitions_kafka_python_would_choose(settings: Setting
 def test_a_callback_added_after_the_outcome_still_runs(settings: Settings) -> None:
     apply_topics(settings)
     producer = LibrdkafkaProducer(librdkafka_producer_config(settings, **{"linger.ms": 0}))
-    delivery = producer.send(settings.topic("decisions"), key=b"u", value=b"{}")
+    delivery = producer.send(settings.topic(DECISIONS), key=b"u", value=b"{}")
     assert producer.flush(10) == 0
     outcomes = Outcomes()
     delivery.add_callback(outcomes.ack).add_errback(outcomes.fail)
@@ -73,7 +73,7 @@ def test_close_with_the_broker_away_fails_every_record_within_its_timeout(tmp_pa
     outcomes = Outcomes()
     began = time.perf_counter()
     for i in range(20):
-        producer.send(settings.topic("decisions"), key=f"u{i}".encode(), value=b"{}").add_callback(
+        producer.send(settings.topic(DECISIONS), key=f"u{i}".encode(), value=b"{}").add_callback(
             outcomes.ack).add_errback(outcomes.fail)
     assert time.perf_counter() - began < 0.1  # send never waits for the broker
     began = time.monotonic()

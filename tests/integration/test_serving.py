@@ -20,7 +20,7 @@ from experiments.spec import parse_spec, spec_to_json
 from infra.kafka.broker import EmbeddedBroker
 from infra.kafka.config import producer_config
 from infra.kafka.topic_reader import read_topic
-from infra.kafka.topics import apply_topics
+from infra.kafka.topics import DECISIONS, EXPOSURES, apply_topics
 from infra.settings import Settings, load_settings
 from streams.events import Decision, Exposure, ModelSnapshot, decode, encode
 from streams.features import default_features
@@ -116,8 +116,8 @@ def test_decisions_and_exposures_arrive_keyed_by_user_with_the_policys_propensit
         asyncio.run(run())
     finally:
         store.close()
-    decisions = [(r.key, decode(r.value, Decision)) for r in read_topic(settings, settings.topic("decisions"))]
-    exposures = [(r.key, decode(r.value, Exposure)) for r in read_topic(settings, settings.topic("exposures"))]
+    decisions = [(r.key, decode(r.value, Decision)) for r in read_topic(settings, settings.topic(DECISIONS))]
+    exposures = [(r.key, decode(r.value, Exposure)) for r in read_topic(settings, settings.topic(EXPOSURES))]
     assert len(decisions) == len(users)
     for key, decision in decisions:
         answer = answers[decision.user_id]
@@ -245,5 +245,5 @@ def test_serve_runs_as_a_process_and_stops_cleanly_on_sigterm(settings: Settings
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-    decisions = read_topic(settings, settings.topic("decisions"))
+    decisions = read_topic(settings, settings.topic(DECISIONS))
     assert [r.key for r in decisions] == [b"someone"]

@@ -48,7 +48,7 @@ from typing import Any
 
 from streams.errors import InvalidRecord
 from streams.events import decode_event
-from streams.features import DEFAULT_CONFIG, FeatureConfig, Outcome, UserFeatureState
+from streams.features import DEFAULT_CONFIG, ApplyOutcome, FeatureConfig, UserFeatureState
 from streams.worker.dead_letters import DeadLetters
 from streams.worker.features.batching import MicroBatcher
 
@@ -203,10 +203,10 @@ class FeaturesAdapter:
         state = self._state_for(record.user_id)
         result = state.apply(record)
         self.counts[result.outcome.value] += 1
-        if result.outcome is Outcome.ACCEPTED:
+        if result.outcome is ApplyOutcome.ACCEPTED:
             self._dirty.setdefault(message.partition, {})[record.user_id] = state
             self._newest[message.partition] = event
-        elif result.outcome is Outcome.LATE:
+        elif result.outcome is ApplyOutcome.LATE:
             await self.dead_letters.publish(message, result.error() or result.reason or "late", stage="features")
         # Accepted or not, the user's current row goes out again: see "exactness" above.
         await self.batcher.add(state, event, message.timestamp * 1000.0)

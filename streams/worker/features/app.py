@@ -31,6 +31,7 @@ import os
 import time
 from typing import Any
 
+from infra.kafka.topics import DEAD_LETTERS, EVENTS
 from infra.settings import Settings
 from streams.features import DEFAULT_CONFIG, FeatureConfig
 from streams.worker.app import default_store, new_app
@@ -65,9 +66,9 @@ def make_app(
 
     app = new_app(settings, app_name, store=store or default_store(), one_record_per_batch=one_record_per_batch,
                   commit_interval_s=commit_interval_s)
-    events = app.topic(settings.topic("events"), key_type=bytes, value_type=bytes,
+    events = app.topic(settings.topic(EVENTS), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
-    dead_topic = app.topic(settings.topic("dead-letters"), key_serializer="raw", value_serializer="raw")
+    dead_topic = app.topic(settings.topic(DEAD_LETTERS), key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
                       schema=faust.Schema(key_serializer="raw", value_serializer="json"))
     batcher = MicroBatcher(write=feature_store.write_rows, ack=lambda event: adapter.ack(event),

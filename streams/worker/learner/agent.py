@@ -75,10 +75,11 @@ from typing import Any
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
+from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPERIMENTS, LEARNER_CHECKPOINTS, MODELS
 from infra.settings import Settings
 from streams.errors import InvalidRecord
 from streams.events import ModelSnapshot, decode, encode
-from streams.learning import Checkpoint, CheckpointedLearner, OnlineLearner, Outcome, find_checkpoint
+from streams.learning import Checkpoint, CheckpointedLearner, OfferOutcome, OnlineLearner, find_checkpoint
 from streams.learning.checkpoint import Slot
 from streams.learning.learner import Partition
 from streams.policies import Policy, make_policy, policy_from_state
@@ -88,7 +89,6 @@ logger = logging.getLogger(__name__)
 
 ADVANCE_EVERY = 200
 STAGE = "personalization.learner"
-CHECKPOINTS_TOPIC = "learner-checkpoints"
 CHECKPOINT_EVERY_S = 2.0
 
 
@@ -97,7 +97,7 @@ def variant_params(settings: Settings) -> dict[str, dict[str, Any]]:
     from experiments.spec import spec_from_json
 
     params: dict[str, dict[str, Any]] = {}
-    for record in newest_per_key(read_topic(settings, settings.topic("experiments"))).values():
+    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
         if record.value is None:
             continue
         for variant in spec_from_json(record.value).variants:
@@ -108,7 +108,7 @@ def variant_params(settings: Settings) -> dict[str, dict[str, Any]]:
 def warm_start(settings: Settings) -> dict[str, Policy]:
     """The newest snapshot of each policy on the models topic, rebuilt (JSON, never pickle)."""
     policies: dict[str, Policy] = {}
-    for key, record in newest_per_key(read_topic(settings, settings.topic("models"))).items():
+    for key, record in newest_per_key(read_topic(settings, settings.topic(MODELS))).items():
         try:
             snapshot = decode(record.value or b"", ModelSnapshot)
             policies[snapshot.policy] = policy_from_state(snapshot.state)
@@ -120,14 +120,14 @@ def warm_start(settings: Settings) -> dict[str, Policy]:
 def newest_checkpoint(settings: Settings, learner_id: str) -> Checkpoint | None:
     """The newest checkpoint of ``learner_id``; an unreadable one raises (``InvalidRecord``,
     ``InvalidLearnerState``): starting from anything else would lose or repeat updates."""
-    newest = newest_per_key(read_topic(settings, settings.topic(CHECKPOINTS_TOPIC)))
+    newest = newest_per_key(read_topic(settings, settings.topic(LEARNER_CHECKPOINTS)))
     return find_checkpoint({key: record.value for key, record in newest.items()}, learner_id)
 
 
 def store_checkpoint(settings: Settings, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint``, parts first, and wait for its delivery (outside Faust, before the worker starts)."""
     *parts, head = checkpoint.records()
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(CHECKPOINTS_TOPIC)) as publisher:
+    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(LEARNER_CHECKPOINTS)) as publisher:
         for key, value in parts:
             publisher.publish_bytes(key, value)
         publisher.flush()
@@ -142,7 +142,7 @@ def make_learner(settings: Settings, *, learner_id: str) -> tuple[CheckpointedLe
     def factory(name: str) -> Policy:
         return make_policy(name, seed=None, **params.get(name, {}))
 
-    decisions_topic = settings.topic("decisions")
+    decisions_topic = settings.topic(DECISIONS)
     checkpoint = newest_checkpoint(settings, learner_id)
     if checkpoint is not None:
         learner = CheckpointedLearner.from_checkpoint(checkpoint, decisions_topic=decisions_topic,
@@ -199,12 +199,12 @@ class LearnerAdapter:
         offered = self.learner.offer(message.topic, message.partition, message.offset, message.value)
         if offered.error is not None and message.topic == self.learner.decisions_topic:
             await self.dead_letters.publish(message, offered.error, stage=STAGE)  # bad events: the features agent's
-        if offered.outcome is Outcome.REFLECTED and message.offset < self.stored.get(
+        if offered.outcome is OfferOutcome.REFLECTED and message.offset < self.stored.get(
                 (message.topic, message.partition), 0):
             _ack(event)  # a stored checkpoint holds it already
         else:
             self.waiting.append(event)
-        if offered.outcome is not Outcome.REFLECTED:
+        if offered.outcome is not OfferOutcome.REFLECTED:
             self._offered += 1
             if self._offered % ADVANCE_EVERY == 0:
                 await self.advance()
@@ -268,11 +268,11 @@ def install_learner(app: Any, settings: Settings, *, checkpoint_every_s: float =
     """Restore or warm-start the learner, register its agent, checkpoint timer and rebalance handlers."""
     learner_id = app.conf.id
     learner, slot = make_learner(settings, learner_id=learner_id)
-    inputs = app.topic(settings.topic("decisions"), settings.topic("events"), key_type=bytes, value_type=bytes,
+    inputs = app.topic(settings.topic(DECISIONS), settings.topic(EVENTS), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
-    models = app.topic(settings.topic("models"), key_serializer="raw", value_serializer="raw")
-    checkpoints = app.topic(settings.topic(CHECKPOINTS_TOPIC), key_serializer="raw", value_serializer="raw")
-    dead_letters = DeadLetters(app.topic(settings.topic("dead-letters"), key_serializer="raw",
+    models = app.topic(settings.topic(MODELS), key_serializer="raw", value_serializer="raw")
+    checkpoints = app.topic(settings.topic(LEARNER_CHECKPOINTS), key_serializer="raw", value_serializer="raw")
+    dead_letters = DeadLetters(app.topic(settings.topic(DEAD_LETTERS), key_serializer="raw",
                                          value_serializer="raw"))
 
     async def send_checkpoint(records: list[tuple[bytes, bytes]]) -> None:

@@ -7,13 +7,14 @@ from pydantic import ValidationError
 
 from infra.errors import SettingsError
 from infra.kafka.config import consumer_config, librdkafka_producer_config, producer_config
+from infra.kafka.topics import EVENTS
 from infra.settings import load_settings
 
 
 def test_defaults_describe_the_embedded_profile() -> None:
     settings = load_settings({})
     assert settings.profile == "embedded"
-    assert settings.topic("events") == "tandem.events"
+    assert settings.topic(EVENTS) == "tandem.events"
     assert settings.feast_dir == settings.state_dir / "feast"
 
 

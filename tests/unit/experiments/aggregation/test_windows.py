@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.aggregation.watermark import WatermarkTracker
-from experiments.aggregation.windows import Outcome, contribution, measure_value, touches
+from experiments.aggregation.windows import MetricEvent, contribution, measure_value, touches
 from experiments.spec import Measure, Metric
 
 F = 1_767_225_600_000  # first exposure
@@ -13,7 +13,7 @@ D = 86_400_000
 
 
 def ev(i: int, ts: int, etype: str = "play", item: str | None = "i1", genre: str | None = "g1", ms: int = 0):
-    return Outcome(f"e{i}", "u", ts, etype, item, genre, ms)
+    return MetricEvent(f"e{i}", "u", ts, etype, item, genre, ms)
 
 
 def metric(**kw) -> Metric:

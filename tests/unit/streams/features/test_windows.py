@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from streams.events import EventType, ListeningEvent
 from streams.features import (
+    ApplyOutcome,
     FeatureConfig,
     FeatureError,
     InvalidState,
     LateEvent,
-    Outcome,
     UserFeatureState,
     default_features,
     feature_names,
@@ -110,13 +110,13 @@ def test_state_matches_brute_force(steps, roundtrips, extra_minutes):
         accepted_ids = {e.event_id: e.ts for e in accepted}
         result = state.apply(ev)
         if ev.event_id not in accepted_ids and (newest is None or ev.ts >= newest - CONFIG.allowed_lateness_ms):
-            assert result.outcome is Outcome.ACCEPTED
+            assert result.outcome is ApplyOutcome.ACCEPTED
             accepted.append(ev)
             newest = ev.ts if newest is None else max(newest, ev.ts)
         elif ev.event_id in accepted_ids and accepted_ids[ev.event_id] > newest - WEEK:
-            assert result.outcome is Outcome.DUPLICATE
+            assert result.outcome is ApplyOutcome.DUPLICATE
         elif ev.event_id not in accepted_ids:
-            assert result.outcome is Outcome.LATE
+            assert result.outcome is ApplyOutcome.LATE
             assert isinstance(result.error(), LateEvent)
             assert "allowed lateness" in result.reason
         else:
@@ -152,7 +152,7 @@ def test_late_event_is_rejected_with_a_reason_and_changes_nothing():
     too_late = event(3, BASE - 10 * MINUTE - 1, EventType.PLAY)
     assert state.apply(within).accepted
     result = state.apply(too_late)
-    assert result.outcome is Outcome.LATE
+    assert result.outcome is ApplyOutcome.LATE
     assert result.reason == (
         f"ts: {BASE - 600_001} is 600001 ms behind the user's newest event time {BASE}, "
         "over the allowed lateness of 600000 ms"
@@ -203,8 +203,8 @@ def test_eviction_reaches_past_an_out_of_order_neighbour():
     state.apply(event(2, BASE - 5 * MINUTE, EventType.PLAY))  # late but within lateness
     state.apply(event(3, BASE + WEEK - 3 * MINUTE, EventType.SKIP))  # cutoff between e2 and e1
     assert set(state.to_dict()["e"]) == {"e1", "e3"}
-    assert state.apply(event(1, BASE, EventType.PLAY)).outcome is Outcome.DUPLICATE
-    assert state.apply(event(2, BASE - 5 * MINUTE, EventType.PLAY)).outcome is Outcome.LATE
+    assert state.apply(event(1, BASE, EventType.PLAY)).outcome is ApplyOutcome.DUPLICATE
+    assert state.apply(event(2, BASE - 5 * MINUTE, EventType.PLAY)).outcome is ApplyOutcome.LATE
 
 
 def test_rows_get_strictly_newer_when_a_late_event_changes_the_features():

@@ -14,8 +14,8 @@ from streams.events import MAX_CHECKPOINT_BYTES, Decision, EventType, ListeningE
 from streams.learning import (
     CheckpointedLearner,
     InvalidLearnerState,
+    OfferOutcome,
     OnlineLearner,
-    Outcome,
     find_checkpoint,
 )
 from streams.learning.checkpoint import pack
@@ -131,7 +131,7 @@ def test_restored_and_replayed_equals_uninterrupted(data, lateness: int, every: 
     assert learner.learner.stats() == uninterrupted.learner.stats()
     # Since the last restart, exactly the records between the resume point and the checkpoint were skipped.
     last_cut, last_resume = plan[-1] if plan else (0, 0)
-    assert learner.counts[Outcome.REFLECTED.value] == last_cut - last_resume
+    assert learner.counts[OfferOutcome.REFLECTED.value] == last_cut - last_resume
 
 
 def test_the_checkpoint_round_trips_through_json() -> None:
@@ -170,9 +170,9 @@ def test_records_below_the_position_are_reflected_and_a_gap_is_counted() -> None
     learner = fresh(0)
     event = encode(ListeningEvent(event_id="e1", user_id="u1", ts=T0_MS, type=EventType.PLAY, item_id="i1",
                                   genre="jazz", ms_played=1))
-    assert learner.offer(EVENTS, 0, 5, event).outcome is Outcome.APPLIED  # a first offset, whatever it is
-    assert learner.offer(EVENTS, 0, 5, event).outcome is Outcome.REFLECTED
-    assert learner.offer(EVENTS, 0, 9, event).outcome is Outcome.APPLIED
+    assert learner.offer(EVENTS, 0, 5, event).outcome is OfferOutcome.APPLIED  # a first offset, whatever it is
+    assert learner.offer(EVENTS, 0, 5, event).outcome is OfferOutcome.REFLECTED
+    assert learner.offer(EVENTS, 0, 9, event).outcome is OfferOutcome.APPLIED
     assert learner.counts["gaps"] == 1 and learner.positions == {(EVENTS, 0): 10}
     assert learner.learner.joiner.counts["events_duplicate"] == 1  # the joiner still dedupes on event_id
 
