@@ -13,12 +13,21 @@ from infra.settings import Settings
 
 
 def register(*, commands_parser: Any) -> None:
+    """Add the stacks' subcommands to the ``tandem`` parser."""
+    for add in (_add_demo, _add_experiments, _add_features, _add_learner, _add_simulate, _add_up_down, _add_serve,
+                _add_evaluate_policy, _add_report, _add_stats):
+        add(commands_parser)
+
+
+def _add_demo(commands_parser: Any) -> None:
     demo = commands_parser.add_parser("demo", help="the end-to-end demo on the embedded broker")
     demo.add_argument("--users", type=int, default=1500)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", default="report", help="directory for the report, truth and PNGs")
     demo.set_defaults(handler=cmd_demo)
 
+
+def _add_experiments(commands_parser: Any) -> None:
     experiments = commands_parser.add_parser("experiments", help="experiment specs and the metric aggregator")
     actions = experiments.add_subparsers(dest="action", required=True)
     apply = actions.add_parser("apply", help="validate a YAML spec and publish it to the experiments topic")
@@ -32,6 +41,8 @@ def register(*, commands_parser: Any) -> None:
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
 
+
+def _add_features(commands_parser: Any) -> None:
     features = commands_parser.add_parser("features", help="the features worker and the features it writes")
     feature_actions = features.add_subparsers(dest="action", required=True)
     feature_actions.add_parser("run", help="run the features' Faust worker")
@@ -40,24 +51,32 @@ def register(*, commands_parser: Any) -> None:
     feature_actions.add_parser("status", help="the worker's progress and freshness p50/p99")
     features.set_defaults(handler=cmd_features)
 
+
+def _add_learner(commands_parser: Any) -> None:
     learner = commands_parser.add_parser("learner", help="the policies' online learner (its own consumer group)")
     learner_actions = learner.add_subparsers(dest="action", required=True)
     learner_actions.add_parser("run", help="run the learner's Faust worker")
     learner_actions.add_parser("status", help="the learner's progress: records, checkpoints, updates")
     learner.set_defaults(handler=cmd_learner)
 
+
+def _add_simulate(commands_parser: Any) -> None:
     simulate = commands_parser.add_parser("simulate", help="drive simulated users against a running serving API")
     simulate.add_argument("--serve-url", default="http://127.0.0.1:8080")
     simulate.add_argument("--users", type=int, default=1500)
     simulate.add_argument("--seed", type=int, default=7)
     simulate.set_defaults(handler=cmd_simulate)
 
+
+def _add_up_down(commands_parser: Any) -> None:
     up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
     up.add_argument("--port", type=int, default=8080, help="the serving API's port")
     up.set_defaults(handler=cmd_up)
     down = commands_parser.add_parser("down", help="stop what `tandem up` started")
     down.set_defaults(handler=cmd_down)
 
+
+def _add_serve(commands_parser: Any) -> None:
     serve = commands_parser.add_parser("serve", help="the serving API (personalization stack)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
@@ -65,6 +84,8 @@ def register(*, commands_parser: Any) -> None:
                        help="read Feast on the event loop or in a reader thread (auto: inline for SQLite)")
     serve.set_defaults(handler=cmd_serve)
 
+
+def _add_evaluate_policy(commands_parser: Any) -> None:
     evaluate = commands_parser.add_parser(
         "evaluate-policy", help="off-policy estimates of a candidate policy's value on the decisions log"
     )
@@ -74,11 +95,15 @@ def register(*, commands_parser: Any) -> None:
     evaluate.add_argument("--logged-policy", default=None, help="only decisions this policy made")
     evaluate.set_defaults(handler=cmd_evaluate_policy)
 
+
+def _add_report(commands_parser: Any) -> None:
     report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
     report.add_argument("experiment")
     report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
     report.set_defaults(handler=cmd_report)
 
+
+def _add_stats(commands_parser: Any) -> None:
     stats = commands_parser.add_parser("stats", help="statistics from a JSON file of sufficient statistics")
     stats.add_argument("file", help="a JSON file, or - for standard input")
     stats.set_defaults(handler=cmd_stats)

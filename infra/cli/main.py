@@ -67,7 +67,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         for spec in TOPICS:
             policy = "compact" if spec.compacted else "delete"
-            print(f"{settings.topic(spec.name):32} key={spec.key:28} {policy}")
+            print(f"{settings.topic(spec):32} key={spec.key:28} {policy}")
         return EXIT_OK
     report = apply_topics(settings)
     for topic in report.created:

@@ -151,6 +151,131 @@ def _publish(publisher: Publisher, events: list[ListeningEvent]) -> int:
     return len(events)
 
 
+class _Outbox:
+    """Publishes batches of events on one background thread, one batch behind the requests."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.published = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-publish")
+        self._loop = asyncio.get_running_loop()
+        self._pending: asyncio.Future[int] | None = None
+
+    async def drain(self) -> None:
+        """Wait for the batch in flight."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.published += await pending
+
+    async def send(self, events: list[ListeningEvent]) -> None:
+        await self.drain()
+        self._pending = self._loop.run_in_executor(self._executor, _publish, self.publisher, events)
+
+    async def flush(self, timeout_s: float) -> None:
+        """Every event handed over so far delivered (``DeliveryError`` otherwise)."""
+        await self.drain()
+        await self._loop.run_in_executor(self._executor, self.publisher.flush, timeout_s)
+
+    async def close(self, *, close_publisher: bool) -> str | None:
+        """Stop the thread (closing the publisher first if it is ours); the close error, if any."""
+        error = None
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        if close_publisher:
+            try:
+                await self._loop.run_in_executor(self._executor, self.publisher.close, 30.0)
+            except Exception as exc:  # noqa: BLE001 - reported in the result
+                error = f"{type(exc).__name__}: {exc}"
+        self._executor.shutdown(wait=False)
+        return error
+
+
+class _EventTimeBuffer:
+    """Events held until the step that contains their event time, released in event-time order."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[int, int, ListeningEvent]] = []
+        self._order = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def hold(self, events: list[ListeningEvent]) -> None:
+        for event in events:
+            self._order += 1
+            heapq.heappush(self._held, (event.ts, self._order, event))
+
+    def release(self, before_ts: int, *, everything: bool) -> list[ListeningEvent]:
+        due = []
+        while self._held and (self._held[0][0] < before_ts or everything):
+            due.append(heapq.heappop(self._held)[2])
+        return due
+
+
+@dataclass
+class _Run:
+    """One simulation's moving parts, advanced step by step by ``run_simulation``."""
+
+    client: _Client
+    spec: ExperimentSpec
+    params: ModelParams
+    people: list[User]
+    agenda: list[tuple[int, int, int]]  # (session start, user index, day), in time order
+    outbox: _Outbox
+    result: SimulationResult
+    curve: LearningCurve = field(default_factory=LearningCurve)
+    buffer: _EventTimeBuffer = field(default_factory=_EventTimeBuffer)
+    next_session: int = 0
+
+    async def step(self, step_end: int) -> None:
+        """Run the sessions that start before ``step_end``, then hand the events due to the outbox."""
+        batch = []
+        while self.next_session < len(self.agenda) and self.agenda[self.next_session][0] < step_end:
+            ts, index, day = self.agenda[self.next_session]
+            batch.append(_run_session(self.client, self.spec, self.params, self.people[index], ts, day, self.curve))
+            self.next_session += 1
+        for events in await asyncio.gather(*batch):
+            self.result.sessions += bool(events)
+            self.buffer.hold(events)
+        await self.outbox.send(self.buffer.release(step_end, everything=step_end >= self.result.end_ms))
+
+    def day_summary(self, step_end: int, began: float) -> str:
+        return (f"day {(step_end - ORIGIN_MS) // DAY_MS - 1:+d}: {self.result.sessions} sessions, "
+                f"{self.client.ok} recommendations, {sum(self.client.errors.values())} serving errors, "
+                f"{self.outbox.published} events published, {time.perf_counter() - began:.1f} s")
+
+
+async def _advance(
+    run: _Run, *, step_ms: int, min_step_wall_s: float, say: Callable[[str], None], began: float,
+    before_experiment: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Step through event time until the horizon and every held event are published."""
+    horizon = run.result.end_ms
+    step = run.result.start_ms - run.result.start_ms % step_ms
+    while step < horizon or run.buffer:
+        if before_experiment is not None and step >= ORIGIN_MS:
+            await run.outbox.flush(60.0)
+            await before_experiment()
+            before_experiment = None
+        step_end = step + step_ms
+        step_began = time.perf_counter()
+        await run.step(step_end)
+        if (step_end - ORIGIN_MS) % DAY_MS == 0:
+            say(run.day_summary(step_end, began))
+        step = step_end
+        rest = min_step_wall_s - (time.perf_counter() - step_began)
+        if rest > 0 and step >= ORIGIN_MS:  # the pre-period has nothing to learn: full speed
+            await asyncio.sleep(rest)
+    await run.outbox.drain()
+
+
+def _default_publisher(settings: Settings) -> Publisher:
+    from infra.kafka.config import producer_config
+    from streams.producer import EventPublisher
+
+    return EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS))
+
+
 async def run_simulation(
     *,
     settings: Settings,
@@ -178,84 +303,31 @@ async def run_simulation(
     """
     began = time.perf_counter()
     spec = spec or load_demo_spec()
-    say = progress or (lambda _message: None)
-    own_publisher = publisher is None
-    if publisher is None:
-        from infra.kafka.config import producer_config
-        from streams.producer import EventPublisher
-
-        publisher = EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS))
     people = make_users(params, users=users, seed=seed)
     agenda = sorted((ts, u.index, day) for u in people for ts, day in u.slot_times(params))
-    horizon = params.horizon_ms()
-    result = SimulationResult(users=users, seed=seed, start_ms=agenda[0][0] if agenda else ORIGIN_MS, end_ms=horizon)
+    result = SimulationResult(users=users, seed=seed, start_ms=agenda[0][0] if agenda else ORIGIN_MS,
+                              end_ms=params.horizon_ms())
+    outbox = _Outbox(publisher or _default_publisher(settings))
     curve = LearningCurve()
-    held: list[tuple[int, int, ListeningEvent]] = []
-    order = 0
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-publish")
-    loop = asyncio.get_running_loop()
-    publishing: asyncio.Future[int] | None = None
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with aiohttp.ClientSession(timeout=timeout,
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
                                          connector=aiohttp.TCPConnector(limit=concurrency)) as http:
             client = _Client(http, serve_url, list(params.genres), concurrency=concurrency, retries=retries,
                              backoff_s=backoff_s)
-            step = result.start_ms - result.start_ms % step_ms
-            i = 0
-            while step < horizon or held:
-                if before_experiment is not None and step >= ORIGIN_MS:
-                    if publishing is not None:
-                        result.events_published += await publishing
-                        publishing = None
-                    await loop.run_in_executor(executor, publisher.flush, 60.0)
-                    await before_experiment()
-                    before_experiment = None
-                step_end = step + step_ms
-                step_began = time.perf_counter()
-                batch = []
-                while i < len(agenda) and agenda[i][0] < step_end:
-                    ts, index, day = agenda[i]
-                    batch.append(_run_session(client, spec, params, people[index], ts, day, curve))
-                    i += 1
-                for events in await asyncio.gather(*batch):
-                    result.sessions += bool(events)
-                    for event in events:
-                        order += 1
-                        heapq.heappush(held, (event.ts, order, event))
-                due = []
-                while held and (held[0][0] < step_end or step_end >= horizon):
-                    due.append(heapq.heappop(held)[2])
-                if publishing is not None:
-                    result.events_published += await publishing
-                publishing = loop.run_in_executor(executor, _publish, publisher, due)
-                if (step_end - ORIGIN_MS) % DAY_MS == 0:
-                    say(f"day {(step_end - ORIGIN_MS) // DAY_MS - 1:+d}: {result.sessions} sessions, "
-                        f"{client.ok} recommendations, {sum(client.errors.values())} serving errors, "
-                        f"{result.events_published} events published, {time.perf_counter() - began:.1f} s")
-                step = step_end
-                rest = min_step_wall_s - (time.perf_counter() - step_began)
-                if rest > 0 and step >= ORIGIN_MS:  # the pre-period has nothing to learn: full speed
-                    await asyncio.sleep(rest)
-            if publishing is not None:
-                result.events_published += await publishing
-                publishing = None
+            run = _Run(client, spec, params, people, agenda, outbox, result, curve)
+            await _advance(run, step_ms=step_ms, min_step_wall_s=min_step_wall_s, began=began,
+                           say=progress or (lambda _message: None), before_experiment=before_experiment)
             result.recommendations = client.ok
             result.serving_errors = dict(client.errors)
         try:
-            await loop.run_in_executor(executor, publisher.flush, 60.0)
+            await outbox.flush(60.0)
         except Exception as exc:  # noqa: BLE001 - reported in the result, the truth is still written
             result.delivery_error = f"{type(exc).__name__}: {exc}"
             logger.error("events not all delivered: %s", exc)
     finally:
-        if publishing is not None:
-            await asyncio.gather(publishing, return_exceptions=True)
-        if own_publisher:
-            try:
-                await loop.run_in_executor(executor, publisher.close, 30.0)
-            except Exception as exc:  # noqa: BLE001
-                result.delivery_error = result.delivery_error or f"{type(exc).__name__}: {exc}"
-        executor.shutdown(wait=False)
+        close_error = await outbox.close(close_publisher=publisher is None)
+        result.delivery_error = result.delivery_error or close_error
+        result.events_published = outbox.published
     result.truth = compute_truth(people, spec)
     result.exposed = dict(result.truth["units"])
     result.learning_curve = curve.rows()

@@ -9,6 +9,7 @@ under-reports when a produce batch holds more than one record (docs/architecture
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from infra.kafka.config import faust_config, fetch_max_wait_ms
@@ -60,3 +61,16 @@ def new_app(
         value_serializer="raw",
         **options,
     )
+
+
+def on_rebalance(app: Any, forget: Callable[[], None]) -> None:
+    """Call ``forget`` whenever the group takes partitions from this worker or gives it new ones:
+    what the worker holds in memory for records it has not committed may belong to another worker now."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        forget()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
+    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        forget()

@@ -34,7 +34,7 @@ from typing import Any
 from infra.kafka.topics import DEAD_LETTERS, EVENTS
 from infra.settings import Settings
 from streams.features import DEFAULT_CONFIG, FeatureConfig
-from streams.worker.app import default_store, new_app
+from streams.worker.app import default_store, new_app, on_rebalance
 from streams.worker.dead_letters import DeadLetters
 from streams.worker.features.agent import FeaturesAdapter, install
 from streams.worker.features.batching import MicroBatcher
@@ -87,13 +87,7 @@ def make_app(
     async def persist_states() -> None:
         await adapter.persist_and_ack()
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
-    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
-        adapter.forget_states()
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
-    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        adapter.forget_states()
+    on_rebalance(app, adapter.forget_states)
 
     path = status_path(settings)
 

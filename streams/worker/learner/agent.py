@@ -83,6 +83,7 @@ from streams.learning import Checkpoint, CheckpointedLearner, OfferOutcome, Onli
 from streams.learning.checkpoint import Slot
 from streams.learning.learner import Partition
 from streams.policies import Policy, make_policy, policy_from_state
+from streams.worker.app import on_rebalance
 from streams.worker.dead_letters import DeadLetters
 
 logger = logging.getLogger(__name__)
@@ -299,12 +300,6 @@ def install_learner(app: Any, settings: Settings, *, checkpoint_every_s: float =
     async def checkpoint_learner() -> None:
         await adapter.checkpoint()
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
-    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
-        adapter.forget_waiting()
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
-    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        adapter.forget_waiting()
+    on_rebalance(app, adapter.forget_waiting)
 
     return adapter
