@@ -100,7 +100,7 @@ class Aggregator:
     def run(self, *, idle_exit_s: float | None = None) -> AggregatorStats:
         """Consume until ``stop()``; or, for scripts and tests, until every assigned partition has
         been at its end for ``idle_exit_s``."""
-        from kafka import ConsumerRebalanceListener, KafkaConsumer
+        from kafka import KafkaConsumer
 
         store = self.store
         consumer = KafkaConsumer(
@@ -108,17 +108,7 @@ class Aggregator:
         )
         publisher = KafkaPublisher(config=producer_config(self.settings), topic=self._metrics_topic)
 
-        reassigned = threading.Event()
-
-        class NoteReassignment(ConsumerRebalanceListener):
-            # kafka-python calls this from its network thread: only flag it, the loop does the work.
-            def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-                reassigned.set()
-
-            def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-                reassigned.set()
-
-        consumer.subscribe(self._inputs, listener=NoteReassignment())
+        reassigned = _subscribe(consumer, self._inputs)
         specs = SpecFeed(self.settings, self._specs_topic, start=store.stored_offsets())
         try:
             self._publish_outbox(publisher)
@@ -144,24 +134,27 @@ class Aggregator:
                         break
                     continue
                 last_record = time.monotonic()
-                # Serving publishes a spec before it exposes anyone to it, so reading the specs
-                # to their end now covers every experiment this batch can name.
-                records = specs.read_to_end() + records
-                result = store.apply_batch(records)
-                self._account(result)
-                if self.stats.first_batch_at is None:
-                    self.stats.first_batch_at = last_record
-                if self._crash_after_commits is not None and self.stats.batches >= self._crash_after_commits:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                self._publish_outbox(publisher)
-                self._commit_courtesy(consumer)
-                self.stats.last_batch_at = time.monotonic()
+                self._apply(records, received_at=last_record, specs=specs, consumer=consumer, publisher=publisher)
         finally:
             specs.close()
             consumer.close(autocommit=False)
             publisher.close()
             store.close()
         return self.stats
+
+    def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
+               publisher: KafkaPublisher) -> None:
+        """One polled batch: stored with its offsets, its metric records published, offsets committed."""
+        # Serving publishes a spec before it exposes anyone to it, so reading the specs
+        # to their end now covers every experiment this batch can name.
+        self._account(self.store.apply_batch(specs.read_to_end() + records))
+        if self.stats.first_batch_at is None:
+            self.stats.first_batch_at = received_at
+        if self._crash_after_commits is not None and self.stats.batches >= self._crash_after_commits:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._publish_outbox(publisher)
+        self._commit_courtesy(consumer)
+        self.stats.last_batch_at = time.monotonic()
 
     @staticmethod
     def _caught_up(consumer: Any) -> bool:
@@ -223,6 +216,24 @@ class Aggregator:
             consumer.commit()
         except KafkaError as exc:  # the database holds the truth; a failed courtesy commit costs nothing
             logger.debug("courtesy commit failed: %s", exc)
+
+
+def _subscribe(consumer: Any, topics: list[str]) -> threading.Event:
+    """Subscribe ``consumer``; the event is set whenever the group moves partitions."""
+    from kafka import ConsumerRebalanceListener
+
+    reassigned = threading.Event()
+
+    class NoteReassignment(ConsumerRebalanceListener):
+        # kafka-python calls this from its network thread: only flag it, the loop does the work.
+        def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            reassigned.set()
+
+        def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            reassigned.set()
+
+    consumer.subscribe(topics, listener=NoteReassignment())
+    return reassigned
 
 
 class SpecFeed:

@@ -106,6 +106,48 @@ def credit_rewards(
     return rewards
 
 
+def _learn_due(pending: list[tuple[int, int, str, dict[str, float], str, float]], ts: int,
+               policies: dict[str, Any], reward_fn: Callable[[float], float]) -> int:
+    """Apply every reward whose update is due by ``ts``, in due order; how many were applied."""
+    applied = 0
+    while pending and pending[0][0] <= ts:
+        _, _, learner, context, arm, reward = heapq.heappop(pending)
+        policies[learner].update(context, arm, reward_fn(reward))
+        applied += 1
+    return applied
+
+
+def _play_session(
+    params: ModelParams, user: User, ts: int, day: int, state: UserFeatureState, policy: Any, arms: list[str],
+    variant: str | None,
+) -> tuple[list[ListeningEvent], list[tuple[int, str]], list[dict[str, float]]]:
+    """One session: each recommendation chosen by ``policy`` from the user's features as of that
+    moment; the session's events, its decisions ``(ts, arm)`` and the contexts they were made in."""
+    events: list[ListeningEvent] = []
+    applied = 0
+    decisions: list[tuple[int, str]] = []
+    contexts: list[dict[str, float]] = []
+    run = session(params, user, ts, day, events)
+    try:
+        at = run.send(None)
+        while True:
+            for event in events[applied:]:
+                state.apply(event)
+            applied = len(events)
+            context = {k: float(v) for k, v in state.features().items()}
+            arm = policy.choose(context, arms).arm
+            if user.exposed_at is None and variant is not None:
+                user.exposed_at, user.variant = at, variant
+            decisions.append((at, arm))
+            contexts.append(context)
+            at = run.send(arm)
+    except StopIteration:
+        pass
+    for event in events[applied:]:
+        state.apply(event)
+    return events, decisions, contexts
+
+
 def run_offline(
     *,
     users: int = 2000,
@@ -131,36 +173,12 @@ def run_offline(
     counts = {"sessions": 0, "recommendations": 0, "events": 0, "updates": 0}
     seq = 0
     for ts, index, day in agenda:
-        while pending and pending[0][0] <= ts:
-            _, _, learner, learned_context, learned_arm, reward = heapq.heappop(pending)
-            policies[learner].update(learned_context, learned_arm, reward_fn(reward))
-            counts["updates"] += 1
+        counts["updates"] += _learn_due(pending, ts, policies, reward_fn)
         user = people[index]
         state = states[user.user_id]
         variant = assign(spec, user.user_id, at_ms=ts)
         name = variant_policy[variant] if variant is not None else "popularity"
-        events: list[ListeningEvent] = []
-        applied = 0
-        decisions: list[tuple[int, str]] = []
-        contexts: list[dict[str, float]] = []
-        run = session(params, user, ts, day, events)
-        try:
-            at = run.send(None)
-            while True:
-                for event in events[applied:]:
-                    state.apply(event)
-                applied = len(events)
-                context = {k: float(v) for k, v in state.features().items()}
-                arm = policies[name].choose(context, arms).arm
-                if user.exposed_at is None and variant is not None:
-                    user.exposed_at, user.variant = at, variant
-                decisions.append((at, arm))
-                contexts.append(context)
-                at = run.send(arm)
-        except StopIteration:
-            pass
-        for event in events[applied:]:
-            state.apply(event)
+        events, decisions, contexts = _play_session(params, user, ts, day, state, policies[name], arms, variant)
         counts["events"] += len(events)
         counts["sessions"] += bool(events)
         counts["recommendations"] += len(decisions)
