@@ -1,24 +1,46 @@
 """The experimentation stack: specs, assignment, aggregation, statistics, reports.
 
 Serving imports only ``experiments.assignment`` and the spec types; the aggregation
-worker lives in ``experiments.aggregation.aggregator``, the statistics in ``experiments.stats``.
+worker lives in ``experiments.aggregation.aggregator``, the statistics in ``experiments.stats``,
+the owner's report in ``experiments.report``, off-policy evaluation in ``experiments.ope``.
+``synthetic_log`` (``experiments.synthetic``, imported on first use) is a synthetic
+exposure-and-outcome log for tests and benchmarks.
 """
 
-from experiments.assignment import assign, assign_all, check_layers, in_holdout
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from experiments.assignment import assign, assign_all, check_layers, in_holdout, layer_bucket, unit_hash
 from experiments.errors import InvalidSpec, SpecConflict, StoreError
 from experiments.spec import (
+    DEMO_SPEC_PATH,
+    LAYER_BUCKETS,
+    SPECS_DIR,
+    Covariate,
     ExperimentSpec,
     Layer,
     Measure,
     Metric,
     Variant,
+    Window,
     load_spec,
+    parse_duration,
+    parse_instant,
     parse_spec,
     spec_from_json,
     spec_to_json,
 )
 
+if TYPE_CHECKING:
+    from experiments.synthetic import SyntheticLog, synthetic_log
+
 __all__ = [
+    "DEMO_SPEC_PATH",
+    "LAYER_BUCKETS",
+    "SPECS_DIR",
+    "Covariate",
     "ExperimentSpec",
     "InvalidSpec",
     "Layer",
@@ -26,13 +48,36 @@ __all__ = [
     "Metric",
     "SpecConflict",
     "StoreError",
+    "SyntheticLog",
     "Variant",
+    "Window",
     "assign",
     "assign_all",
     "check_layers",
     "in_holdout",
+    "layer_bucket",
     "load_spec",
+    "parse_duration",
+    "parse_instant",
     "parse_spec",
     "spec_from_json",
     "spec_to_json",
+    "synthetic_log",
+    "unit_hash",
 ]
+
+#: Exports imported on first use, and their modules.
+_LAZY = dict.fromkeys(("SyntheticLog", "synthetic_log"), "experiments.synthetic")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

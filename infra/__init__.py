@@ -1,0 +1,44 @@
+"""The ground floor and the entry points: settings, errors, Kafka (``infra.kafka``), and on the
+top floor the ``tandem`` command (``infra.cli``), the demo (``infra.demo``) and the simulator
+(``infra.simulation``).
+
+This package exports only the ground: the project's root error and the settings. ``Settings``
+and ``load_settings`` are imported on first use (pydantic-settings), so importing an error
+stays free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from infra.errors import BrokerError, DeliveryError, ProvisioningError, SettingsError, TandemError
+
+if TYPE_CHECKING:
+    from infra.settings import Settings, load_settings
+
+__all__ = [
+    "BrokerError",
+    "DeliveryError",
+    "ProvisioningError",
+    "Settings",
+    "SettingsError",
+    "TandemError",
+    "load_settings",
+]
+
+#: Exports imported on first use, and their modules.
+_LAZY = {"Settings": "infra.settings", "load_settings": "infra.settings"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,25 +1,90 @@
-"""Exposure-anchored experiment metrics: pure window logic, watermark, SQLite state store."""
+"""Exposure-anchored experiment metrics: pure window logic, watermark, SQLite state store.
+
+The aggregation worker (``experiments.aggregation.aggregator``: ``Aggregator``, a kafka-python
+consumer group around ``AggregationStore``) and its helpers are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, metric_record, record_key
-from experiments.aggregation.store import AggregationStore, BatchResult, OutboxItem, SourceRecord, default_topics
-from experiments.aggregation.watermark import WatermarkTracker
-from experiments.aggregation.windows import Contribution, MetricEvent, contribution, measure_value
+from experiments.aggregation.store import (
+    INPUTS,
+    AggregationStore,
+    BatchResult,
+    OutboxItem,
+    SourceRecord,
+    default_topics,
+)
+from experiments.aggregation.watermark import Partition, WatermarkTracker
+from experiments.aggregation.windows import (
+    Contribution,
+    MetricEvent,
+    contribution,
+    measure_value,
+    touches,
+    window_bounds,
+)
+
+if TYPE_CHECKING:
+    from experiments.aggregation.aggregator import (
+        DEFAULT_ALLOWED_LATENESS_MS,
+        Aggregator,
+        AggregatorStats,
+        SpecFeed,
+        database_path,
+        group_id,
+        open_store,
+    )
 
 __all__ = [
+    "DEFAULT_ALLOWED_LATENESS_MS",
+    "INPUTS",
     "AggregationState",
     "AggregationStore",
+    "Aggregator",
+    "AggregatorStats",
     "Anchor",
     "BatchResult",
-    "OutboxItem",
     "Contribution",
     "MetricEvent",
+    "OutboxItem",
+    "Partition",
     "SourceRecord",
+    "SpecFeed",
     "SufficientStats",
     "WatermarkTracker",
     "contribution",
+    "database_path",
     "default_topics",
+    "group_id",
     "measure_value",
     "metric_record",
+    "open_store",
     "record_key",
+    "touches",
+    "window_bounds",
 ]
+
+#: Exports imported on first use, and their modules.
+_LAZY = dict.fromkeys(
+    ("DEFAULT_ALLOWED_LATENESS_MS", "Aggregator", "AggregatorStats", "SpecFeed", "database_path", "group_id",
+     "open_store"),
+    "experiments.aggregation.aggregator",
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

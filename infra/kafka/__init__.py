@@ -1,0 +1,107 @@
+"""The ground floor's Kafka layer: client options, topics, producers, a topic reader, the embedded broker.
+
+- ``infra.kafka.config``: the options of every client (kafka-python, aiokafka through Faust,
+  librdkafka, admin), derived from ``infra.settings.Settings`` in one place;
+- ``infra.kafka.topics``: every topic (name, key, value schema, retention) and ``apply_topics``;
+- ``infra.kafka.producer``: ``KafkaPublisher``, a kafka-python producer that raises on a lost record;
+- ``infra.kafka.librdkafka``: ``LibrdkafkaProducer``, the serving log's producer;
+- ``infra.kafka.topic_reader``: a whole topic up to its end, and reader-side compaction;
+- ``infra.kafka.broker``: the embedded broker (Tansu), in process or as a daemon.
+
+No client library is imported before it is used, and the names below are imported on first
+use: importing one module of this package costs that module alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.kafka.broker import EmbeddedBroker, free_port, pid_alive, stop_pid
+    from infra.kafka.config import (
+        admin_config,
+        consumer_config,
+        faust_config,
+        fetch_max_wait_ms,
+        librdkafka_producer_config,
+        producer_config,
+    )
+    from infra.kafka.librdkafka import LibrdkafkaProducer
+    from infra.kafka.producer import DeliveryStats, KafkaPublisher
+    from infra.kafka.topic_reader import newest_per_key, read_topic
+    from infra.kafka.topics import (
+        DEAD_LETTERS,
+        DECISIONS,
+        EVENTS,
+        EXPERIMENT_METRICS,
+        EXPERIMENTS,
+        EXPOSURES,
+        LEARNER_CHECKPOINTS,
+        MODELS,
+        TOPICS,
+        ApplyReport,
+        Topic,
+        apply_topics,
+    )
+
+__all__ = [
+    "DEAD_LETTERS",
+    "DECISIONS",
+    "EVENTS",
+    "EXPERIMENTS",
+    "EXPERIMENT_METRICS",
+    "EXPOSURES",
+    "LEARNER_CHECKPOINTS",
+    "MODELS",
+    "TOPICS",
+    "ApplyReport",
+    "DeliveryStats",
+    "EmbeddedBroker",
+    "KafkaPublisher",
+    "LibrdkafkaProducer",
+    "Topic",
+    "admin_config",
+    "apply_topics",
+    "consumer_config",
+    "faust_config",
+    "fetch_max_wait_ms",
+    "free_port",
+    "librdkafka_producer_config",
+    "newest_per_key",
+    "pid_alive",
+    "producer_config",
+    "read_topic",
+    "stop_pid",
+]
+
+#: Exports imported on first use, and their modules.
+_LAZY = {
+    **dict.fromkeys(("EmbeddedBroker", "free_port", "pid_alive", "stop_pid"), "infra.kafka.broker"),
+    "LibrdkafkaProducer": "infra.kafka.librdkafka",
+    **dict.fromkeys(("DeliveryStats", "KafkaPublisher"), "infra.kafka.producer"),
+    **dict.fromkeys(
+        ("admin_config", "consumer_config", "faust_config", "fetch_max_wait_ms", "librdkafka_producer_config",
+         "producer_config"),
+        "infra.kafka.config",
+    ),
+    **dict.fromkeys(("newest_per_key", "read_topic"), "infra.kafka.topic_reader"),
+    **dict.fromkeys(
+        ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_METRICS", "EXPOSURES",
+         "LEARNER_CHECKPOINTS", "MODELS", "TOPICS", "ApplyReport", "Topic", "apply_topics"),
+        "infra.kafka.topics",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

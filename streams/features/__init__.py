@@ -13,10 +13,20 @@ How a stream adapter uses it (one state per user, keyed by user_id)::
 
 ``to_dict`` holds a week of the user's events, so serializing it on every event costs
 ~0.5 µs per event kept: keep live states in memory and persist touched ones per flush.
+
+``open_online_store`` (``streams.features.online``) opens the Feast online store with these
+defaults for readers; it is imported on first use (the feature store pulls in pandas and pyarrow).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from streams.features.config import (
+    DEFAULT_ALLOWED_LATENESS_MS,
     DEFAULT_CONFIG,
+    RETENTION_MS,
     WINDOWS,
     FeatureConfig,
     default_features,
@@ -27,18 +37,40 @@ from streams.features.errors import FeatureError, InvalidState, LateEvent
 from streams.features.state import ApplyOutcome, ApplyResult, UserFeatureState
 from streams.features.windows import compute_features
 
+if TYPE_CHECKING:
+    from streams.features.online import open_online_store
+
 __all__ = [
+    "DEFAULT_ALLOWED_LATENESS_MS",
     "DEFAULT_CONFIG",
+    "RETENTION_MS",
     "WINDOWS",
+    "ApplyOutcome",
     "ApplyResult",
     "FeatureConfig",
     "FeatureError",
     "InvalidState",
     "LateEvent",
-    "ApplyOutcome",
     "UserFeatureState",
     "compute_features",
     "default_features",
     "feature_names",
     "normalize_genre",
+    "open_online_store",
 ]
+
+#: Exports imported on first use, and their modules.
+_LAZY = {"open_online_store": "streams.features.online"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

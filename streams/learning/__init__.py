@@ -6,10 +6,19 @@ A ``RewardJoiner`` joins decisions with the reward events that follow them; the
 agent can store state and positions together and resume exactly after a crash.
 """
 
-from streams.learning.checkpoint import Checkpoint, CheckpointedLearner, Offered, OfferOutcome, find_checkpoint
+from streams.learning.checkpoint import (
+    Checkpoint,
+    CheckpointedLearner,
+    Offered,
+    OfferOutcome,
+    Slot,
+    find_checkpoint,
+    pack,
+    part_key,
+)
 from streams.learning.errors import InvalidJoinerState, InvalidLearnerState
 from streams.learning.joiner import DEFAULT_WINDOW_MS, NO_WATERMARK, Admission, Reward, RewardJoiner
-from streams.learning.learner import OnlineLearner
+from streams.learning.learner import OnlineLearner, Partition
 from streams.learning.rewards import (
     MatchFn,
     RewardFn,
@@ -29,16 +38,20 @@ __all__ = [
     "InvalidJoinerState",
     "InvalidLearnerState",
     "MatchFn",
+    "OfferOutcome",
     "Offered",
     "OnlineLearner",
-    "OfferOutcome",
+    "Partition",
     "Reward",
     "RewardFn",
     "RewardJoiner",
+    "Slot",
     "find_checkpoint",
     "matches_genre",
     "matches_item",
     "matches_item_or_genre",
     "ms_played",
     "one_per_play",
+    "pack",
+    "part_key",
 ]

@@ -4,21 +4,29 @@
 exposures to Kafka off the request path, within a buffer limit; ``LiveConfig`` and
 ``LiveConfigReader`` hot-reload experiment specs and policy snapshots; ``ServingService``
 puts them together and ``build_app`` is the thin aiohttp adapter; ``serve`` runs it all.
+``InlineFeatureReader`` and ``CoalescingFeatureReader`` are the two ways a request reads its
+features (on the event loop, or in a thread that batches reads); ``ServingMetrics`` is
+``GET /metrics``.
 """
 
 from streams.serving.commands import build_service, serve
 from streams.serving.decision_log import DecisionLog
 from streams.serving.errors import InvalidRequest, ServingError
+from streams.serving.features import CoalescingFeatureReader, InlineFeatureReader
 from streams.serving.http import build_app
 from streams.serving.live_config import LiveConfig, LiveConfigReader
+from streams.serving.metrics import Histogram, ServingMetrics
 from streams.serving.recommender import FeatureReader, Recommendation, Recommender
 from streams.serving.request import DEFAULT_ARMS, RecommendRequest, ServingConfig, parse_request
 from streams.serving.service import ServingService
 
 __all__ = [
     "DEFAULT_ARMS",
+    "CoalescingFeatureReader",
     "DecisionLog",
     "FeatureReader",
+    "Histogram",
+    "InlineFeatureReader",
     "InvalidRequest",
     "LiveConfig",
     "LiveConfigReader",
@@ -27,6 +35,7 @@ __all__ = [
     "Recommender",
     "ServingConfig",
     "ServingError",
+    "ServingMetrics",
     "ServingService",
     "build_app",
     "build_service",
