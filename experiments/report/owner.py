@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.report.render import build_report, render_table, write_lift_over_time_png, write_lift_png
+from experiments.report.render import Report, build_report, render_table, write_lift_over_time_png, write_lift_png
 from experiments.spec import ExperimentSpec, spec_from_json
 from infra.errors import TandemError
 from infra.kafka.topic_reader import newest_per_key, read_topic
+from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS
 from infra.settings import Settings
 
 #: The statistics engine's names for the spec's corrections.
@@ -32,7 +33,7 @@ class UnknownExperiment(TandemError, LookupError):
 @dataclass(frozen=True)
 class ReportFiles:
     table: str
-    report: dict[str, Any]
+    report: dict[str, Any]  # the JSON written to json_path
     json_path: Path
     lift_png: Path
     lift_over_time_png: Path
@@ -60,14 +61,14 @@ def report_spec(spec: ExperimentSpec) -> dict[str, Any]:
 
 
 def read_spec(settings: Settings, experiment: str) -> ExperimentSpec:
-    newest = newest_per_key(read_topic(settings, settings.topic("experiments")))
+    newest = newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS)))
     record = newest.get(experiment.encode())
     if record is None or record.value is None:
-        raise UnknownExperiment(f"experiment {experiment!r} is not on {settings.topic('experiments')}")
+        raise UnknownExperiment(f"experiment {experiment!r} is not on {settings.topic(EXPERIMENTS)}")
     return spec_from_json(record.value)
 
 
-def history(spec: dict[str, Any], versions: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def history(spec: dict[str, Any], versions: list[dict[str, Any]]) -> list[tuple[int, Report]]:
     """The report as of each watermark the records went through (at most ``MAX_HISTORY_POINTS``)."""
     watermarks = sorted({int(record["watermark_ts"]) for record in versions})
     if len(watermarks) > MAX_HISTORY_POINTS:
@@ -92,17 +93,18 @@ def run_report(*, settings: Settings, experiment: str, out_dir: Path) -> ReportF
     spec = report_spec(read_spec(settings, experiment))
     versions = [
         json.loads(record.value)
-        for record in read_topic(settings, settings.topic("experiment-metrics"))
+        for record in read_topic(settings, settings.topic(EXPERIMENT_METRICS))
         if record.value and record.key and record.key.decode().startswith(f"{experiment}/")
     ]
     if not versions:
-        raise UnknownExperiment(f"no metrics for {experiment!r} on {settings.topic('experiment-metrics')} yet")
+        raise UnknownExperiment(f"no metrics for {experiment!r} on {settings.topic(EXPERIMENT_METRICS)} yet")
     report = build_report(spec=spec, records=versions)
+    report_json = report.to_dict()
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{experiment}.json"
-    json_path.write_text(json.dumps(report, indent=2, default=str))
+    json_path.write_text(json.dumps(report_json, indent=2, default=str))
     lift_png = out_dir / f"{experiment}-lift.png"
     write_lift_png(report, lift_png)
     over_time_png = out_dir / f"{experiment}-lift-over-time.png"
     write_lift_over_time_png(history(spec, versions), over_time_png)
-    return ReportFiles(render_table(report), report, json_path, lift_png, over_time_png)
+    return ReportFiles(render_table(report), report_json, json_path, lift_png, over_time_png)

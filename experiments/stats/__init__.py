@@ -1,7 +1,7 @@
 """The statistics engine: sufficient statistics in, effects, tests and a decision out.
 
-Use :func:`analyse` on a decoded JSON input, or :func:`run_stats` for the file
-interface behind ``tandem stats FILE|-``.
+Use :func:`analyse` on a decoded JSON input (an :class:`Analysis`; ``.to_dict()`` is the
+JSON output), or :func:`run_stats` for the file interface behind ``tandem stats FILE|-``.
 """
 
 from experiments.stats.cli import run_stats
@@ -19,13 +19,31 @@ from experiments.stats.power import (
     sample_size_per_arm,
 )
 from experiments.stats.ratio import ratio_arm
+from experiments.stats.results import (
+    AlwaysValidDesign,
+    Analysis,
+    Comparison,
+    CupedAdjustment,
+    Decision,
+    GroupSequentialDesign,
+    Interval,
+    MetricResult,
+    Power,
+    Result,
+    SequentialDesign,
+    SrmCheck,
+    VariantDecision,
+    VariantSummary,
+)
 from experiments.stats.sequential import AlwaysValid, GroupSequential, group_sequential_boundaries, obf_spending
 from experiments.stats.srm import SrmResult, srm_check
 
 __all__ = [
-    "AlwaysValid", "Arm", "CupedStats", "Effect", "Finding", "GroupSequential", "InvalidStatsInput",
-    "SrmResult", "StatsError", "StatsInput", "achieved_power", "adjust", "analyse", "compare", "cuped_adjust",
-    "decide", "group_sequential_boundaries", "mean_arm", "minimum_detectable_effect", "obf_spending",
-    "parse_input", "pooled_theta", "proportion_arm", "proportion_sample_size_per_arm", "ratio_arm",
-    "run_stats", "sample_moments", "sample_size_per_arm", "srm_check",
+    "AlwaysValid", "AlwaysValidDesign", "Analysis", "Arm", "Comparison", "CupedAdjustment", "CupedStats", "Decision",
+    "Effect", "Finding", "GroupSequential", "GroupSequentialDesign", "Interval", "InvalidStatsInput", "MetricResult",
+    "Power", "Result", "SequentialDesign", "SrmCheck", "SrmResult", "StatsError", "StatsInput", "VariantDecision",
+    "VariantSummary", "achieved_power", "adjust", "analyse", "compare", "cuped_adjust", "decide",
+    "group_sequential_boundaries", "mean_arm", "minimum_detectable_effect", "obf_spending", "parse_input",
+    "pooled_theta", "proportion_arm", "proportion_sample_size_per_arm", "ratio_arm", "run_stats", "sample_moments",
+    "sample_size_per_arm", "srm_check",
 ]

@@ -55,7 +55,7 @@ def run_stats(argv_path: str, *, out: TextIO = sys.stdout, err: TextIO | None = 
         for path, msg in exc.problems:
             print(f"error: {path}: {msg}" if path else f"error: {msg}", file=err)
         return 2
-    out.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    out.write(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     return 0
 
 

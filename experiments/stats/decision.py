@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experiments.stats.results import Decision, VariantDecision
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -54,10 +56,10 @@ def _p(f: Finding) -> str:
     return "n/a" if f.adjusted_p is None else f"{f.adjusted_p:.3g}"
 
 
-def decide_variant(findings: list[Finding], *, srm_passed: bool, srm_reason: str = "") -> dict:
+def decide_variant(findings: list[Finding], *, srm_passed: bool, srm_reason: str = "") -> VariantDecision:
     """Verdict and reasons for one treatment variant."""
     if not srm_passed:
-        return {"verdict": "inconclusive", "reasons": [srm_reason or "sample ratio mismatch"]}
+        return VariantDecision("inconclusive", (srm_reason or "sample ratio mismatch",))
     worse = [f for f in findings if f.worse]
     if worse:
         reasons = []
@@ -66,7 +68,7 @@ def decide_variant(findings: list[Finding], *, srm_passed: bool, srm_reason: str
                 reasons.append(f"guardrail {f.metric!r} is significantly worse than its {f.margin:.2%} margin")
             else:
                 reasons.append(f"{f.role} metric {f.metric!r} is significantly worse (adjusted p={_p(f)})")
-        return {"verdict": "do_not_ship", "reasons": reasons}
+        return VariantDecision("do_not_ship", tuple(reasons))
     improved = [f for f in findings if f.improved]
     pending = [f for f in findings if f.test == "non_inferiority" and not f.significant]
     thin = [f for f in findings if f.role == "guardrail" and f.test == "insufficient_data"]
@@ -78,18 +80,18 @@ def decide_variant(findings: list[Finding], *, srm_passed: bool, srm_reason: str
         ok = [f"success metric {f.metric!r} improved significantly (adjusted p={_p(f)})" for f in improved]
         ni = [f"guardrail {f.metric!r} is non-inferior within {f.margin:.2%}" for f in findings
               if f.test == "non_inferiority"]
-        return {"verdict": "ship", "reasons": ok + ni + ["no sample ratio mismatch"]}
+        return VariantDecision("ship", (*ok, *ni, "no sample ratio mismatch"))
     reasons = [] if improved else ["no success metric improved significantly yet"]
-    return {"verdict": "inconclusive", "reasons": reasons + blockers}
+    return VariantDecision("inconclusive", (*reasons, *blockers))
 
 
-def decide(findings: list[Finding], *, variants: list[str], srm_passed: bool, srm_reason: str = "") -> dict:
+def decide(findings: list[Finding], *, variants: list[str], srm_passed: bool, srm_reason: str = "") -> Decision:
     """Overall verdict plus one verdict per treatment variant.
 
     >>> f = [Finding("minutes", "b", "success", "superiority", significant=True, good_direction=True)]
-    >>> decide(f, variants=["b"], srm_passed=True)["verdict"]
+    >>> decide(f, variants=["b"], srm_passed=True).verdict
     'ship'
-    >>> decide(f, variants=["b"], srm_passed=False, srm_reason="SRM")["verdict"]
+    >>> decide(f, variants=["b"], srm_passed=False, srm_reason="SRM").verdict
     'inconclusive'
     """
     per = {
@@ -97,14 +99,14 @@ def decide(findings: list[Finding], *, variants: list[str], srm_passed: bool, sr
         for v in variants
     }
     if not srm_passed:
-        return {"verdict": "inconclusive", "reasons": [srm_reason or "sample ratio mismatch"], "variants": per}
-    shipped = [v for v in variants if per[v]["verdict"] == "ship"]
+        return Decision("inconclusive", (srm_reason or "sample ratio mismatch",), per)
+    shipped = [v for v in variants if per[v].verdict == "ship"]
     if shipped:
         verdict = "ship"
-    elif variants and all(per[v]["verdict"] == "do_not_ship" for v in variants):
+    elif variants and all(per[v].verdict == "do_not_ship" for v in variants):
         verdict = "do_not_ship"
     else:
         verdict = "inconclusive"
     order = shipped + [v for v in variants if v not in shipped]
-    reasons = [f"{v} ({per[v]['verdict']}): {r}" for v in order for r in per[v]["reasons"]]
-    return {"verdict": verdict, "reasons": reasons, "variants": per}
+    reasons = tuple(f"{v} ({per[v].verdict}): {r}" for v in order for r in per[v].reasons)
+    return Decision(verdict, reasons, per)

@@ -23,6 +23,8 @@ from scipy import stats
 
 
 class Reference(Protocol):
+    name: str
+
     def p_two_sided(self, z: float) -> float: ...
 
     def critical(self, alpha: float) -> float: ...

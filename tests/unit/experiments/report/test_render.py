@@ -1,9 +1,18 @@
-"""Reports: records -> engine input -> report; table and PNGs."""
+"""Reports: records -> engine input -> report; its JSON, table and PNGs."""
+
+import dataclasses
+import json
 
 import numpy as np
 import pytest
 
-from experiments.report.render import build_report, render_table, write_lift_over_time_png, write_lift_png
+from experiments.report.render import (
+    VariantExposure,
+    build_report,
+    render_table,
+    write_lift_over_time_png,
+    write_lift_png,
+)
 from experiments.stats import analyse
 
 SPEC = {
@@ -56,16 +65,38 @@ def test_build_report_runs_the_engine_on_the_newest_records():
     old = _records(seed=1, n=500, ts=1_600_000_000_000)
     other = [dict(r, experiment="exp-other", n=1) for r in _records(seed=2, n=50)]
     report = build_report(spec=SPEC, records=old + _records() + other)
-    minutes = report["metrics"][0]
-    assert [v["n"] for v in minutes["variants"]] == [3000, 3000]
-    assert [v["in_progress"] for v in minutes["variants"]] == [7, 7]
-    assert minutes["cuped"] is not None and "adjusted_mean" in minutes["variants"][0]
-    assert report["variants"]["treatment"] == {"weight": 0.5, "exposed": 3010, "late_records": 6,
-                                               "multi_variant_users": 1}
-    assert report["srm"]["counts_from"] == "exposed" and report["srm"]["passed"]
-    assert report["watermark_ts"] == 1_700_000_000_000
-    assert report["decision"]["verdict"] in {"ship", "inconclusive"}
-    assert report["metrics"][0]["comparisons"][0]["status"] == "better"
+    minutes = report.analysis.metrics[0]
+    assert [v.n for v in minutes.variants] == [3000, 3000]
+    assert [report.in_progress[("minutes", v.name)] for v in minutes.variants] == [7, 7]
+    assert minutes.cuped is not None and minutes.variants[0].adjusted_mean is not None
+    assert report.variants["treatment"] == VariantExposure(weight=0.5, exposed=3010, late_records=6,
+                                                           multi_variant_users=1)
+    assert report.analysis.srm.counts_from == "exposed" and report.analysis.srm.passed
+    assert report.watermark_ts == 1_700_000_000_000
+    assert report.analysis.decision.verdict in {"ship", "inconclusive"}
+    assert report.analysis.metrics[0].comparisons[0].status == "better"
+
+
+def test_report_json_is_the_engine_json_plus_the_counts():
+    report = build_report(spec=SPEC, records=_records())
+    doc = report.to_dict()
+    assert doc == json.loads(json.dumps(doc, allow_nan=False))
+    assert list(doc) == ["alpha", "control", "correction", "metrics", "srm", "sequential", "decision",
+                         "experiment", "watermark_ts", "variants"]
+    engine = report.analysis.to_dict()
+    for row, plain in zip(doc["metrics"][0]["variants"], engine["metrics"][0]["variants"], strict=True):
+        assert row == plain | {"in_progress": 7}
+    assert doc["variants"]["treatment"] == {"weight": 0.5, "exposed": 3010, "late_records": 6,
+                                            "multi_variant_users": 1}
+    assert "in_progress" not in engine["metrics"][0]["variants"][0]
+
+
+def test_report_is_frozen():
+    report = build_report(spec=SPEC, records=_records())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.experiment = "other"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.variants["control"].exposed = 0
 
 
 def test_report_equals_the_engine_on_the_same_sufficient_statistics():
@@ -77,17 +108,17 @@ def test_report_equals_the_engine_on_the_same_sufficient_statistics():
         "non_inferiority_margin": 0.05,
         "variants": [{k: ratio[v][k] for k in ("n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum")}
                      | {"name": v} for v in ("control", "treatment")]}]})
-    got = report["metrics"][1]["comparisons"][0]
-    want = direct["metrics"][0]["comparisons"][0]
-    assert got["p_value"] == pytest.approx(want["p_value"], rel=1e-12)
-    assert got["relative"]["estimate"] == pytest.approx(want["relative"]["estimate"], rel=1e-12)
+    got = report.analysis.metrics[1].comparisons[0]
+    want = direct.metrics[0].comparisons[0]
+    assert got.p_value == pytest.approx(want.p_value, rel=1e-12)
+    assert got.relative.estimate == pytest.approx(want.relative.estimate, rel=1e-12)
 
 
 def test_missing_records_give_an_inconclusive_report():
     recs = [r for r in _records() if r["variant"] == "control"]
     report = build_report(spec=SPEC, records=recs)
-    assert report["decision"]["verdict"] == "inconclusive"
-    assert report["metrics"][0]["comparisons"][0]["status"] == "insufficient_data"
+    assert report.analysis.decision.verdict == "inconclusive"
+    assert report.analysis.metrics[0].comparisons[0].status == "insufficient_data"
     assert "treatment" in render_table(report)
 
 

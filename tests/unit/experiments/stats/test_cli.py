@@ -10,6 +10,7 @@ import pytest
 from experiments.stats.cli import run_stats
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[4] / "examples" / "stats_input.json"
+EXPECTED_EXAMPLE_OUTPUT = pathlib.Path(__file__).with_name("expected_example_output.json")
 
 
 def _run(tmp_path, data, raw=None):
@@ -25,6 +26,12 @@ def test_good_file_gives_json_and_exit_zero(tmp_path):
     result = json.loads(out)
     assert result["decision"]["verdict"] in {"ship", "do_not_ship", "inconclusive"}
     assert result["metrics"][0]["comparisons"][0]["variant"] == "treatment"
+
+
+def test_example_output_equals_the_stored_json():
+    out, err = io.StringIO(), io.StringIO()
+    assert run_stats(str(EXAMPLE), out=out, err=err) == 0
+    assert out.getvalue() == EXPECTED_EXAMPLE_OUTPUT.read_text()
 
 
 def test_stdin_dash():
