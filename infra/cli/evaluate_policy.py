@@ -52,7 +52,7 @@ def candidate(settings: Settings, name: str, params: dict[str, Any], *, from_sna
         snapshots = newest_per_key(read_topic(settings, settings.topic(MODELS)))
         record = snapshots.get(name.encode())
         if record is None:
-            raise LookupError(f"no snapshot of {name!r} on {settings.topic('models')}")
+            raise LookupError(f"no snapshot of {name!r} on {settings.topic(MODELS)}")
         return policy_from_state(decode(record.value, ModelSnapshot).state, seed=0)
     return make_policy(name, seed=0, **params)
 
