@@ -105,9 +105,5 @@ UPSERT_OUTBOX = (
     "ON CONFLICT (outbox_id) DO UPDATE SET payload = excluded.payload"
 )
 DELETE_OUTBOX = "DELETE FROM agg_outbox WHERE outbox_id = ?"
-LOAD_STATS = """
-SELECT experiment, variant, metric, COUNT(*), SUM(value), SUM(value * value),
-       SUM(COALESCE(den, 0)), SUM(COALESCE(den * den, 0)), SUM(COALESCE(value * den, 0)),
-       SUM(COALESCE(pre, 0)), SUM(COALESCE(pre * pre, 0)), SUM(COALESCE(pre * value, 0))
-FROM agg_contributions GROUP BY experiment, variant, metric
-"""
+# summed in Python (``SufficientStats``): SQL's SUM would round in the order of the rows
+LOAD_CONTRIBUTIONS = "SELECT experiment, variant, metric, value, den, pre FROM agg_contributions"

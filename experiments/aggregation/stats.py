@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
 from hashlib import blake2b
 from typing import Any
 
@@ -13,31 +13,79 @@ from experiments.spec import Metric
 RECORD_VERSION = 1
 
 
-@dataclass(slots=True)
+class ExactSum:
+    """A float sum rounded once, at the end: its value does not depend on the order of the terms.
+
+    Sums of squares of milliseconds pass 2**53 at a few hundred users, where a running float
+    sum depends on the order of its additions; a restarted aggregator, which reloads its sums
+    from the stored contributions, adds them in another order than one that never stopped.
+    Shewchuk's non-overlapping partials (the algorithm of ``math.fsum``) keep the sum exact.
+    """
+
+    __slots__ = ("_partials",)
+
+    def __init__(self) -> None:
+        self._partials: list[float] = []
+
+    def add(self, term: float) -> None:
+        x = float(term)
+        kept = 0
+        for y in self._partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            high = x + y
+            low = y - (high - x)
+            if low:
+                self._partials[kept] = low
+                kept += 1
+            x = high
+        self._partials[kept:] = [x]
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self._partials)
+
+
+def _total(name: str) -> property:
+    def value(stats: SufficientStats) -> float:
+        return stats._sums[name].value
+
+    return property(value)
+
+
 class SufficientStats:
-    n: int = 0
-    sum: float = 0.0
-    sum_sq: float = 0.0
-    den_sum: float = 0.0
-    den_sum_sq: float = 0.0
-    cross_sum: float = 0.0
-    pre_sum: float = 0.0
-    pre_sum_sq: float = 0.0
-    pre_cross_sum: float = 0.0
+    """n and the sums of one (experiment, variant, metric), each independent of the order of ``add``."""
+
+    __slots__ = ("n", "_sums")
+
+    FIELDS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross_sum")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._sums = {name: ExactSum() for name in self.FIELDS}
+
+    sum = _total("sum")
+    sum_sq = _total("sum_sq")
+    den_sum = _total("den_sum")
+    den_sum_sq = _total("den_sum_sq")
+    cross_sum = _total("cross_sum")
+    pre_sum = _total("pre_sum")
+    pre_sum_sq = _total("pre_sum_sq")
+    pre_cross_sum = _total("pre_cross_sum")
 
     def add(self, c: Contribution) -> None:
-        y = c.value
+        y, sums = c.value, self._sums
         self.n += 1
-        self.sum += y
-        self.sum_sq += y * y
+        sums["sum"].add(y)
+        sums["sum_sq"].add(y * y)
         if c.den is not None:
-            self.den_sum += c.den
-            self.den_sum_sq += c.den * c.den
-            self.cross_sum += y * c.den
+            sums["den_sum"].add(c.den)
+            sums["den_sum_sq"].add(c.den * c.den)
+            sums["cross_sum"].add(y * c.den)
         if c.pre is not None:
-            self.pre_sum += c.pre
-            self.pre_sum_sq += c.pre * c.pre
-            self.pre_cross_sum += c.pre * y
+            sums["pre_sum"].add(c.pre)
+            sums["pre_sum_sq"].add(c.pre * c.pre)
+            sums["pre_cross_sum"].add(c.pre * y)
 
 
 def record_key(experiment: str, variant: str, metric: str) -> str:

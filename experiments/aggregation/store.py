@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from experiments.aggregation import schema as sql
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, record_key
-from experiments.aggregation.windows import MetricEvent
+from experiments.aggregation.windows import Contribution, MetricEvent
 from experiments.errors import InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
 from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES
@@ -106,9 +106,9 @@ class AggregationStore:
 
     def _load(self) -> None:
         q = self._conn.execute
-        stats = {
-            (e, v, m): SufficientStats(n, *sums) for e, v, m, n, *sums in q(sql.LOAD_STATS)
-        }
+        stats: dict[tuple[str, str, str], SufficientStats] = {}
+        for e, v, m, value, den, pre in q(sql.LOAD_CONTRIBUTIONS):
+            stats.setdefault((e, v, m), SufficientStats()).add(Contribution(value, den, pre))
         meta = dict(q("SELECT name, value FROM agg_meta").fetchall())
         self.state.load(
             specs=[spec_from_json(raw) for (raw,) in q("SELECT spec_json FROM agg_specs")],
