@@ -8,11 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from infra.kafka.broker import EmbeddedBroker
 from infra.settings import Settings, load_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+# Hypothesis times every example (200 ms deadline) and its data generation (the too_slow
+# health check): assertions on speed that a busy machine fails. In CI the examples are
+# also derived from each test's name rather than drawn at random, so every run tries the
+# same ones; locally they are random, to keep exploring.
+hypothesis_settings.register_profile(
+    "tandem", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=bool(os.environ.get("CI"))
+)
+hypothesis_settings.load_profile("tandem")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

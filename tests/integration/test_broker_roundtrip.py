@@ -29,7 +29,7 @@ def publish(settings: Settings, numbers: range) -> None:
         assert publisher.stats.failed == 0
 
 
-def consume(consumer: KafkaConsumer, expected: int, timeout_s: float = 30.0) -> list:
+def consume(consumer: KafkaConsumer, expected: int, timeout_s: float = 120.0) -> list:
     seen: list = []
     deadline = time.monotonic() + timeout_s
     while len(seen) < expected and time.monotonic() < deadline:
@@ -73,20 +73,22 @@ def test_two_consumers_in_one_group_split_the_partitions_and_see_every_record_on
     first = KafkaConsumer(settings.topic(EVENTS), **config)
     second = KafkaConsumer(settings.topic(EVENTS), **config)
     try:
-        # Let the group settle before anything is published, so no record is fetched twice by a rebalance.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        # Let the group settle before anything is published, so no record is fetched twice by a
+        # rebalance: settled once each member holds partitions of the same generation (a member
+        # still rejoining keeps the old generation's partitions, which overlap the other's).
+        def settled() -> bool:
+            ours, theirs = first.assignment(), second.assignment()
+            return bool(ours) and bool(theirs) and not ours & theirs and len(ours | theirs) == settings.partitions
+
+        deadline = time.monotonic() + 120
+        while not settled() and time.monotonic() < deadline:
             first.poll(timeout_ms=100)
             second.poll(timeout_ms=100)
-            if first.assignment() and second.assignment():
-                break
-        assert first.assignment() and second.assignment(), "the group never gave both members partitions"
-        assert not first.assignment() & second.assignment()
-        assert len(first.assignment() | second.assignment()) == settings.partitions
+        assert settled(), (first.assignment(), second.assignment())
 
         publish(settings, range(1000))
         seen: list = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while len(seen) < 1000 and time.monotonic() < deadline:
             for consumer in (first, second):
                 for records in consumer.poll(timeout_ms=100).values():
@@ -143,7 +145,7 @@ def test_confluent_kafka_and_tandem_read_each_other(settings: Settings, group_id
     )
     consumer.subscribe([topic])
     received = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     try:
         while len(received) < 4 and time.monotonic() < deadline:
             message = consumer.poll(0.5)
@@ -180,15 +182,16 @@ def test_delivery_failures_are_raised_not_swallowed(settings: Settings, tmp_path
     with EmbeddedBroker(log_path=tmp_path / "doomed.log") as doomed:
         local = settings.model_copy(update={"bootstrap_servers": doomed.bootstrap})
         apply_topics(local)
-        config = producer_config(local, max_block_ms=2000, request_timeout_ms=1000, delivery_timeout_ms=3000)
+        # A record fails 10 s after it is sent: ample for the first (broker up), soon for the rest.
+        config = producer_config(local, max_block_ms=2000, request_timeout_ms=1000, delivery_timeout_ms=10_000)
         publisher = EventPublisher(config=config, topic=local.topic("events"))
         publisher.publish(make_event(1))
-        publisher.flush(timeout_s=10)
+        publisher.flush(timeout_s=60)
         doomed.stop()
         with pytest.raises(DeliveryError, match="records"):
             for number in range(2, 50):
                 publisher.publish(make_event(number))
-            publisher.close(timeout_s=20)
+            publisher.close(timeout_s=60)
     assert publisher.stats.acknowledged == 1
     assert publisher.stats.failed + publisher.pending == 48
 

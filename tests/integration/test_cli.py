@@ -23,7 +23,7 @@ def tandem(*args: str, env: dict[str, str], stdin: str | None = None) -> subproc
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 

@@ -46,7 +46,7 @@ def test_a_snapshot_candidate_is_estimated_within_its_interval(settings: Setting
         [sys.executable, "-m", "infra.cli", "evaluate-policy", "popularity", "--from-snapshot"],
         env={**os.environ, "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
              "TANDEM_TOPIC_PREFIX": settings.topic_prefix},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -79,6 +79,16 @@ def publish(settings: Settings, records: Sequence[ListeningEvent | tuple[bytes, 
                 time.sleep(max(0.0, began + (number + 1) / rate_per_s - time.monotonic()))
 
 
+#: Records of a chunk published only once the worker is killed: the kill is always mid-stream.
+HELD_BACK = 200
+
+
+def publish_around_a_kill(settings: Settings, chunk: Sequence[ListeningEvent], killed: threading.Event) -> None:
+    publish(settings, chunk[:-HELD_BACK], rate_per_s=250)
+    killed.wait()
+    publish(settings, chunk[-HELD_BACK:], rate_per_s=250)
+
+
 @contextmanager
 def worker(settings: Settings, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {
@@ -99,7 +109,7 @@ def worker(settings: Settings, log: Path, *extra: str) -> Iterator[subprocess.Po
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
 
 def wait_status(settings: Settings, process: subprocess.Popen[bytes], done, *, timeout_s: float, log: Path) -> dict:
@@ -133,7 +143,7 @@ def online_features(settings: Settings, users: Sequence[str]) -> dict[str, dict]
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
 
@@ -175,7 +185,7 @@ def test_online_store_equals_the_oracle(settings: Settings, tmp_path: Path) -> N
     publish(settings, events)
     log = tmp_path / "worker.log"
     with worker(settings, log) as process:
-        status = wait_status(settings, process, caught_up, timeout_s=60, log=log)
+        status = wait_status(settings, process, caught_up, timeout_s=300, log=log)
         stop(process)
     assert status["processed"] == len(events)
     assert status["late"] == late
@@ -198,22 +208,26 @@ def test_sigkill_mid_stream_twice_loses_nothing_and_counts_nothing_twice(setting
     for chunk in (events[1000:2500], events[2500:]):
         floor = kills[-1]["committed"] if kills else 0
         with worker(settings, log, "--commit-interval", "0.5", "--persist-interval", "1") as process:
-            wait_status(settings, process, lambda s: s["processed"] > 0, timeout_s=60, log=log)
-            publisher = threading.Thread(
-                target=publish, args=(settings, chunk), kwargs={"rate_per_s": 250}, daemon=True)
+            wait_status(settings, process, lambda s: s["processed"] > 0, timeout_s=300, log=log)
+            killed = threading.Event()
+            publisher = threading.Thread(target=publish_around_a_kill, args=(settings, chunk, killed), daemon=True)
             publisher.start()
-            status = wait_status(settings, process, lambda s, floor=floor: s["committed"] > floor
-                                 and s["processed"] >= 300, timeout_s=60, log=log)
-            writers = children(process.pid)
-            assert writers, "the Feast writer process was not found"
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-            assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
-            assert gone_within(writers, 10.0), f"the Feast writer outlived its killed worker: {writers}"
+            try:
+                status = wait_status(settings, process, lambda s, floor=floor: s["committed"] > floor
+                                     and s["processed"] >= 300, timeout_s=300, log=log)
+                writers = children(process.pid)
+                assert writers, "the Feast writer process was not found"
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=60)
+            finally:
+                killed.set()
+            assert gone_within(writers, 60.0), f"the Feast writer outlived its killed worker: {writers}"
             kills.append(status)
-            publisher.join(timeout=30)  # the rest of the chunk waits for the next worker
+            # The rest of the chunk waits for the next worker; the next chunk must follow it in the log.
+            publisher.join(timeout=300)
+            assert not publisher.is_alive(), "the chunk was not published"
     with worker(settings, log, "--commit-interval", "0.5", "--persist-interval", "1") as process:
-        status = wait_status(settings, process, caught_up, timeout_s=90, log=log)
+        status = wait_status(settings, process, caught_up, timeout_s=300, log=log)
         stop(process)
     assert online_features(settings, sorted(expected)) == expected
     # The last worker started from committed offsets, not from the beginning.
@@ -238,7 +252,7 @@ def test_bad_records_are_dead_lettered_and_the_stream_goes_on(settings: Settings
     publish(settings, [*good[:200], *bad, *good[200:]])
     log = tmp_path / "worker.log"
     with worker(settings, log) as process:
-        status = wait_status(settings, process, caught_up, timeout_s=60, log=log)
+        status = wait_status(settings, process, caught_up, timeout_s=300, log=log)
         stop(process)
     assert status["invalid"] == 3
     assert online_features(settings, sorted(expected)) == expected

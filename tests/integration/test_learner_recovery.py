@@ -61,14 +61,28 @@ def make_log(decisions: int, users: int, *, seed: int) -> list[Decision | Listen
 
 
 def publish(settings: Settings, records: Sequence[Decision | ListeningEvent], *,
-            rate_per_s: float | None = None) -> None:
+            rate_per_s: float | None = None, paced_until: threading.Event | None = None) -> None:
+    """``rate_per_s``: at most that many records a second, until ``paced_until`` is set."""
     with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         began = time.monotonic()
         for number, record in enumerate(records):
             publisher.publish(record, topic=settings.topic(DECISIONS if isinstance(record, Decision) else EVENTS))
-            if rate_per_s and number % 25 == 24:
+            if rate_per_s and number % 25 == 24 and not (paced_until and paced_until.is_set()):
                 publisher.flush()
                 time.sleep(max(0.0, began + (number + 1) / rate_per_s - time.monotonic()))
+
+
+#: Records published only after the kill, so that the kill is always mid-stream.
+HELD_BACK = 200
+
+
+def publish_around_a_kill(settings: Settings, records: Sequence[Decision | ListeningEvent],
+                          killed: threading.Event) -> None:
+    """Paced until the kill (the learner reads past its checkpoints only while records arrive:
+    the log is long enough to last ~15 s, where a kill takes a second or two), then at full speed."""
+    publish(settings, records[:-HELD_BACK], rate_per_s=300, paced_until=killed)
+    killed.wait()
+    publish(settings, records[-HELD_BACK:])
 
 
 @contextmanager
@@ -91,7 +105,7 @@ def worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
 
 def learner_id(settings: Settings) -> str:
@@ -170,7 +184,7 @@ def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.P
     learner has read at least ``margin`` events past it (its status file says how far it read):
     work that only the crashed process held. The checkpoint it was killed after."""
     events = settings.topic(EVENTS)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the worker exited ({process.returncode}):\n{tail(log)}"
         checkpoint = newest_checkpoint(settings, learner_id(settings))
@@ -180,7 +194,7 @@ def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.P
             read_past = status["read"].get(events, 0) - events_covered
             if read_past >= margin:
                 process.send_signal(signal.SIGKILL)
-                process.wait(timeout=10)
+                process.wait(timeout=60)
                 return checkpoint
         time.sleep(0.05)
     raise AssertionError(f"never saw {margin} events read past a checkpoint\n{tail(log)}")
@@ -188,35 +202,40 @@ def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.P
 
 def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settings: Settings, tmp_path: Path) -> None:
     apply_topics(settings)
-    records = make_log(1200, 60, seed=4)
-    head = len(records) // 3
+    records = make_log(3000, 60, seed=4)
+    head = 800
     publish(settings, records[:head])
     log = tmp_path / "worker.log"
 
     with worker(settings, log) as process:
-        first = wait_checkpoint(settings, process, lambda c: covered(c) >= head, timeout_s=60, log=log)
-        publisher = threading.Thread(target=publish, args=(settings, records[head:]), kwargs={"rate_per_s": 300},
+        first = wait_checkpoint(settings, process, lambda c: covered(c) >= head, timeout_s=300, log=log)
+        killed = threading.Event()
+        publisher = threading.Thread(target=publish_around_a_kill, args=(settings, records[head:], killed),
                                      daemon=True)
         publisher.start()
-        killed_after = kill_with_work_past_the_checkpoint(settings, process, covered(first), margin=100, log=log)
-        assert publisher.is_alive(), "the records ran out before the kill: not mid-stream"
+        try:
+            killed_after = kill_with_work_past_the_checkpoint(settings, process, covered(first), margin=100,
+                                                              log=log)
+        finally:
+            killed.set()
     stored = newest_checkpoint(settings, learner_id(settings))
     assert stored is not None and stored.head.seq >= killed_after.head.seq
     committed = committed_offsets(settings)
     assert committed, "nothing was committed before the kill: the test proves little"
     # The invariant behind exactness: offsets are committed only once a stored checkpoint covers them.
     assert all(offset <= positions(stored).get(tp, 0) for tp, offset in committed.items()), (committed, stored.head)
-    publisher.join(timeout=60)
+    publisher.join(timeout=300)
+    assert not publisher.is_alive(), "the log was not published"
 
     expected, ends = oracle(settings)
     assert expected.learner.updates > 500 and expected.learner.late == 0
     with worker(settings, log) as process:
-        final = wait_checkpoint(settings, process, lambda c: positions(c) == ends, timeout_s=60, log=log)
+        final = wait_checkpoint(settings, process, lambda c: positions(c) == ends, timeout_s=300, log=log)
         assert final.head.seq > stored.head.seq  # numbered on from the restored checkpoint
         assert comparable(final.state()) == comparable(expected.learner.to_state())
         # Serving's view: the newest snapshot of each policy is the uninterrupted learner's policy.
         want = {name: policy.to_state() for name, policy in expected.learner.policies.items()}
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300
         while True:
             snapshots = {snapshot.policy: snapshot.state for snapshot in (
                 decode(r.value, ModelSnapshot) for r in read_topic(settings, settings.topic(MODELS)))}

@@ -200,10 +200,10 @@ def test_without_the_older_write_check_sqlite_is_last_write_wins(tmp_path):
 
 
 def test_sqlite_reads_never_wait_for_a_writer(tmp_path):
-    """WAL mode: a read during another connection's exclusive write transaction answers at once
-    with the last committed row (in Feast's rollback-journal mode it waits 5 s, then fails)."""
+    """WAL mode: a read during another connection's exclusive write transaction answers with
+    the last committed row (in Feast's rollback-journal mode it waits 5 s, then fails: the
+    writer here holds its lock until after the read)."""
     import sqlite3
-    import time
 
     settings = FeatureStoreSettings(repo_path=tmp_path, write_offline=False)
     with FeatureStoreClient(settings=settings, defaults=DEFAULTS) as client:
@@ -215,9 +215,7 @@ def test_sqlite_reads_never_wait_for_a_writer(tmp_path):
             writer.execute("BEGIN EXCLUSIVE")
             table = writer.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             writer.execute(f'DELETE FROM "{table}"')  # noqa: S608 - the store's own table name
-            began = time.perf_counter()
             assert client.read(["u1"])["u1"]["plays_1h"] == 2
-            assert time.perf_counter() - began < 1.0
         finally:
             writer.rollback()
             writer.close()

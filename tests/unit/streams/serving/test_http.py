@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,15 +17,22 @@ from tests.helpers import T0_MS, RecordingProducer
 
 
 class Features:
-    def __init__(self, delay_s: float = 0.0, fail: bool = False, in_process: bool = False) -> None:
+    """A read of one of ``slow_users`` waits for ``gate``: a store slow for as long as the test wants."""
+
+    def __init__(self, fail: bool = False, in_process: bool = False, slow_users: frozenset[str] = frozenset(),
+                 gate: threading.Event | None = None) -> None:
         self.defaults = default_features()
-        self.delay_s, self.fail = delay_s, fail
+        self.fail, self.slow_users, self.gate = fail, slow_users, gate or threading.Event()
         self.reads_in_process = in_process
         self.read_on: set[int] = set()  # the threads that read
+        self.reading_slowly = threading.Event()  # set while a slow read is in progress
 
     def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
         self.read_on.add(threading.get_ident())
-        time.sleep(self.delay_s)
+        if self.slow_users & set(user_ids):
+            self.reading_slowly.set()
+            self.gate.wait(timeout=60)
+            self.reading_slowly.clear()
         if self.fail:
             raise RuntimeError("store is down")
         return {u: {**self.defaults, "plays_1h": 3 if u == "known" else 0} for u in user_ids}
@@ -34,7 +40,8 @@ class Features:
 
 def run(check: Callable[[TestClient, ServingService], Awaitable[None]], **kwargs: Any) -> RecordingProducer:
     producer = RecordingProducer()
-    config = ServingConfig(**kwargs.pop("config", {}))
+    # A read in a thread may take long on a busy machine: only the tests of the timeout set one.
+    config = ServingConfig(**{"feature_timeout_s": 60.0, **kwargs.pop("config", {})})
     log = DecisionLog(producer_factory=lambda: producer, topics={"decisions": "d", "exposures": "x"})
     service = ServingService(features=kwargs.pop("features", Features()), live=LiveConfig(), log=log,
                              config=config).start()
@@ -88,13 +95,16 @@ def test_invalid_requests_get_4xx_with_a_reason() -> None:
 
 
 def test_a_slow_or_failing_store_falls_back_to_default_features() -> None:
-    async def check(client: TestClient, service: ServingService) -> None:
-        began = time.perf_counter()
-        response = await client.post("/recommend", json={"user_id": "known"})
-        assert response.status == 200 and time.perf_counter() - began < 0.15
-        assert service.feature_reads.fallbacks["timeout"] == 1
+    gate = threading.Event()  # shut until the answer is in: the read cannot beat the timeout
 
-    producer = run(check, features=Features(delay_s=0.3), config={"feature_timeout_s": 0.02})
+    async def check(client: TestClient, service: ServingService) -> None:
+        response = await client.post("/recommend", json={"user_id": "known"})
+        assert response.status == 200
+        assert service.feature_reads.fallbacks["timeout"] == 1
+        gate.set()
+
+    producer = run(check, features=Features(slow_users=frozenset({"known"}), gate=gate),
+                   config={"feature_timeout_s": 0.02})
     assert json.loads(producer.sent[0][2])["context"]["plays_1h"] == 0.0
 
     async def check_error(client: TestClient, service: ServingService) -> None:
@@ -157,16 +167,21 @@ def test_health_and_metrics() -> None:
 
 
 def test_the_event_loop_is_never_blocked_by_feature_reads() -> None:
+    gate = threading.Event()  # the read runs until the health answer is in
+    features = Features(slow_users=frozenset({"a"}), gate=gate)
+
     async def check(client: TestClient, service: ServingService) -> None:
-        began = time.perf_counter()
         slow = asyncio.ensure_future(client.post("/recommend", json={"user_id": "a"}))
-        await asyncio.sleep(0.01)
+        while not features.reading_slowly.is_set() and not slow.done():
+            await asyncio.sleep(0.01)
         assert (await client.get("/health")).status == 200
-        assert time.perf_counter() - began < 0.1  # answered while the read is still running
+        # A read on the event loop would have held the health answer until it ended (60 s at most).
+        answered_during_the_read = features.reading_slowly.is_set()
+        gate.set()
+        assert answered_during_the_read
         assert (await slow).status == 200
 
-    assert threading.active_count() >= 1
-    run(check, features=Features(delay_s=0.2), config={"feature_timeout_s": 1.0})
+    run(check, features=features)
 
 
 def test_serve_binds_loopback_unless_told_otherwise() -> None:
