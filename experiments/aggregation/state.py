@@ -5,7 +5,7 @@ Plain Python, no Kafka, no database. Records are applied one at a time, in arriv
 id is accepted and changes nothing) or the reason it is rejected (the caller makes it a dead
 letter). Every change is also written to ``journal`` so a store can persist it.
 
-Rules (see the package README section):
+Rules (docs/architecture.md, "Time and watermarks"):
 
 * The first exposure of a user in an experiment, ordered by ``(ts, exposure_id)``, anchors
   the windows and fixes the variant. An exposure that arrives out of order but is earlier

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.report.owner import run_report
-from experiments.spec import DEMO_SPEC_PATH, load_spec, spec_to_json
+from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
 from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.config import producer_config
@@ -148,54 +148,76 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             update={"bootstrap_servers": broker.bootstrap, "state_dir": options.state_dir.resolve()}
         )
         say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
-        apply_topics(settings)
-        with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-            publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
-        say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
-
+        _publish_experiment(settings, spec)
         port = free_port()
-        serve_url = f"http://127.0.0.1:{port}"
-        children = {
-            "TANDEM_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "TANDEM_STATE_DIR": str(settings.state_dir),
-            "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
-        }
-        pids = [broker.pid]
-        with Supervisor(state_dir=settings.state_dir, env=children) as supervisor:
-            specs = worker_specs(port)
-            for process in specs.values():
-                supervisor.start(process)
-            say("started features worker, learner, serving API and experiment aggregator (4 processes)")
-            wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
-            say(f"serving API ready on {serve_url}")
-
-            probe = LatencyProbe(serve_url)
-            probe.start()
-            killed: list[float] = []
-            try:
-                simulation = asyncio.run(
-                    _simulate(settings, serve_url, options, supervisor, specs["experiments"], killed)
-                )
-            finally:
-                probe.stop()
-            supervisor.check()
-            say(
-                f"simulated {simulation.users} users: {simulation.recommendations} recommendations, "
-                f"{simulation.events_published} events, serving errors {sum(simulation.serving_errors.values())}"
-            )
+        with Supervisor(state_dir=settings.state_dir, env=_worker_env(settings, broker.bootstrap)) as supervisor:
+            specs = _start_workers(supervisor, port)
+            driven = _drive(settings, options, supervisor, specs, serve_url=f"http://127.0.0.1:{port}")
             say("waiting for the aggregator to close every metric window")
             wait_for(lambda: _windows_closed(settings, spec.id), timeout_s=120, interval_s=1.0,
                      what="every metric window closed")
             files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
             live_metrics = _metric_records(settings, spec.id)
             replayed = _replay(settings, spec.id) if options.replay_check else None
-            pids += supervisor.started_pids
-        write_truth(options.out_dir / f"{spec.id}-truth.json", simulation.truth)
-        write_learning_curve_png(simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
+            pids = [broker.pid, *supervisor.started_pids]
+        write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truth)
+        write_learning_curve_png(driven.simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
     return DemoResult(
-        simulation, files.report, files.table, time.monotonic() - started, probe,
-        killed[0] if killed else None, live_metrics, replayed, pids,
+        driven.simulation, files.report, files.table, time.monotonic() - started, driven.probe,
+        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids,
     )
+
+
+def _publish_experiment(settings: Settings, spec: ExperimentSpec) -> None:
+    apply_topics(settings)
+    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
+        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
+
+
+def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """What the workers need to find this run's broker, state and topics."""
+    return {
+        "TANDEM_BOOTSTRAP_SERVERS": bootstrap,
+        "TANDEM_STATE_DIR": str(settings.state_dir),
+        "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+    }
+
+
+def _start_workers(supervisor: Supervisor, port: int) -> dict[str, ProcessSpec]:
+    specs = worker_specs(port)
+    for process in specs.values():
+        supervisor.start(process)
+    say("started features worker, learner, serving API and experiment aggregator (4 processes)")
+    serve_url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
+    say(f"serving API ready on {serve_url}")
+    return specs
+
+
+@dataclass
+class _DrivenRun:
+    simulation: SimulationResult
+    probe: LatencyProbe
+    killed: list[float]  # monotonic time of the aggregator's SIGKILL, if it was killed
+
+
+def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, specs: dict[str, ProcessSpec],
+           *, serve_url: str) -> _DrivenRun:
+    """The simulated users against the live stack, with serving's latency probed throughout."""
+    probe = LatencyProbe(serve_url)
+    probe.start()
+    killed: list[float] = []
+    try:
+        simulation = asyncio.run(_simulate(settings, serve_url, options, supervisor, specs["experiments"], killed))
+    finally:
+        probe.stop()
+    supervisor.check()
+    say(
+        f"simulated {simulation.users} users: {simulation.recommendations} recommendations, "
+        f"{simulation.events_published} events, serving errors {sum(simulation.serving_errors.values())}"
+    )
+    return _DrivenRun(simulation, probe, killed)
 
 
 def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Client settings for every Kafka client tandem uses, in one place.
 
-The embedded broker deviates from Kafka in ways measured in DESIGN.md; what
+The embedded broker deviates from Kafka in ways measured in docs/architecture.md; what
 follows from them for clients is decided here and nowhere else:
 
 - it holds a JoinGroup for half the session timeout, so sessions are 6 s with a

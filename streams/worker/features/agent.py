@@ -29,7 +29,7 @@ Exactness under a crash, i.e. the ordering of (table update, Feast write, offset
   twice because the state, not the replay, decides what counts.
 
 That relies on the table recovering every update whose offset was committed (see
-``streams.worker.app`` on RocksDB and the embedded broker's end offsets).
+``streams.worker.features.app`` on RocksDB and the embedded broker's end offsets).
 
 Table writes need Faust's "current event" (it picks the changelog partition and the local
 RocksDB from it), so ``persist`` writes each partition's states under the newest event of

@@ -5,7 +5,7 @@ is ``<topic prefix>tandem-personalization``. It reads ``events`` as raw bytes an
 JSON state per user in the table ``user-features`` (changelog topic
 ``<app id>-user-features-changelog``).
 
-Recovery on the embedded broker (DESIGN.md): Faust rebuilds a table by reading its changelog
+Recovery on the embedded broker (docs/architecture.md): Faust rebuilds a table by reading its changelog
 up to the partition's end offset, which that broker under-reports when a produce batch holds
 more than one record, so the tail of the changelog would be silently skipped. Two defences:
 

@@ -14,7 +14,7 @@ Both are the personalization stack, but they fail and lag apart:
 
 Its producer writes one record per batch on the embedded broker, as the features app's does:
 the restart reads the newest checkpoint up to the topic's end offsets, which that broker
-under-reports after a batch of several records (DESIGN.md), and an older checkpoint than the
+under-reports after a batch of several records (docs/architecture.md), and an older checkpoint than the
 committed offsets would lose records.
 """
 
