@@ -9,8 +9,7 @@ exposure-and-outcome log for tests and benchmarks.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from experiments.assignment import assign, assign_all, check_layers, in_holdout, layer_bucket, unit_hash
 from experiments.errors import InvalidSpec, SpecConflict, StoreError
@@ -32,6 +31,7 @@ from experiments.spec import (
     spec_from_json,
     spec_to_json,
 )
+from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from experiments.synthetic import SyntheticLog, synthetic_log
@@ -70,14 +70,4 @@ __all__ = [
 _LAZY = dict.fromkeys(("SyntheticLog", "synthetic_log"), "experiments.synthetic")
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

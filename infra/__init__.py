@@ -9,10 +9,10 @@ stays free.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from infra.errors import BrokerError, DeliveryError, ProvisioningError, SettingsError, TandemError
+from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from infra.settings import Settings, load_settings
@@ -31,14 +31,4 @@ __all__ = [
 _LAZY = {"Settings": "infra.settings", "load_settings": "infra.settings"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

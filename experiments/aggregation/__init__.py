@@ -6,8 +6,7 @@ consumer group around ``AggregationStore``) and its helpers are imported on firs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, metric_record, record_key
@@ -28,6 +27,7 @@ from experiments.aggregation.windows import (
     touches,
     window_bounds,
 )
+from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from experiments.aggregation.aggregator import (
@@ -77,14 +77,4 @@ _LAZY = dict.fromkeys(
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

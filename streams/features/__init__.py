@@ -20,9 +20,9 @@ defaults for readers; it is imported on first use (the feature store pulls in pa
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from infra.lazy import lazy_exports
 from streams.features.config import (
     DEFAULT_ALLOWED_LATENESS_MS,
     DEFAULT_CONFIG,
@@ -63,14 +63,4 @@ __all__ = [
 _LAZY = {"open_online_store": "streams.features.online"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

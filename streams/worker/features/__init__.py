@@ -15,9 +15,9 @@ The app, the agent and the writer process are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from infra.lazy import lazy_exports
 from streams.worker.features.batching import FlushStats, MicroBatcher, RowSource
 from streams.worker.features.commands import FEATURES_ONLY, features_status, get_features, run_features, run_worker
 from streams.worker.features.freshness import FreshnessTracker
@@ -53,14 +53,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
