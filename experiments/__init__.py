@@ -1,6 +1,7 @@
 """The experimentation stack: specs, assignment, aggregation, statistics, reports.
 
-Serving imports only ``experiments.assignment`` and the spec types; the aggregation
+Serving imports only ``experiments.assignment``, the spec and surface types and the spec
+checks of ``experiments.admission``; the aggregation
 worker lives in ``experiments.aggregation.aggregator``, the statistics in ``experiments.stats``,
 the owner's report in ``experiments.report``, off-policy evaluation in ``experiments.ope``.
 ``synthetic_log`` (``experiments.synthetic``, imported on first use) is a synthetic
@@ -11,10 +12,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments.assignment import assign, assign_all, check_layers, in_holdout, layer_bucket, unit_hash
+from experiments.admission import admit, check_against_surfaces
+from experiments.assignment import (
+    Composition,
+    assign,
+    assign_all,
+    check_holdouts,
+    check_layers,
+    check_parameters,
+    compose,
+    in_holdout,
+    layer_bucket,
+    unit_hash,
+)
 from experiments.errors import InvalidSpec, SpecConflict, StoreError
 from experiments.spec import (
+    DEFAULT_SURFACE,
     DEMO_SPEC_PATH,
+    DEMO_SPEC_PATHS,
     LAYER_BUCKETS,
     SPECS_DIR,
     Covariate,
@@ -31,13 +46,28 @@ from experiments.spec import (
     spec_from_json,
     spec_to_json,
 )
+from experiments.surfaces import RANKER, Parameter, PolicyChoice, Surface, load_surfaces, parse_surfaces
 from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from experiments.synthetic import SyntheticLog, synthetic_log
 
 __all__ = [
+    "DEFAULT_SURFACE",
     "DEMO_SPEC_PATH",
+    "DEMO_SPEC_PATHS",
+    "RANKER",
+    "Composition",
+    "Parameter",
+    "PolicyChoice",
+    "Surface",
+    "admit",
+    "check_against_surfaces",
+    "check_holdouts",
+    "check_parameters",
+    "compose",
+    "load_surfaces",
+    "parse_surfaces",
     "LAYER_BUCKETS",
     "SPECS_DIR",
     "Covariate",

@@ -10,6 +10,9 @@ Three independent hashes decide, in this order:
    so experiments of one layer (disjoint ranges) are mutually exclusive;
 3. variant: ``h(salt, user)`` against the cumulative variant weights.
 
+``compose`` puts the experiments of one surface together for a user: its holdout first, then
+every experiment the user is in overlays the surface's defaults with its variant's parameters.
+
 >>> from experiments.spec import parse_spec
 >>> spec = parse_spec({"id": "x", "salt": "s1", "start": "2026-01-01T00:00:00Z",
 ...     "end": "2026-02-01T00:00:00Z", "control": "a",
@@ -22,11 +25,15 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from hashlib import blake2b
+from typing import Any
 
 from experiments.errors import SpecConflict
 from experiments.spec import LAYER_BUCKETS, ExperimentSpec
+from experiments.surfaces import Surface
 
 _SEP = "\x1f"  # unit separator: ("a", "bc") and ("ab", "c") hash differently
 _SCALE = 2.0**-64
@@ -98,3 +105,162 @@ def check_layers(specs: Iterable[ExperimentSpec]) -> None:
         holdouts = {s.layer.holdout for s in members}  # type: ignore[union-attr]
         if len(holdouts) > 1:
             raise SpecConflict(f"layer.holdout: experiments of layer {name!r} disagree ({sorted(holdouts)})")
+
+
+@dataclass(slots=True)
+class Composition:
+    """What one user is served on one surface, and which experiment set each parameter.
+
+    ``read(name)`` is how serving takes a parameter: it remembers the experiment that set it, so
+    ``used()`` names exactly the experiments whose parameters shaped the response (one exposure
+    each, at the point of use). A surface's holdout is used by every request to the surface.
+    """
+
+    surface: str
+    values: dict[str, Any]
+    sources: dict[str, tuple[str, str]]  # parameter -> (experiment, variant) that set it
+    assignments: dict[str, str]  # every experiment of the surface the user is in -> variant
+    holdout: tuple[str, str] | None = None  # (holdout experiment, variant) of the user
+    conflicts: tuple[str, ...] = ()  # experiments whose parameters another experiment already set
+    _read: set[str] = field(default_factory=set)
+
+    def read(self, name: str) -> Any:
+        self._read.add(name)
+        return self.values[name]
+
+    def used(self) -> dict[str, str]:
+        """``{experiment: variant}`` of the experiments whose parameters were read, and the holdout."""
+        out = dict([self.holdout]) if self.holdout is not None else {}
+        for name in sorted(self._read):
+            source = self.sources.get(name)
+            if source is not None:
+                out[source[0]] = source[1]
+        return out
+
+    def parameters_set(self, experiment: str) -> list[str]:
+        """The parameters ``experiment`` set in this composition that were read."""
+        return sorted(n for n in self._read if n in self.sources and self.sources[n][0] == experiment)
+
+
+class SurfaceIndex:
+    """The specs of every surface arranged for ``compose``: holdouts, then per layer the experiments
+    by bucket range, so a user costs one layer hash per layer and one variant hash per experiment
+    it is in, however many experiments share the layer. Build it once per set of specs."""
+
+    def __init__(self, specs: Iterable[ExperimentSpec]) -> None:
+        self.holdouts: dict[str, list[ExperimentSpec]] = {}
+        self.layers: dict[str, dict[str, tuple[list[int], list[ExperimentSpec]]]] = {}  # surface -> layer -> ranges
+        self.unlayered: dict[str, list[ExperimentSpec]] = {}
+        self.by_id: dict[str, ExperimentSpec] = {}
+        for spec in sorted(specs, key=lambda s: s.id):
+            self.by_id[spec.id] = spec
+            if spec.kind == "holdout":
+                self.holdouts.setdefault(spec.surface, []).append(spec)
+            elif spec.layer is None:
+                self.unlayered.setdefault(spec.surface, []).append(spec)
+            else:
+                starts, members = self.layers.setdefault(spec.surface, {}).setdefault(spec.layer.name, ([], []))
+                at = bisect_right(starts, spec.layer.buckets[0])
+                starts.insert(at, spec.layer.buckets[0])
+                members.insert(at, spec)
+
+    def candidates(self, surface: str, user_id: str) -> list[ExperimentSpec]:
+        """The experiments of ``surface`` whose layer range holds the user (by id), holdouts excluded."""
+        out = list(self.unlayered.get(surface, ()))
+        for layer, (starts, members) in self.layers.get(surface, {}).items():
+            bucket = layer_bucket(layer, user_id)
+            at = bisect_right(starts, bucket) - 1
+            # ranges of one layer are disjoint (check_layers); records that break that rule are
+            # still served: every member whose range holds the bucket is a candidate
+            while at >= 0 and members[at].layer.buckets[1] > bucket:  # type: ignore[union-attr]
+                out.append(members[at])
+                at -= 1
+        out.sort(key=lambda s: s.id)
+        return out
+
+
+def compose(
+    surface: Surface, specs: Iterable[ExperimentSpec] | SurfaceIndex, user_id: str, *, at_ms: int | None = None
+) -> Composition:
+    """The surface's defaults overlaid with the variants of every experiment ``user_id`` is in.
+
+    Specs of other surfaces are ignored. A user in the held-out variant (the ``control``) of the
+    surface's holdout gets the defaults and no other experiment. Two experiments that set one
+    parameter for the same user cannot both be admitted (``check_parameters``); should their
+    records meet anyway, the first by id keeps it and the other is named in ``conflicts``.
+    """
+    index = specs if isinstance(specs, SurfaceIndex) else SurfaceIndex(specs)
+    values = surface.defaults()
+    sources: dict[str, tuple[str, str]] = {}
+    assignments: dict[str, str] = {}
+    holdout: tuple[str, str] | None = None
+    conflicts: list[str] = []
+    for spec in index.holdouts.get(surface.name, ()):
+        held = assign(spec, user_id, at_ms=at_ms)
+        if held is not None and holdout is None:
+            holdout = (spec.id, held)
+            assignments[spec.id] = held
+            if held == spec.control:
+                return Composition(surface.name, values, sources, assignments, holdout)
+    for spec in index.candidates(surface.name, user_id):
+        variant_name = assign(spec, user_id, at_ms=at_ms)
+        if variant_name is None:
+            continue
+        variant = spec.variant(variant_name)
+        if variant is None:  # pragma: no cover - assign only answers the spec's variants
+            continue
+        assignments[spec.id] = variant_name
+        for name, value in variant.params.items():
+            if name not in values:
+                continue  # a parameter the surface does not have: refused at apply, ignored here
+            if name in sources:
+                conflicts.append(spec.id)
+                continue
+            values[name] = value
+            sources[name] = (spec.id, variant_name)
+    return Composition(surface.name, values, sources, assignments, holdout, tuple(conflicts))
+
+
+def overlaps_in_time(a: ExperimentSpec, b: ExperimentSpec) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def check_parameters(specs: Iterable[ExperimentSpec]) -> None:
+    """Raise ``SpecConflict`` if two experiments could set one parameter for the same user.
+
+    Experiments of one layer are exclusive (``check_layers``), so only experiments of different
+    layers (or of none) on the same surface, live at the same time, can collide.
+    """
+    by_surface: dict[str, list[ExperimentSpec]] = {}
+    for spec in specs:
+        if spec.kind == "ab" and spec.parameters:
+            by_surface.setdefault(spec.surface, []).append(spec)
+    for surface, members in by_surface.items():
+        members.sort(key=lambda s: s.id)
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                shared = sorted(a.parameters & b.parameters)
+                same_layer = a.layer is not None and b.layer is not None and a.layer.name == b.layer.name
+                if shared and not same_layer and overlaps_in_time(a, b):
+                    raise SpecConflict(
+                        f"variants.params: experiments {a.id!r} and {b.id!r} both set {', '.join(shared)} "
+                        f"on surface {surface!r} for the same users; put them in one layer (disjoint buckets)"
+                    )
+
+
+def check_holdouts(specs: Iterable[ExperimentSpec]) -> None:
+    """Raise ``SpecConflict`` if a surface has two holdouts live at the same time."""
+    by_surface: dict[str, list[ExperimentSpec]] = {}
+    for spec in specs:
+        if spec.kind == "holdout":
+            by_surface.setdefault(spec.surface, []).append(spec)
+    for surface, members in by_surface.items():
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if overlaps_in_time(a, b):
+                    raise SpecConflict(f"kind: {a.id!r} and {b.id!r} are both holdouts of surface {surface!r}")
+
+
+def surface_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as JSON (a policy as ``{"policy", "params"}``)."""
+    return {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in values.items()}

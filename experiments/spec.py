@@ -29,13 +29,18 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.errors import InvalidSpec
+from experiments.surfaces import RANKER, ParameterValue, PolicyChoice
 from streams.events import MAX_TS_MS, MIN_TS_MS, EventType
 
+#: The surface of a spec that names none.
+DEFAULT_SURFACE = "home"
 #: Every layer is cut into this many buckets; experiments of a layer own disjoint ranges.
 LAYER_BUCKETS = 10_000
 #: The specs shipped with the project; the demo runs the first.
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 DEMO_SPEC_PATH = SPECS_DIR / "discovery_vs_bandit.yaml"
+#: The demo's concurrent experiments on the home surface: the ranker, the layout, and the holdout.
+DEMO_SPEC_PATHS = (DEMO_SPEC_PATH, SPECS_DIR / "home_num_items.yaml", SPECS_DIR / "home_holdout.yaml")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
@@ -218,11 +223,47 @@ class Metric(_Spec):
 
 
 class Variant(_Spec):
+    """A variant sets some parameters of its experiment's surface (``experiments.surfaces``).
+
+    ``policy: NAME`` with ``policy_params: {...}`` is shorthand for the ``ranker`` parameter,
+    ``params: {ranker: {policy: NAME, params: {...}}}``; the spec keeps the long form.
+    """
+
     name: Name
     weight: Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
-    policy: Name
-    #: constructor parameters of the policy this variant serves, e.g. ``{epsilon: 0.5}``
-    policy_params: dict[Name, float | int | str | bool] = Field(default_factory=dict)
+    params: dict[Name, ParameterValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_shorthand(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or ("policy" not in data and "policy_params" not in data):
+            return data
+        data = dict(data)
+        policy, policy_params = data.pop("policy", None), data.pop("policy_params", {})
+        if policy is None:
+            raise ValueError("policy: required with policy_params")
+        params = dict(data.get("params") or {})
+        if RANKER in params:
+            raise ValueError(f"params.{RANKER}: set either policy or params.{RANKER}, not both")
+        params[RANKER] = {"policy": policy, "params": policy_params}
+        data["params"] = params
+        return data
+
+    @property
+    def ranker(self) -> PolicyChoice | None:
+        """The policy this variant serves, if it sets one."""
+        value = self.params.get(RANKER)
+        return value if isinstance(value, PolicyChoice) else None
+
+    @property
+    def policy(self) -> str | None:
+        ranker = self.ranker
+        return None if ranker is None else ranker.policy
+
+    @property
+    def policy_params(self) -> dict[str, float | int | str | bool]:
+        ranker = self.ranker
+        return {} if ranker is None else dict(ranker.params)
 
 
 class Layer(_Spec):
@@ -245,10 +286,16 @@ class Layer(_Spec):
 
 
 class ExperimentSpec(_Spec):
+    """One experiment. ``kind: holdout`` is a surface's holdout: its ``control`` variant (e.g. 5 % of
+    users) is served the surface's defaults and no other experiment on the surface; every request
+    to the surface exposes it, so the total effect of what runs and shipped can be measured."""
+
     v: Literal[1] = 1
     id: Name
     salt: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
     unit: Literal["user"] = "user"
+    kind: Literal["ab", "holdout"] = "ab"
+    surface: Name = DEFAULT_SURFACE
     description: str = ""
     variants: Annotated[tuple[Variant, ...], Field(min_length=2)]
     control: Name
@@ -277,7 +324,18 @@ class ExperimentSpec(_Spec):
                 raise ValueError(f"metrics[{i}].name: duplicate metric {name!r}")
         if not any(m.role == "success" for m in self.metrics):
             raise ValueError("metrics: at least one success metric is required")
+        if self.kind == "holdout":
+            if self.layer is not None:
+                raise ValueError("layer: a holdout is salted apart from every layer; it has none")
+            for i, variant in enumerate(self.variants):
+                if variant.params:
+                    raise ValueError(f"variants[{i}].params: a holdout's variants set no parameters")
         return self
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        """The surface parameters some variant of this experiment sets: the ones it owns."""
+        return frozenset(name for variant in self.variants for name in variant.params)
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)

@@ -116,6 +116,9 @@ class Exposure(_Record):
     variant: Name
     user_id: RecordId
     ts: EventTime
+    #: where and how the variant shaped the response: the surface and the parameters it set there
+    surface: Name | None = None
+    params: Annotated[list[Name], Field(max_length=100)] = Field(default_factory=list)
 
 
 class ModelSnapshot(_Record):

@@ -172,29 +172,45 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply_spec(path: str, settings: Settings) -> int:
+    from experiments.admission import admit
     from experiments.spec import load_spec, spec_to_json
+    from experiments.surfaces import load_surfaces
     from infra.kafka.config import producer_config
     from infra.kafka.topics import apply_topics
     from streams.producer import EventPublisher
 
     spec = load_spec(path)
     apply_topics(settings)
+    admit(spec, live=_live_specs(settings), surfaces=load_surfaces())
     with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
     print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
     return 0
 
 
-def _list_specs(settings: Settings) -> int:
+def _live_specs(settings: Settings) -> list[Any]:
+    """The newest valid spec of every experiment on the experiments topic (invalid records are skipped)."""
+    from experiments.errors import InvalidSpec
     from experiments.spec import spec_from_json
     from infra.kafka.topic_reader import newest_per_key, read_topic
 
+    specs = []
     for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
         if record.value is None:
             continue
-        spec = spec_from_json(record.value)
-        variants = ", ".join(f"{v.name}={v.weight:g}:{v.policy}" for v in spec.variants)
-        print(f"{spec.id:28} variants [{variants}]  metrics [{', '.join(m.name for m in spec.metrics)}]")
+        try:
+            specs.append(spec_from_json(record.value))
+        except InvalidSpec as exc:
+            print(f"warning: a record on the experiments topic is not a valid spec: {exc}", file=sys.stderr)
+    return specs
+
+
+def _list_specs(settings: Settings) -> int:
+    for spec in _live_specs(settings):
+        variants = ", ".join(f"{v.name}={v.weight:g}:{'+'.join(sorted(v.params)) or 'defaults'}" for v in spec.variants)
+        layer = spec.layer.name if spec.layer else "-"
+        print(f"{spec.id:28} {spec.kind:8} surface {spec.surface:10} layer {layer:16} variants [{variants}]  "
+              f"metrics [{', '.join(m.name for m in spec.metrics)}]")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The main job (``make demo``): both stacks live on an embedded broker, a simulated population,
-and the experiment report that catches a bandit winning plays and losing retention.
+three concurrent experiments on the home surface (the ranker, the layout, and the surface's
+holdout), and the reports that catch a bandit winning plays and losing retention.
 
 Everything it starts it stops, also on Ctrl-C: the broker is a context manager,
 the four workers run under a ``Supervisor``, each in its own process and log.
@@ -14,12 +15,15 @@ import shutil
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.admission import admit
+from experiments.report.interactions import Interaction, interactions_from_topics
 from experiments.report.owner import run_report
-from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
+from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec, spec_to_json
+from experiments.surfaces import load_surfaces
 from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.config import producer_config
@@ -32,7 +36,10 @@ from infra.simulation.truth import write_truth
 
 logger = logging.getLogger(__name__)
 
-SPEC_PATH = DEMO_SPEC_PATH
+
+def demo_specs() -> list[ExperimentSpec]:
+    """The demo's experiments, the ranker experiment first (the learning curve follows it)."""
+    return [load_spec(path) for path in DEMO_SPEC_PATHS]
 
 
 @dataclass(frozen=True)
@@ -53,14 +60,17 @@ class DemoOptions:
 @dataclass
 class DemoResult:
     simulation: SimulationResult
-    report: dict[str, Any]
+    report: dict[str, Any]  # of the ranker experiment
     table: str
+    reports: dict[str, dict[str, Any]]  # of every experiment
+    tables: dict[str, str]
     wall_s: float
     probe: LatencyProbe
     aggregator_killed_at: float | None  # monotonic time of the SIGKILL, if any
-    live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key
+    live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key, every experiment
     replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
     pids: list[int]  # the broker's and every worker's, restarts included
+    interactions: list[Interaction]  # between every pair of the concurrent experiments
 
 
 class LatencyProbe(threading.Thread):
@@ -133,14 +143,16 @@ def _serving_ready(url: str) -> bool:
         return False
 
 
-def _windows_closed(settings: Settings, experiment: str) -> bool:
-    values = _metric_records(settings, experiment)
-    return bool(values) and all(v["in_progress"] == 0 and v["n"] > 0 for v in values)
+def _windows_closed(settings: Settings, experiments: list[str]) -> bool:
+    values = _metric_records(settings, experiments)
+    return {v["experiment"] for v in values} == set(experiments) and all(
+        v["in_progress"] == 0 and v["n"] > 0 for v in values)
 
 
 def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
     started = time.monotonic()
-    spec = load_spec(SPEC_PATH)
+    specs = demo_specs()
+    ids = [spec.id for spec in specs]
     shutil.rmtree(options.state_dir, ignore_errors=True)
     options.state_dir.mkdir(parents=True)
     with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker:
@@ -148,31 +160,53 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             update={"bootstrap_servers": broker.bootstrap, "state_dir": options.state_dir.resolve()}
         )
         say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
-        _publish_experiment(settings, spec)
+        publish_experiments(settings, specs)
         port = free_port()
         with Supervisor(state_dir=settings.state_dir, env=_worker_env(settings, broker.bootstrap)) as supervisor:
-            specs = _start_workers(supervisor, port)
-            driven = _drive(settings, options, supervisor, specs, serve_url=f"http://127.0.0.1:{port}")
+            processes = _start_workers(supervisor, port)
+            driven = _drive(settings, options, supervisor, processes, serve_url=f"http://127.0.0.1:{port}", specs=specs)
             say("waiting for the aggregator to close every metric window")
-            wait_for(lambda: _windows_closed(settings, spec.id), timeout_s=120, interval_s=1.0,
+            wait_for(lambda: _windows_closed(settings, ids), timeout_s=120, interval_s=1.0,
                      what="every metric window closed")
-            files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
-            live_metrics = _metric_records(settings, spec.id)
-            replayed = _replay(settings, spec.id) if options.replay_check else None
+            files = {spec.id: run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
+                     for spec in specs}
+            live_metrics = _metric_records(settings, ids)
+            interactions = interactions_from_topics(settings, specs)
+            replayed = _replay(settings, ids) if options.replay_check else None
             pids = [broker.pid, *supervisor.started_pids]
-        write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truth)
-        write_learning_curve_png(driven.simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
+        for spec in specs:
+            write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truths[spec.id])
+        write_learning_curve_png(driven.simulation.learning_curve,
+                                 options.out_dir / f"{specs[0].id}-learning-curve.png")
+    primary = files[specs[0].id]
     return DemoResult(
-        driven.simulation, files.report, files.table, time.monotonic() - started, driven.probe,
-        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids,
+        driven.simulation, primary.report, primary.table, {k: f.report for k, f in files.items()},
+        {k: f.table for k, f in files.items()}, time.monotonic() - started, driven.probe,
+        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids, interactions,
     )
 
 
-def _publish_experiment(settings: Settings, spec: ExperimentSpec) -> None:
+def publish_experiments(settings: Settings, specs: list[ExperimentSpec]) -> None:
+    """Admit each spec next to the ones before it (surfaces, layers, parameter owners), then publish."""
     apply_topics(settings)
+    surfaces = load_surfaces()
+    admitted: list[ExperimentSpec] = []
+    for spec in specs:
+        admit(spec, live=admitted, surfaces=surfaces)
+        admitted.append(spec)
     with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
-    say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
+        for spec in specs:
+            publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    for spec in specs:
+        layer = spec.layer.name if spec.layer else "none"
+        variants = ", ".join(
+            f"{v.name} sets {', '.join(f'{k}={_shown(val)}' for k, val in sorted(v.params.items())) or 'nothing'}"
+            for v in spec.variants)
+        say(f"experiment {spec.id} ({spec.kind}, surface {spec.surface}, layer {layer}): {variants}")
+
+
+def _shown(value: Any) -> str:
+    return value.policy if hasattr(value, "policy") else str(value)
 
 
 def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
@@ -202,14 +236,15 @@ class _DrivenRun:
     killed: list[float]  # monotonic time of the aggregator's SIGKILL, if it was killed
 
 
-def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, specs: dict[str, ProcessSpec],
-           *, serve_url: str) -> _DrivenRun:
+def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, processes: dict[str, ProcessSpec],
+           *, serve_url: str, specs: list[ExperimentSpec]) -> _DrivenRun:
     """The simulated users against the live stack, with serving's latency probed throughout."""
     probe = LatencyProbe(serve_url)
     probe.start()
     killed: list[float] = []
     try:
-        simulation = asyncio.run(_simulate(settings, serve_url, options, supervisor, specs["experiments"], killed))
+        simulation = asyncio.run(
+            _simulate(settings, serve_url, options, supervisor, processes["experiments"], killed, specs))
     finally:
         probe.stop()
     supervisor.check()
@@ -220,12 +255,13 @@ def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, spe
     return _DrivenRun(simulation, probe, killed)
 
 
-def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:
+def _metric_records(settings: Settings, experiments: list[str]) -> list[dict[str, Any]]:
     records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
-    return [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+    return [json.loads(r.value) for k, r in records.items()
+            if k and k.decode().split("/", 1)[0] in experiments and r.value is not None]
 
 
-def _replay(settings: Settings, experiment: str) -> list[dict[str, Any]]:
+def _replay(settings: Settings, experiments: list[str]) -> list[dict[str, Any]]:
     """The same topics aggregated again by an aggregator that was never disturbed (nothing published)."""
     from experiments.aggregation.aggregator import Aggregator, open_store
 
@@ -233,7 +269,7 @@ def _replay(settings: Settings, experiment: str) -> list[dict[str, Any]]:
     say("replaying the same topics through an undisturbed aggregator, for comparison")
     Aggregator(settings=replay, group=f"{settings.topic_prefix}replay-check", publish=False).run(idle_exit_s=3.0)
     with open_store(replay) as store:
-        return store.metric_records(experiment)
+        return [record for experiment in experiments for record in store.metric_records(experiment)]
 
 
 async def _simulate(
@@ -243,6 +279,7 @@ async def _simulate(
     supervisor: Supervisor,
     aggregator: ProcessSpec,
     killed: list[float],
+    specs: list[ExperimentSpec],
 ) -> SimulationResult:
     def progress(message: str) -> None:
         say(message)
@@ -255,7 +292,7 @@ async def _simulate(
 
     return await run_simulation(
         settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
-        min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings),
+        min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings), specs=specs,
     )
 
 
@@ -306,25 +343,55 @@ def write_learning_curve_png(curve: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+def decisions_against_truth(result: DemoResult) -> list[dict[str, Any]]:
+    """Per experiment: its kind, the report's decision and the truth's. A holdout is reported, not decided."""
+    rows = []
+    for experiment, report in result.reports.items():
+        truth = result.simulation.truths[experiment]
+        decided = truth["kind"] != "holdout"
+        rows.append({
+            "experiment": experiment, "kind": truth["kind"], "decision": report["decision"]["verdict"],
+            "truth": truth["decision"], "decided": decided,
+            "matches": (report["decision"]["verdict"] == truth["decision"]) if decided else None,
+            "srm_passed": report["srm"]["passed"],
+            "true_effects": {name: {v: e["relative"] for v, e in m["effects"].items()}
+                             for name, m in truth["metrics"].items()},
+        })
+    return rows
+
+
 def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     options = options or DemoOptions()
     result = run(settings=settings, options=options)
-    print(result.table, flush=True)
-    truth = result.simulation.truth
-    say(f"ground truth (the simulator's model): decision {truth['decision']}")
-    for name, metric in truth["metrics"].items():
-        for variant, effect in metric["effects"].items():
-            say(f"  {name} {variant}: true relative effect {effect['relative']:+.2%} ({effect['verdict']})")
+    for experiment, table in result.tables.items():
+        print(table, flush=True)
+        truth = result.simulation.truths[experiment]
+        say(f"ground truth of {experiment} (the simulator's model): decision {truth['decision']}")
+        for name, metric in truth["metrics"].items():
+            for variant, effect in metric["effects"].items():
+                say(f"  {name} {variant}: true relative effect {effect['relative']:+.2%} ({effect['verdict']})")
     say("learning curve: play rate of recommendations by simulated day")
     curve = result.simulation.learning_curve
     for day in sorted({row["day"] for row in curve}):
         rates = "  ".join(f"{row['variant']} {row['play_rate']:.2f}" for row in curve if row["day"] == day)
         say(f"  day {day:+d}: {rates}")
     say(f"serving probe during the run: {json.dumps(result.probe.summary())}")
-    verdict = result.report["decision"]["verdict"]
-    say(f"report decision: {verdict}; truth: {truth['decision']}; wall time {result.wall_s:.0f} s")
-    say(f"wrote {options.out_dir}/")
-    return 0 if verdict == truth["decision"] else 1
+    rows = decisions_against_truth(result)
+    say("interactions between the concurrent experiments (Holm-corrected over every pair, arm and metric):")
+    for interaction in result.interactions:
+        say(f"  {interaction.describe()}")
+    summary = options.out_dir / "demo-summary.json"
+    summary.write_text(json.dumps({"experiments": rows, "interactions": [asdict(i) for i in result.interactions],
+                                   "wall_s": round(result.wall_s, 1)}, indent=2) + "\n")
+    for row in rows:
+        if row["decided"]:
+            say(f"{row['experiment']}: report decision {row['decision']}; truth {row['truth']}"
+                f"{'' if row['matches'] else '  <-- MISMATCH'}")
+        else:
+            say(f"{row['experiment']} (holdout, reported not decided): the report says {row['decision']}, "
+                f"the truth {row['truth']}")
+    say(f"wall time {result.wall_s:.0f} s; wrote {options.out_dir}/ (summary in {summary.name})")
+    return 0 if all(row["matches"] for row in rows if row["decided"]) else 1
 
 
 def start_detached(*, settings: Settings, port: int) -> int:
@@ -334,10 +401,8 @@ def start_detached(*, settings: Settings, port: int) -> int:
     if settings.embedded and not settings.bootstrap_servers:
         state = broker.daemon_up(state_file=settings.broker_state_file, binary=settings.broker_binary)
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
-    apply_topics(settings)
-    spec = load_spec(SPEC_PATH)
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    specs = demo_specs()
+    publish_experiments(settings, specs)
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
@@ -349,5 +414,5 @@ def start_detached(*, settings: Settings, port: int) -> int:
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")
     print(f"broker {settings.resolved_bootstrap()}; serving {url}; logs in {supervisor.log_dir}")
-    print(f"try: tandem simulate --serve-url {url} --users 300; tandem report {spec.id}; tandem down")
+    print(f"try: tandem simulate --serve-url {url} --users 2000; tandem report {specs[0].id}; tandem down")
     return 0

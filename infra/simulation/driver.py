@@ -27,7 +27,7 @@ import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,8 +38,8 @@ import aiohttp
 from experiments.spec import ExperimentSpec
 from infra.kafka.topics import EVENTS
 from infra.settings import Settings
-from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, User, make_users, session
-from infra.simulation.offline import REWARD_WINDOW_MS, LearningCurve, credit_rewards, load_demo_spec
+from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, Served, User, make_users, session
+from infra.simulation.offline import REWARD_WINDOW_MS, LearningCurve, credit_rewards, load_demo_specs
 from infra.simulation.truth import compute_truth, write_truth
 from streams.events import ListeningEvent
 
@@ -62,7 +62,8 @@ class SimulationResult:
     events_published: int = 0
     delivery_error: str | None = None
     exposed: dict[str, int] = field(default_factory=dict)
-    truth: dict[str, Any] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)  # of the experiment the learning curve follows
+    truths: dict[str, dict[str, Any]] = field(default_factory=dict)  # of every experiment simulated
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
     start_ms: int = 0
@@ -112,28 +113,34 @@ class _Client:
         return answer
 
 
+def _served(answer: dict[str, Any], user: User, at: int) -> Served:
+    """The answer as the user model takes it; every experiment it exposes is remembered."""
+    exposed = answer.get("exposed")
+    if isinstance(exposed, dict):
+        for experiment, variant in exposed.items():
+            user.expose(str(experiment), str(variant), at)
+    num_items = (answer.get("params") or {}).get("num_items")
+    return Served(answer["arm"], num_items if isinstance(num_items, int) and num_items > 0 else None)
+
+
 async def _run_session(
     client: _Client, spec: ExperimentSpec, params: ModelParams, user: User, ts: int, day: int,
     curve: LearningCurve,
 ) -> list[ListeningEvent]:
+    """One session against serving; ``spec`` is the experiment whose variants the learning curve follows."""
     events: list[ListeningEvent] = []
     before = len(user.expected)
-    served: list[tuple[int, str, str | None]] = []  # (ts, arm, variant) of the answered recommendations
+    served: list[tuple[int, str, str | None]] = []  # (ts, arm, variant of spec) of the answered recommendations
     run = session(params, user, ts, day, events)
     try:
         at = run.send(None)
         while True:
             answer = await client.recommend(user.user_id, at)
-            arm = None
+            shown = None
             if answer is not None:
-                arm = answer["arm"]
-                variant = answer.get("variant")
-                if answer.get("experiment", spec.id) != spec.id or spec.variant(str(variant)) is None:
-                    variant = None  # outside the experiment (holdout), or another experiment's variant
-                if variant is not None and user.exposed_at is None:
-                    user.exposed_at, user.variant = at, variant
-                served.append((at, arm, variant))
-            at = run.send(arm)
+                shown = _served(answer, user, at)
+                served.append((at, shown.arm, (answer.get("exposed") or {}).get(spec.id)))
+            at = run.send(shown)
     except StopIteration:
         pass
     if served:
@@ -285,6 +292,7 @@ async def run_simulation(
     progress: Callable[[str], None] | None = None,
     params: ModelParams = ModelParams(),  # noqa: B008 - frozen
     spec: ExperimentSpec | None = None,
+    specs: Sequence[ExperimentSpec] | None = None,
     publisher: Publisher | None = None,
     concurrency: int = 32,
     retries: int = 2,
@@ -296,13 +304,16 @@ async def run_simulation(
 ) -> SimulationResult:
     """Drive ``users`` simulated users against serving and the broker; see the module docstring.
 
+    ``specs`` are the experiments whose truth is computed (default: the demo's); ``spec``, the one
+    the learning curve follows (default: the first of them).
     ``publisher`` defaults to an ``EventPublisher`` on ``settings``' events topic (closed at
     the end); ``min_step_wall_s`` slows the clock down when the workers must keep up.
     ``before_experiment`` is awaited once the pre-period's events are all delivered, before
     day 0 (e.g. until the features worker has caught up with them).
     """
     began = time.perf_counter()
-    spec = spec or load_demo_spec()
+    specs = list(specs) if specs is not None else ([spec] if spec is not None else load_demo_specs())
+    spec = spec or specs[0]
     people = make_users(params, users=users, seed=seed)
     agenda = sorted((ts, u.index, day) for u in people for ts, day in u.slot_times(params))
     result = SimulationResult(users=users, seed=seed, start_ms=agenda[0][0] if agenda else ORIGIN_MS,
@@ -328,7 +339,8 @@ async def run_simulation(
         close_error = await outbox.close(close_publisher=publisher is None)
         result.delivery_error = result.delivery_error or close_error
         result.events_published = outbox.published
-    result.truth = compute_truth(people, spec)
+    result.truths = {s.id: compute_truth(people, s) for s in specs}
+    result.truth = result.truths.get(spec.id) or compute_truth(people, spec)
     result.exposed = dict(result.truth["units"])
     result.learning_curve = curve.rows()
     result.wall_s = round(time.perf_counter() - began, 3)
@@ -341,14 +353,17 @@ def simulate(settings: Settings, *, serve_url: str, users: int, seed: int, truth
     result = asyncio.run(run_simulation(settings=settings, serve_url=serve_url, users=users, seed=seed,
                                         progress=lambda message: print(message, flush=True)))
     path = write_truth(truth_path or Path(settings.state_dir) / "simulation" / f"truth-seed{seed}.json",
-                       {**result.truth, "run": {k: v for k, v in result.to_dict().items() if k != "truth"}})
+                       {**result.truth, "experiments": result.truths,
+                        "run": {k: v for k, v in result.to_dict().items() if k not in ("truth", "truths")}})
     print(f"{result.users} users, {result.sessions} sessions, {result.recommendations} recommendations "
           f"({sum(result.serving_errors.values())} serving errors {result.serving_errors}), "
           f"{result.events_published} events, exposed {result.exposed}, {result.wall_s:.1f} s; truth in {path}")
-    for name, metric in result.truth["metrics"].items():
-        for variant, effect in metric["effects"].items():
-            print(f"  true {name}: {variant} {effect['relative']:+.2%} ({effect['verdict']})")
-    print(f"  true decision: {result.truth['decision']}")
+    for truth in result.truths.values():
+        print(f"  experiment {truth['experiment']} ({truth['kind']}), units {truth['units']}:")
+        for name, metric in truth["metrics"].items():
+            for variant, effect in metric["effects"].items():
+                print(f"    true {name}: {variant} {effect['relative']:+.2%} ({effect['verdict']})")
+        print(f"    true decision: {truth['decision']}")
     if result.delivery_error:
         print(f"events not all delivered: {result.delivery_error}")
         return 1

@@ -12,7 +12,8 @@ have one clear favourite), an activity level, and a return model:
   ``start + k days + offset`` (offset uniform in [1 h, 22 h)), so day ``k`` of a user lies
   inside ``[k d, (k + 1) d)`` after the first exposure. Before day 0 sessions are organic
   plays only; from day 0 on, a session is ``recs_per_session`` recommendations (each
-  played or skipped) then a Poisson(``organic_per_session``) number of organic plays.
+  played or skipped; the first answer's ``num_items``, the home surface's parameter, sets
+  how many the session shows) then a Poisson(``organic_per_session``) number of organic plays.
 - **return.** The probability of the session of day ``k`` is, before day 0,
   ``sigmoid(activity)``; from day 1 on,
   ``sigmoid(activity + genre_weight * (G - reference_genres) + item_weight * (ln(1 + I) - reference_items))``
@@ -125,6 +126,14 @@ class Expected:
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """What serving answered for one recommendation: the arm, and the surface's ``num_items``."""
+
+    arm: str
+    num_items: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Slot:
     """One day's possible session: when, with which probability, and whether it happened."""
 
@@ -147,9 +156,13 @@ class User:
     recent: deque[tuple[int, int, str]] = field(default_factory=deque, repr=False)  # (ts, genre, item) plays
     expected: list[Expected] = field(default_factory=list, repr=False)
     slots: list[Slot] = field(default_factory=list, repr=False)
-    exposed_at: int | None = None
-    variant: str | None = None
+    #: experiment -> (first exposure's event time, variant)
+    first_exposures: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
     events: int = 0
+
+    def expose(self, experiment: str, variant: str, ts: int) -> None:
+        """Remember the user's first exposure to ``experiment`` (later ones change nothing)."""
+        self.first_exposures.setdefault(experiment, (ts, variant))
 
     def slot_times(self, params: ModelParams) -> list[tuple[int, int]]:
         """``(ts, day)`` of every possible session, day -7 to ``post_days``, before the horizon."""
@@ -250,12 +263,13 @@ class _Emitter:
 
 def session(
     params: ModelParams, user: User, ts: int, day: int, out: list[ListeningEvent]
-) -> Generator[int, str | None, None]:
+) -> Generator[int, Served | None, None]:
     """One day's possible session of ``user``, appending its events to ``out``.
 
     A generator: it yields the event time of each recommendation it needs and is sent
-    the arm served (``None`` when serving failed: that recommendation is lost). It
-    decides first whether the session happens at all (day 0 always does).
+    what was served (``None`` when serving failed: that recommendation is lost). The first
+    answer's ``num_items`` sets how many recommendations the session shows. It decides
+    first whether the session happens at all (day 0 always does).
     """
     rng = user.rng
     if day == 0:
@@ -275,8 +289,13 @@ def session(
         emit.organic(ts, 1 + _poisson(rng, params.pre_organic_per_session - 1.0))
         return
     index = {genre: g for g, genre in enumerate(params.genres)}
-    for _ in range(params.recs_per_session):
-        arm = yield ts
+    shown, limit = 0, params.recs_per_session
+    while shown < limit:
+        served = yield ts
+        if shown == 0 and served is not None and served.num_items is not None:
+            limit = served.num_items
+        shown += 1
+        arm = served.arm if served is not None else None
         g = index.get(arm) if arm is not None else None
         if g is None:  # serving failed (or answered an unknown arm): nothing to listen to
             ts += 2_000

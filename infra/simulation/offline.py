@@ -1,13 +1,14 @@
 """The simulator in one process: the user model against real policy objects, no Kafka, no HTTP.
 
-It mirrors what the running stack does, minus the transport: users are assigned with
-``experiments.assignment.assign`` (holdout users get the default policy, as serving does);
-each variant's policy is ``make_policy(variant.policy, seed=seed, **variant.policy_params)``
-(variants naming the same policy share one object, as serving shares one per name); the
-context is the user's features (``UserFeatureState.features()``, as the features worker
-writes them to Feast); the reward of a decision is the ms played of the plays of its genre
-within ``reward_window_ms``, each play credited to the most recent matching decision (the
-learner's default join), applied ``update_lag_ms`` after its window closes.
+It mirrors what the running stack does, minus the transport: each session's parameters are
+composed with ``experiments.assignment.compose`` over the experiments' specs and the home
+surface (holdout users get the surface's defaults, as serving does); the ``ranker`` is
+``make_policy(name, seed=seed, **params)``, one object per (name, params), as serving shares
+one per name; every experiment whose parameter was read is exposed; the context is the
+user's features (``UserFeatureState.features()``, as the features worker writes them to
+Feast); the reward of a decision is the ms played of the plays of its genre within
+``reward_window_ms``, each play credited to the most recent matching decision (the learner's
+default join), applied ``update_lag_ms`` after its window closes.
 
 For tuning the model and for tests: a 2,000-user run takes a few seconds.
 """
@@ -23,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.assignment import assign
-from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec
-from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, User, make_users, session
+from experiments.assignment import compose
+from experiments.spec import DEFAULT_SURFACE, DEMO_SPEC_PATH, DEMO_SPEC_PATHS, ExperimentSpec, load_spec
+from experiments.surfaces import RANKER, PolicyChoice, load_surfaces
+from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, Served, User, make_users, session
 from infra.simulation.truth import compute_truth
 from streams.events import EventType, ListeningEvent
 from streams.features import FeatureConfig, UserFeatureState
@@ -40,15 +42,24 @@ def load_demo_spec() -> ExperimentSpec:
     return load_spec(DEMO_SPEC_PATH)
 
 
-def make_policies(spec: ExperimentSpec, *, seed: int, default_policy: str = "popularity") -> dict[str, Policy]:
-    """One policy object per policy name, built with its variant's ``policy_params``."""
-    policies: dict[str, Policy] = {}
-    for variant in spec.variants:
-        if variant.policy not in policies:
-            policies[variant.policy] = make_policy(variant.policy, seed=seed, **variant.policy_params)
-    if default_policy not in policies:
-        policies[default_policy] = make_policy(default_policy, seed=seed)
-    return policies
+def load_demo_specs() -> list[ExperimentSpec]:
+    """The demo's experiments: the ranker experiment first (the learning curve follows it)."""
+    return [load_spec(path) for path in DEMO_SPEC_PATHS]
+
+
+class _Policies:
+    """One policy object per (name, params), built on first use, as serving keeps them."""
+
+    def __init__(self, *, seed: int) -> None:
+        self.seed = seed
+        self.by_choice: dict[tuple[str, tuple[tuple[str, Any], ...]], Policy] = {}
+
+    def get(self, choice: PolicyChoice) -> tuple[str, Policy]:
+        key = (choice.policy, tuple(sorted(choice.params.items())))
+        policy = self.by_choice.get(key)
+        if policy is None:
+            policy = self.by_choice[key] = make_policy(choice.policy, seed=self.seed, **choice.params)
+        return f"{choice.policy}{list(key[1]) if key[1] else ''}", policy
 
 
 class LearningCurve:
@@ -80,13 +91,19 @@ class OfflineResult:
     counts: dict[str, int]
     wall_s: float
     people: list[User] = field(repr=False, default_factory=list)
+    truths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = {name: {**m["means"], **{f"{v}_effect": e for v, e in m["effects"].items()}}
                for name, m in self.truth["metrics"].items()}
         return {"users": self.users, "days": self.days, "wall_s": round(self.wall_s, 2),
                 "units": self.truth["units"], "decision": self.truth["decision"],
-                "genres_served_7d": self.truth["genres_served_7d"], "metrics": out}
+                "genres_served_7d": self.truth["genres_served_7d"], "metrics": out,
+                "experiments": {
+                    exp: {"kind": t["kind"], "units": t["units"], "decision": t["decision"],
+                          "effects": {name: {v: round(e["relative"], 4) for v, e in m["effects"].items()}
+                                      for name, m in t["metrics"].items()}}
+                    for exp, t in self.truths.items()}}
 
 
 def credit_rewards(
@@ -119,7 +136,7 @@ def _learn_due(pending: list[tuple[int, int, str, dict[str, float], str, float]]
 
 def _play_session(
     params: ModelParams, user: User, ts: int, day: int, state: UserFeatureState, policy: Any, arms: list[str],
-    variant: str | None,
+    num_items: int | None, exposed: dict[str, str],
 ) -> tuple[list[ListeningEvent], list[tuple[int, str]], list[dict[str, float]]]:
     """One session: each recommendation chosen by ``policy`` from the user's features as of that
     moment; the session's events, its decisions ``(ts, arm)`` and the contexts they were made in."""
@@ -136,11 +153,11 @@ def _play_session(
             applied = len(events)
             context = {k: float(v) for k, v in state.features().items()}
             arm = policy.choose(context, arms).arm
-            if user.exposed_at is None and variant is not None:
-                user.exposed_at, user.variant = at, variant
+            for experiment, variant in exposed.items():
+                user.expose(experiment, variant, at)
             decisions.append((at, arm))
             contexts.append(context)
-            at = run.send(arm)
+            at = run.send(Served(arm, num_items))
     except StopIteration:
         pass
     for event in events[applied:]:
@@ -153,16 +170,22 @@ def run_offline(
     users: int = 2000,
     seed: int = 0,
     spec: ExperimentSpec | None = None,
+    specs: list[ExperimentSpec] | None = None,
     params: ModelParams = ModelParams(),  # noqa: B008 - frozen
     reward_window_ms: int = REWARD_WINDOW_MS,
     update_lag_ms: int = HOUR_MS,
     reward_fn: Callable[[float], float] = float,
 ) -> OfflineResult:
-    """Simulate ``users`` users against the spec's policies in process; see the module docstring."""
+    """Simulate ``users`` users against the specs' policies in process; see the module docstring.
+
+    ``specs`` default to ``[spec]`` if given, else the demo's experiments; the learning curve and
+    ``truth`` follow ``spec`` (default: the first of them), ``truths`` cover them all.
+    """
     began = time.perf_counter()
-    spec = spec or load_demo_spec()
-    policies = make_policies(spec, seed=seed)
-    variant_policy = {v.name: v.policy for v in spec.variants}
+    specs = specs if specs is not None else ([spec] if spec is not None else load_demo_specs())
+    spec = spec or specs[0]
+    surface = load_surfaces()[DEFAULT_SURFACE]
+    policies = _Policies(seed=seed)
     people = make_users(params, users=users, seed=seed)
     config = FeatureConfig(top_genres=params.genres)
     states = {u.user_id: UserFeatureState(u.user_id, config=config) for u in people}
@@ -171,28 +194,34 @@ def run_offline(
     pending: list[tuple[int, int, str, dict[str, float], str, float]] = []  # (due, seq, policy, ctx, arm, reward)
     curve = LearningCurve()
     counts = {"sessions": 0, "recommendations": 0, "events": 0, "updates": 0}
+    learners: dict[str, Policy] = {}
     seq = 0
     for ts, index, day in agenda:
-        counts["updates"] += _learn_due(pending, ts, policies, reward_fn)
+        counts["updates"] += _learn_due(pending, ts, learners, reward_fn)
         user = people[index]
         state = states[user.user_id]
-        variant = assign(spec, user.user_id, at_ms=ts)
-        name = variant_policy[variant] if variant is not None else "popularity"
-        events, decisions, contexts = _play_session(params, user, ts, day, state, policies[name], arms, variant)
+        composition = compose(surface, specs, user.user_id, at_ms=ts)
+        name, policy = policies.get(composition.read(RANKER))
+        learners[name] = policy
+        num_items = composition.read("num_items") if "num_items" in composition.values else None
+        exposed = composition.used() if day >= 0 else {}
+        events, decisions, contexts = _play_session(params, user, ts, day, state, policy, arms, num_items, exposed)
         counts["events"] += len(events)
         counts["sessions"] += bool(events)
         counts["recommendations"] += len(decisions)
         rewards = credit_rewards(decisions, events, reward_window_ms)
         recs = [e for e in user.expected[-len(decisions) - 1:] if e.arm is not None] if decisions else []
+        variant = exposed.get(spec.id)
         for k, (at, arm) in enumerate(decisions):
             seq += 1
             heapq.heappush(pending, (at + reward_window_ms + update_lag_ms, seq, name, contexts[k], arm, rewards[k]))
             if variant is not None and k < len(recs):
                 curve.add(variant, at, recs[k].played, rewards[k])
-    truth = compute_truth(people, spec)
+    truths = {s.id: compute_truth(people, s) for s in specs}
     days = (params.horizon_ms() - ORIGIN_MS) / DAY_MS
-    return OfflineResult(users=users, seed=seed, days=round(days, 2), truth=truth, learning_curve=curve.rows(),
-                         counts=counts, wall_s=time.perf_counter() - began, people=people)
+    return OfflineResult(users=users, seed=seed, days=round(days, 2), truth=truths[spec.id],
+                         learning_curve=curve.rows(), counts=counts, wall_s=time.perf_counter() - began,
+                         people=people, truths=truths)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,16 +35,15 @@ from infra.simulation.model import DAY_MS, Expected, Slot
 
 class UserHistory(Protocol):
     user_id: str
-    variant: str | None
-    exposed_at: int | None
+    first_exposures: dict[str, tuple[int, str]]  # experiment -> (ts, variant)
     expected: list[Expected]
     slots: list[Slot]
 
 
-def user_values(user: UserHistory) -> dict[str, float]:
-    """One exposed user's expected ``plays``, ``skips``, ``ms_played`` in [0, 7 d) and ``active`` in [7 d, 8 d)."""
-    assert user.exposed_at is not None
-    lo, hi = user.exposed_at, user.exposed_at + 7 * DAY_MS
+def user_values(user: UserHistory, exposed_at: int) -> dict[str, float]:
+    """One exposed user's expected ``plays``, ``skips``, ``ms_played`` in [0, 7 d) and ``active`` in [7 d, 8 d)
+    after the first exposure at ``exposed_at``."""
+    lo, hi = exposed_at, exposed_at + 7 * DAY_MS
     inside = [e for e in user.expected if lo <= e.ts < hi]
     inactive = 1.0
     for slot in user.slots:
@@ -78,8 +77,9 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
     """Per-variant true means, treatment − control effects and the true decision (see module doc)."""
     by_variant: dict[str, list[dict[str, float]]] = {v.name: [] for v in spec.variants}
     for user in users:
-        if user.variant in by_variant and user.exposed_at is not None:
-            by_variant[user.variant].append(user_values(user))
+        first = user.first_exposures.get(spec.id)
+        if first is not None and first[1] in by_variant:
+            by_variant[first[1]].append(user_values(user, first[0]))
     control = spec.control
     metrics: dict[str, Any] = {}
     verdicts: list[str] = []
@@ -111,6 +111,7 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
     total = sum(len(rows) for rows in by_variant.values())
     return {
         "experiment": spec.id,
+        "kind": spec.kind,
         "definition": "expected metric under the model given realized sessions and served arms",
         "units": {v: len(rows) for v, rows in by_variant.items()},
         "srm": {"expected_shares": {v.name: v.weight for v in spec.variants},

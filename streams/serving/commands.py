@@ -15,7 +15,7 @@ from aiohttp import web
 
 from infra.kafka.config import consumer_config, librdkafka_producer_config
 from infra.kafka.librdkafka import LibrdkafkaProducer
-from infra.kafka.topics import DECISIONS, EXPERIMENTS, EXPOSURES, MODELS
+from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EXPERIMENTS, EXPOSURES, MODELS
 from infra.settings import Settings
 from streams.features.online import open_online_store
 from streams.serving.decision_log import DecisionLog
@@ -42,10 +42,11 @@ def build_service(
                  **(producer_overrides or {})}
     log = DecisionLog(
         producer_factory=lambda: _producer(settings, overrides, on_error=log.broker_error),
-        topics={"decisions": settings.topic(DECISIONS), "exposures": settings.topic(EXPOSURES)},
+        topics={DECISIONS.name: settings.topic(DECISIONS), EXPOSURES.name: settings.topic(EXPOSURES),
+                DEAD_LETTERS.name: settings.topic(DEAD_LETTERS)},
         max_pending=config.max_pending,
     )
-    live = LiveConfig()
+    live = LiveConfig(on_rejected=lambda letter: log.offer(DEAD_LETTERS.name, letter))
     reader = LiveConfigReader(
         live=live,
         consumer_config=consumer_config(settings, group_id=None),

@@ -176,7 +176,8 @@ class DecisionLog:
             self._done(kind, error=exc)
             return True
         try:
-            future = producer.send(self.topics[kind], key=record.user_id.encode("utf-8"), value=value)
+            key = str(getattr(record, "user_id", None) or getattr(record, "source_topic", ""))  # dead letter: source
+            future = producer.send(self.topics[kind], key=key.encode("utf-8"), value=value)
         except BufferError as exc:  # the producer's queue is full (the broker is slow or away)
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False

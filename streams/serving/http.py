@@ -56,9 +56,10 @@ async def recommend(request: web.Request) -> web.Response:
         return _error(413, f"body is over the {service.config.max_body_bytes}-byte limit")
     try:
         parsed = parse_request(body, max_candidates=service.config.max_candidates)
+        answer = await service.recommend(parsed)
     except InvalidRequest as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(await service.recommend(parsed))
+    return web.json_response(answer)
 
 
 async def health(request: web.Request) -> web.Response:

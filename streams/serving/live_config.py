@@ -6,7 +6,9 @@ the policies (from the compacted ``models`` topic, key = policy name, value = a
 ``ModelSnapshot`` whose ``state`` is ``policy.to_state()``). Records are applied in
 topic order, so the newest record of each key wins (reader-side compaction); a ``None``
 value (tombstone) removes the key. A record that cannot be applied is counted and
-logged and the previous value stays.
+logged and the previous value stays; a spec record that fails validation (or names a
+surface parameter that does not exist, or a value of the wrong type) is also handed to
+``on_rejected`` as a dead letter.
 
 ``LiveConfigReader`` is the background thread that feeds it from the broker. The
 request path never waits for it: the specs and policies are swapped in whole, so a
@@ -20,11 +22,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from experiments.admission import check_against_surfaces
+from experiments.assignment import SurfaceIndex
 from experiments.spec import ExperimentSpec, spec_from_json
-from streams.events import ModelSnapshot, decode
+from experiments.surfaces import Surface, load_surfaces
+from streams.events import DeadLetter, ModelSnapshot, dead_letter, decode
 from streams.policies import POLICIES, Policy, make_policy, policy_from_state
 
 logger = logging.getLogger(__name__)
@@ -33,9 +38,15 @@ logger = logging.getLogger(__name__)
 class LiveConfig:
     """The specs and policies in force; updated by one thread, read by the request path."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, surfaces: Mapping[str, Surface] | None = None,
+        on_rejected: Callable[[DeadLetter], object] | None = None,
+    ) -> None:
+        self.surfaces = dict(surfaces) if surfaces is not None else load_surfaces()
+        self.on_rejected = on_rejected
         self._specs: dict[str, ExperimentSpec] = {}
         self._ordered: tuple[ExperimentSpec, ...] = ()
+        self._index = SurfaceIndex(())
         self._loaded: dict[str, Policy] = {}
         self._fresh: dict[tuple[str, tuple[tuple[str, Any], ...]], Policy] = {}  # (name, params) -> policy
         self._lock = threading.Lock()
@@ -47,6 +58,10 @@ class LiveConfig:
     def specs(self) -> tuple[ExperimentSpec, ...]:
         """The experiment specs, ordered by id."""
         return self._ordered
+
+    def index(self) -> SurfaceIndex:
+        """The specs arranged by surface and layer for ``experiments.assignment.compose``."""
+        return self._index
 
     def policy(self, name: str, params: Mapping[str, Any] | None = None) -> Policy:
         """The newest snapshot of ``name``, else a fresh one built with ``params`` (a variant's
@@ -71,7 +86,8 @@ class LiveConfig:
 
     # -- updates, from the reader thread -----------------------------------------------
 
-    def apply_spec(self, key: bytes | None, value: bytes | None) -> None:
+    def apply_spec(self, key: bytes | None, value: bytes | None, *, topic: str = "experiments", partition: int = 0,
+                   offset: int = -1) -> None:
         experiment = (key or b"").decode("utf-8", errors="replace")
         if value is None:
             specs = {k: v for k, v in self._specs.items() if k != experiment}
@@ -83,19 +99,25 @@ class LiveConfig:
             spec = spec_from_json(value)
             if spec.id != experiment:
                 raise ValueError(f"key {experiment!r} is not the spec's id {spec.id!r}")
+            check_against_surfaces(spec, self.surfaces)
         except ValueError as exc:
             self.reload_errors["experiments"] += 1
-            logger.error("experiment record %r not applied: %s", experiment, exc)
+            logger.error("experiment record %r not applied (the last good version stays): %s", experiment, exc)
+            if self.on_rejected is not None:
+                self.on_rejected(dead_letter(raw_value=value, raw_key=key, source_topic=topic, partition=partition,
+                                             offset=offset, error=exc, stage="serving.live_config"))
             return
         self._set_specs({**self._specs, spec.id: spec})
         self.reloads["experiments"] += 1
-        logger.info("experiment %s loaded (%s)", spec.id, ", ".join(f"{v.name}:{v.policy}" for v in spec.variants))
+        logger.info("experiment %s loaded on surface %s (%s)", spec.id, spec.surface,
+                    ", ".join(f"{v.name}: {', '.join(sorted(v.params)) or 'defaults'}" for v in spec.variants))
 
     def _set_specs(self, specs: dict[str, ExperimentSpec]) -> None:
         self._specs = specs
         self._ordered = tuple(specs[k] for k in sorted(specs))
+        self._index = SurfaceIndex(self._ordered)
 
-    def apply_snapshot(self, key: bytes | None, value: bytes | None) -> None:
+    def apply_snapshot(self, key: bytes | None, value: bytes | None, **_origin: Any) -> None:
         name = (key or b"").decode("utf-8", errors="replace")
         if value is None:
             self._loaded = {k: v for k, v in self._loaded.items() if k != name}
@@ -189,7 +211,7 @@ class LiveConfigReader:
         for partition, records in batch.items():
             handler = self._handlers[partition.topic]
             for record in records:
-                handler(record.key, record.value)
+                handler(record.key, record.value, topic=record.topic, partition=record.partition, offset=record.offset)
         self.last_poll_monotonic = time.monotonic()
         if not self.ready.is_set() and all(_caught_up(consumer, tp) for tp in assigned):
             self.ready.set()

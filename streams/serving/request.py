@@ -67,11 +67,12 @@ Name = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class RecommendRequest(BaseModel):
-    """``{"user_id": str, "candidates": [str, ...]?, "ts": int ms?}``; nothing else."""
+    """``{"user_id": str, "surface": str?, "candidates": [str, ...]?, "ts": int ms?}``; nothing else."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     user_id: Name
+    surface: Name = "home"
     candidates: tuple[Name, ...] | None = Field(default=None, min_length=1, max_length=MAX_CANDIDATES)
     ts: Annotated[int, Field(ge=MIN_TS_MS, lt=MAX_TS_MS)] | None = None
 

@@ -90,7 +90,8 @@ class ServingService:
     async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
         features = await self.read_features(request.user_id)
         ts = request.ts if request.ts is not None else min(max(int(time.time() * 1000), MIN_TS_MS), MAX_TS_MS - 1)
-        out = self.recommender.recommend(request.user_id, features=features, ts_ms=ts, candidates=request.candidates)
+        out = self.recommender.recommend(request.user_id, features=features, ts_ms=ts, candidates=request.candidates,
+                                         surface=request.surface)
         self.log.offer(DECISIONS.name, out.decision)
         for exposure in out.exposures:
             self.log.offer(EXPOSURES.name, exposure)
@@ -124,8 +125,11 @@ class ServingService:
                 "last_error": None if reader is None else reader.last_error,
             },
             "experiments": {
-                spec.id: {v.name: v.policy for v in spec.variants} for spec in self.live.specs()
+                spec.id: {"surface": spec.surface, "kind": spec.kind,
+                          "variants": {v.name: sorted(v.params) for v in spec.variants}}
+                for spec in self.live.specs()
             },
+            "parameter_conflicts": dict(self.recommender.conflicts),
             "policies": self.live.versions(),
             "default_policy": self.config.default_policy,
             "arms": list(self.config.arms),

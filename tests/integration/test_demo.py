@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.demo.run import DemoOptions, run
+from infra.demo.run import DemoOptions, decisions_against_truth, demo_specs, run
 from infra.kafka.broker import pid_alive
 from infra.settings import load_settings
 
@@ -33,7 +33,8 @@ NOT_FIGURES = ("record_id", "watermark_ts")
 
 def figures(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
-        f"{r['variant']}/{r['metric']}": {k: v for k, v in r.items() if k not in NOT_FIGURES} for r in records
+        f"{r['experiment']}/{r['variant']}/{r['metric']}": {k: v for k, v in r.items() if k not in NOT_FIGURES}
+        for r in records
     }
 
 
@@ -66,6 +67,11 @@ def test_shortened_run_decides_as_the_truth_and_survives_an_aggregator_sigkill(t
     assert truth["decision"] == "do_not_ship"
     assert result.report["srm"]["passed"] is True, result.table
     assert result.report["decision"]["verdict"] == truth["decision"], result.table
+    # The concurrent experiments, each in its own layer, each decided as its truth; the holdout reported.
+    rows = {row["experiment"]: row for row in decisions_against_truth(result)}
+    assert set(rows) == {"discovery_vs_bandit", "home_num_items", "home_holdout"}
+    assert all(row["matches"] for row in rows.values() if row["decided"]), rows
+    assert rows["home_holdout"]["decided"] is False and all(row["srm_passed"] for row in rows.values()), rows
 
     # Isolation: the aggregator was SIGKILLed and restarted mid-run; serving answered throughout.
     assert result.aggregator_killed_at is not None
@@ -75,7 +81,7 @@ def test_shortened_run_decides_as_the_truth_and_survives_an_aggregator_sigkill(t
     assert before["errors"] == after["errors"] == 0, (before, after)
 
     # ...and its figures equal those of an undisturbed aggregation of the same topics.
-    spec_records = len(result.report["metrics"]) * 2  # every metric, control and treatment
+    spec_records = sum(len(spec.metrics) * len(spec.variants) for spec in demo_specs())
     assert result.replayed_metrics is not None and len(result.replayed_metrics) == spec_records
     assert figures(result.live_metrics) == figures(result.replayed_metrics)
     assert all(r["n"] > 0 and r["in_progress"] == 0 for r in result.live_metrics)

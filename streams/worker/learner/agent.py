@@ -98,11 +98,18 @@ def variant_params(settings: Settings) -> dict[str, dict[str, Any]]:
     from experiments.spec import spec_from_json
 
     params: dict[str, dict[str, Any]] = {}
-    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
+    for key, record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).items():
         if record.value is None:
             continue
-        for variant in spec_from_json(record.value).variants:
-            params.setdefault(variant.policy, dict(variant.policy_params))
+        try:
+            variants = spec_from_json(record.value).variants
+        except ValueError as exc:  # InvalidSpec: serving and the aggregator dead-letter it; the learner skips it
+            logger.error("experiments: record %r not read: %s", key, exc)
+            continue
+        for variant in variants:
+            ranker = variant.ranker
+            if ranker is not None:
+                params.setdefault(ranker.policy, dict(ranker.params))
     return params
 
 

@@ -142,3 +142,119 @@ def test_assignment_is_a_pure_function(user, salt):
     assert first in {"v0", "v1"}
     assert assign(spec.model_copy(), user) == first
     assert 0.0 <= unit_hash(salt, user) < 1.0
+
+
+# ---- composition: surfaces, layers, parameters, holdouts ----------------------------------------
+
+from experiments.assignment import check_holdouts, check_parameters, compose  # noqa: E402
+from experiments.surfaces import PolicyChoice, parse_surfaces  # noqa: E402
+
+HOME = parse_surfaces({"surfaces": [{"name": "home", "parameters": [
+    {"name": "ranker", "type": "policy", "default": {"policy": "popularity"}},
+    {"name": "num_items", "type": "int", "default": 3, "minimum": 1, "maximum": 20}]}]})["home"]
+
+
+def param_spec(id: str, salt: str, params: tuple[dict, dict], *, layer: dict | None = None, kind: str = "ab",
+               weights: tuple[float, float] = (0.5, 0.5), surface: str = "home") -> ExperimentSpec:
+    data = {
+        "id": id, "salt": salt, "kind": kind, "surface": surface, "start": "2026-01-01T00:00:00Z",
+        "end": "2026-02-01T00:00:00Z", "control": "v0",
+        "variants": [{"name": f"v{i}", "weight": w, "params": p}
+                     for i, (w, p) in enumerate(zip(weights, params, strict=True))],
+        "metrics": [{"name": "plays", "role": "success", "kind": "mean", "direction": "increase",
+                     "measure": "plays", "window": {"length": "7d"}}],
+    }
+    if layer is not None:
+        data["layer"] = layer
+    return parse_spec(data)
+
+
+RANKERS = ({"ranker": {"policy": "popularity"}}, {"ranker": {"policy": "linucb"}})
+ITEMS = ({"num_items": 3}, {"num_items": 1})
+RANK_A = param_spec("rank_a", "ra", RANKERS, layer={"name": "ranking", "buckets": [0, 4000]})
+RANK_B = param_spec("rank_b", "rb", RANKERS, layer={"name": "ranking", "buckets": [4000, 10_000]})
+LAYOUT = param_spec("layout", "lo", ITEMS, layer={"name": "layout"})
+HOLDOUT = param_spec("holdout", "ho", ({}, {}), kind="holdout", weights=(0.05, 0.95))
+LIVE = [RANK_A, RANK_B, LAYOUT, HOLDOUT]
+
+
+def test_every_user_gets_the_defaults_overlaid_with_each_experiment_it_is_in():
+    check_layers(LIVE)
+    check_parameters(LIVE)
+    for user in USERS[:5000]:
+        c = compose(HOME, LIVE, user)
+        if c.holdout == ("holdout", "v0"):  # held out: the surface's defaults, no experiment
+            assert c.values == HOME.defaults() and c.sources == {} and set(c.assignments) == {"holdout"}
+            continue
+        assert not ("rank_a" in c.assignments and "rank_b" in c.assignments)  # one layer: exclusive
+        assert "layout" in c.assignments  # the layout layer has one experiment taking every bucket
+        for name, (experiment, variant) in c.sources.items():
+            spec = next(s for s in LIVE if s.id == experiment)
+            assert c.values[name] == spec.variant(variant).params[name]
+        assert c.values["num_items"] == (3 if c.assignments["layout"] == "v0" else 1)
+
+
+def test_layers_are_orthogonal_and_the_holdout_is_salted_apart():
+    held = 0
+    table: Counter = Counter()
+    for user in USERS:
+        c = compose(HOME, LIVE, user)
+        if c.holdout == ("holdout", "v0"):
+            held += 1
+            continue
+        rank = c.assignments.get("rank_a") or c.assignments.get("rank_b")
+        table[(rank, c.assignments["layout"])] += 1
+    matrix = [[table[(r, v)] for v in ("v0", "v1")] for r in ("v0", "v1")]
+    assert stats.chi2_contingency(matrix).pvalue > P_MIN  # ranker arm independent of the layout arm
+    assert stats.binomtest(held, len(USERS), 0.05).pvalue > P_MIN
+
+
+def test_only_the_parameters_read_expose_their_experiment():
+    user = next(u for u in USERS if compose(HOME, LIVE, u).holdout == ("holdout", "v1"))
+    c = compose(HOME, LIVE, user)
+    assert c.used() == {"holdout": "v1"}  # nothing read yet: only the surface's holdout
+    c.read("num_items")
+    assert c.used() == {"holdout": "v1", "layout": c.assignments["layout"]}
+    assert c.parameters_set("layout") == ["num_items"]
+    assert isinstance(c.read("ranker"), PolicyChoice)
+    ranker_experiment = "rank_a" if "rank_a" in c.assignments else "rank_b"
+    assert set(c.used()) == {"holdout", "layout", ranker_experiment}
+
+
+def test_a_spec_on_another_surface_shapes_nothing_here():
+    search = param_spec("search_rank", "sr", RANKERS, surface="search")
+    c = compose(HOME, [search], "u1")
+    assert c.values == HOME.defaults() and c.assignments == {}
+
+
+def test_two_experiments_setting_one_parameter_must_share_a_layer():
+    other_layer = param_spec("rank_c", "rc", RANKERS, layer={"name": "elsewhere"})
+    with pytest.raises(SpecConflict, match="'rank_a' and 'rank_c' both set ranker"):
+        check_parameters([RANK_A, other_layer])
+    no_layer = param_spec("rank_d", "rd", RANKERS)
+    with pytest.raises(SpecConflict, match="both set ranker"):
+        check_parameters([no_layer, RANK_B])
+    check_parameters([RANK_A, RANK_B, LAYOUT])  # same layer, or different parameters: fine
+    check_parameters([other_layer, param_spec("rank_e", "re", RANKERS, surface="search")])  # other surface
+
+
+def test_conflicting_records_keep_the_first_owner_and_name_the_other():
+    clash = param_spec("zz_rank", "zz", RANKERS, layer={"name": "elsewhere"})
+    user = next(u for u in USERS if "rank_a" in compose(HOME, [RANK_A, clash], u).assignments)
+    c = compose(HOME, [RANK_A, clash], user)
+    assert c.sources["ranker"][0] == "rank_a" and c.conflicts == ("zz_rank",)
+
+
+def test_one_holdout_per_surface():
+    with pytest.raises(SpecConflict, match="both holdouts of surface 'home'"):
+        check_holdouts([HOLDOUT, param_spec("holdout2", "h2", ({}, {}), kind="holdout", weights=(0.1, 0.9))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=st.text(min_size=1, max_size=40), split=st.integers(min_value=1, max_value=9_999))
+def test_a_layer_split_anywhere_puts_each_user_in_at_most_one_of_its_experiments(user, split):
+    a = param_spec("a", "sa", RANKERS, layer={"name": "L", "buckets": [0, split]})
+    b = param_spec("b", "sb", RANKERS, layer={"name": "L", "buckets": [split, 10_000]})
+    c = compose(HOME, [a, b], user)
+    assert len(c.assignments) == 1  # the two ranges cover the layer: exactly one
+    assert c.sources["ranker"][0] in c.assignments

@@ -49,7 +49,8 @@ async def _with_server(fail_every: int, body):
         variant = assign(SPEC, payload["user_id"], at_ms=payload["ts"])
         arm = payload["candidates"][0] if variant == "treatment" else payload["candidates"][calls["n"] % 8]
         return web.json_response({"arm": arm, "decision_id": f"d{calls['n']}", "variant": variant,
-                                  "experiment": SPEC.id if variant else None, "policy": "p", "propensity": 1.0})
+                                  "experiment": SPEC.id if variant else None, "policy": "p", "propensity": 1.0,
+                                  "exposed": {SPEC.id: variant} if variant else {}, "params": {"num_items": 3}})
 
     app = web.Application()
     app.router.add_post("/recommend", recommend)
@@ -66,7 +67,8 @@ async def _with_server(fail_every: int, body):
 def _simulate(url: str, publisher: MemoryPublisher, users: int = 40):
     messages: list[str] = []
     return run_simulation(settings=Settings(), serve_url=url, users=users, seed=3, progress=messages.append,
-                          publisher=publisher, params=ModelParams(), concurrency=8, retries=1, backoff_s=0.0), messages
+                          publisher=publisher, params=ModelParams(), concurrency=8, retries=1, backoff_s=0.0,
+                          spec=SPEC), messages
 
 
 def test_drives_serving_publishes_in_event_time_order_and_counts_errors() -> None:

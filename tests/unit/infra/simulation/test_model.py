@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams, make_user, make_users, session
+from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams, Served, make_user, make_users, session
 from streams.events import EventType, ListeningEvent
 
 PARAMS = ModelParams()
@@ -36,7 +36,7 @@ def test_users_are_deterministic_from_the_seed() -> None:
     assert abs(sum(a.tastes) - 1.0) < 1e-9
 
 
-def _run(user, ts: int, day: int, arm_for) -> tuple[list[int], list[ListeningEvent]]:
+def _run(user, ts: int, day: int, arm_for, num_items: int | None = None) -> tuple[list[int], list[ListeningEvent]]:
     events: list[ListeningEvent] = []
     asks = []
     run = session(PARAMS, user, ts, day, events)
@@ -44,7 +44,8 @@ def _run(user, ts: int, day: int, arm_for) -> tuple[list[int], list[ListeningEve
         at = run.send(None)
         while True:
             asks.append(at)
-            at = run.send(arm_for(len(asks)))
+            arm = arm_for(len(asks))
+            at = run.send(None if arm is None else Served(arm, num_items))
     except StopIteration:
         pass
     return asks, events
@@ -54,6 +55,9 @@ def test_a_post_exposure_session_asks_for_each_recommendation_in_increasing_even
     user = make_user(PARAMS, 1, 0)
     asks, events = _run(user, user.start, 0, lambda k: PARAMS.genres[k % 8])
     assert len(asks) == PARAMS.recs_per_session and asks == sorted(set(asks))
+    for num_items in (1, 5):  # the first answer's num_items sets how many the session shows
+        again = make_user(PARAMS, 1, 0)
+        assert len(_run(again, again.start, 0, lambda k: PARAMS.genres[k % 8], num_items)[0]) == num_items
     assert events[0].type is EventType.SESSION_START and events[0].ts < asks[0]
     times = [e.ts for e in events]
     assert times == sorted(set(times))

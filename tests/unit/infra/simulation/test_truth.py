@@ -22,6 +22,12 @@ class Hist:
     expected: list[Expected] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
 
+    @property
+    def first_exposures(self) -> dict[str, tuple[int, str]]:
+        if self.variant is None or self.exposed_at is None:
+            return {}
+        return {SPEC.id: (self.exposed_at, self.variant)}
+
 
 def rec(ts: int, p: float, arm: str = "jazz") -> Expected:
     return Expected(ts=ts, plays=p, skips=1 - p, ms_played=p * 210_000 + (1 - p) * 17_500, arm=arm)
@@ -36,7 +42,7 @@ def test_user_values_sum_inside_the_window_and_combine_retention_slots() -> None
         rec(T0 + 7 * DAY_MS, 0.8),  # the window is half-open
     ], slots=[Slot(T0 + 6 * DAY_MS, 6, 0.9, True), Slot(T0 + 7 * DAY_MS + 5, 7, 0.6, False),
               Slot(T0 + 7 * DAY_MS + 9, 7, 0.5, True), Slot(T0 + 8 * DAY_MS, 8, 0.7, True)])
-    values = user_values(user)
+    values = user_values(user, T0)
     assert values["plays"] == pytest.approx(0.5 + 0.25 + 1.0)
     assert values["skips"] == pytest.approx(0.5 + 0.75)
     assert values["ms_played"] == pytest.approx(0.75 * 210_000 + 1.25 * 17_500 + 210_000)

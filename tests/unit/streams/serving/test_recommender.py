@@ -13,6 +13,7 @@ from streams.events import ModelSnapshot, encode
 from streams.features import default_features
 from streams.policies import make_policy
 from streams.serving import DEFAULT_ARMS, LiveConfig, Recommender
+from streams.serving.errors import InvalidRequest
 from tests.helpers import T0_MS
 
 DAY_MS = 86_400_000
@@ -185,3 +186,61 @@ def test_live_config_applies_the_newest_record_per_key_and_counts_bad_ones() -> 
 def test_an_unknown_default_policy_fails_at_construction() -> None:
     with pytest.raises(KeyError, match="nope"):
         Recommender(live=LiveConfig(), arms=DEFAULT_ARMS, default_policy="nope")
+
+
+# ---- concurrent experiments: composed parameters, exposure at the point of use -----------------
+
+def param_spec(id: str, variants: list[dict], **changes: object) -> dict:
+    return spec_dict(id=id, salt=f"{id}/1", variants=variants, **changes)
+
+
+RANKING = param_spec("ranking", [{"name": "control", "weight": 0.5, "policy": "popularity"},
+                                 {"name": "treatment", "weight": 0.5, "policy": "linucb"}],
+                     layer={"name": "ranking"})
+LAYOUT = param_spec("layout", [{"name": "control", "weight": 0.5, "params": {"num_items": 3}},
+                               {"name": "treatment", "weight": 0.5, "params": {"num_items": 1}}],
+                    layer={"name": "layout"})
+HOLDOUT = param_spec("holdout", [{"name": "control", "weight": 0.1}, {"name": "treatment", "weight": 0.9}],
+                     kind="holdout", layer=None)
+
+
+def test_each_experiment_whose_parameter_shaped_the_response_is_exposed_once() -> None:
+    rec = Recommender(live=live_with(RANKING, LAYOUT, HOLDOUT), arms=DEFAULT_ARMS)
+    held = 0
+    for i in range(400):
+        out = rec.recommend(f"u{i}", features=default_features(), ts_ms=T0_MS + DAY_MS)
+        exposures = {e.experiment: e for e in out.exposures}
+        assert {e.exposure_id for e in out.exposures} == {f"{out.decision.decision_id}:{x}" for x in exposures}
+        assert all(e.surface == "home" and e.user_id == f"u{i}" for e in out.exposures)
+        if exposures["holdout"].variant == "control":  # held out: defaults, only the holdout exposed
+            held += 1
+            assert set(exposures) == {"holdout"} and exposures["holdout"].params == []
+            assert out.params["num_items"] == 3 and out.decision.policy == "popularity"
+            continue
+        assert set(exposures) == {"holdout", "ranking", "layout"}
+        assert exposures["ranking"].params == ["ranker"] and exposures["layout"].params == ["num_items"]
+        assert out.params["num_items"] == (1 if exposures["layout"].variant == "treatment" else 3)
+        assert out.decision.policy == ("linucb" if exposures["ranking"].variant == "treatment" else "popularity")
+        assert out.response()["exposed"] == {k: e.variant for k, e in exposures.items()}
+    assert 0 < held < 100
+
+
+def test_another_surface_exposes_none_of_the_home_experiments() -> None:
+    rec = Recommender(live=live_with(RANKING, LAYOUT, HOLDOUT), arms=DEFAULT_ARMS)
+    out = rec.recommend("u1", features={}, ts_ms=T0_MS + DAY_MS, surface="search")
+    assert out.exposures == () and out.surface == "search" and out.decision.assignments == {}
+    with pytest.raises(InvalidRequest, match="surface: unknown surface 'basement'"):
+        rec.recommend("u1", features={}, ts_ms=T0_MS + DAY_MS, surface="basement")
+
+
+def test_a_spec_record_with_an_unknown_parameter_is_dead_lettered_and_the_last_good_version_stays() -> None:
+    letters = []
+    live = LiveConfig(on_rejected=letters.append)
+    live.apply_spec(b"layout", spec_to_json(parse_spec(LAYOUT)), topic="t.experiments", partition=0, offset=7)
+    bad = parse_spec(param_spec("layout", [{"name": "control", "weight": 0.5, "params": {"colour": "red"}},
+                                           {"name": "treatment", "weight": 0.5}], description="bad"))
+    live.apply_spec(b"layout", spec_to_json(bad), topic="t.experiments", partition=0, offset=8)
+    assert [s.description for s in live.specs()] == [""] and live.reload_errors["experiments"] == 1
+    (letter,) = letters
+    assert (letter.source_topic, letter.offset, letter.stage) == ("t.experiments", 8, "serving.live_config")
+    assert "variants[0].params.colour: not a parameter of surface 'home'" in letter.error
