@@ -47,12 +47,13 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> int:
-    from bench import bench_aggregator, bench_features, bench_learner, bench_serving
+    from bench import bench_aggregator, bench_features, bench_learner, bench_serving, bench_serving_experiments
 
     results: dict[str, Any] = {"machine": machine()}
     steps = {
         "features": lambda: bench_features.run(),
         "serving": lambda: bench_serving.run(),
+        "serving_experiments": lambda: bench_serving_experiments.run(),
         "learner": lambda: bench_learner.run(),
         "aggregator": lambda: bench_aggregator.run(),
     }
