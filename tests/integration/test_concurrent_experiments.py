@@ -119,7 +119,7 @@ def aggregate(settings: Settings, log: Path) -> None:
 def stream_figures(settings: Settings) -> dict[tuple[str, str], tuple[int, float, float]]:
     """(experiment, variant) -> (n, sum, sum_sq), summing per-partition partials where keys carry one."""
     out: dict[tuple[str, str], list[float]] = {}
-    for key, record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS))).items():
+    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS))).values():
         if record.value is None:
             continue
         value = json.loads(record.value)
