@@ -9,6 +9,7 @@ from experiments.stats.means import compare, mean_arm
 from experiments.stats.sequential import (
     AlwaysValid,
     GroupSequential,
+    gbstats_eta2,
     group_sequential_boundaries,
     mixture_critical,
     normalize_looks,
@@ -53,7 +54,7 @@ def test_repeated_p_value_is_consistent_with_the_boundary():
 
 
 def test_always_valid_p_value_and_critical_are_inverse():
-    ref = AlwaysValid(rho=0.7)
+    ref = AlwaysValid(n=7000, tuning_n=5000, alpha=0.05)
     z = ref.critical(0.05)
     assert ref.p_two_sided(z) == pytest.approx(0.05, rel=1e-9)
     assert ref.critical(0.05) > stats.norm.isf(0.025)
@@ -96,6 +97,6 @@ def test_aa_group_sequential_daily_peeking_keeps_alpha(aa_daily_z):
 
 def test_aa_always_valid_daily_peeking_keeps_alpha(aa_daily_z):
     z, _, n = aa_daily_z
-    crit = mixture_critical(ALPHA, 2000 / (2 * n))  # tuned for 2000 users in total
+    crit = mixture_critical(ALPHA, 2 * n * gbstats_eta2(ALPHA, 2000))  # tuned for 2000 users in total
     rejected = (np.abs(z) >= crit).any(axis=1)
     assert _not_above(rejected)
