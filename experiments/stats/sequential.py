@@ -6,7 +6,8 @@ Two methods, chosen by the input's ``"sequential"`` object:
   share of the planned sample seen), with the O'Brien-Fleming-type function
   ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` (``"obrien_fleming"``, the default) or
   the power family ``alpha(t) = alpha * t**rho`` (``"power"``, ``rho = 2`` by default: the
-  spending spotify-confidence uses). Two-sided symmetric boundaries ``c_1..c_K`` are found
+  spending spotify-confidence uses, with its conventions: bounds truncated at ``z = 8`` and a
+  look whose increment of alpha is below ``1e-7`` per side spends nothing, its bound is 8). Two-sided symmetric boundaries ``c_1..c_K`` are found
   look by look so the probability of first crossing at look ``k`` under the null equals
   the alpha spent there, by numerical integration of the Brownian-motion density over
   the continuation region (Armitage-McPherson-Rowe recursion, Simpson's rule). The current
@@ -40,6 +41,8 @@ import numpy as np
 from scipy import optimize, special, stats
 
 _C_MAX = 40.0  # a boundary this large is never crossed
+_Z_TRUNCATE = 8.0  # the power family's truncation (spotify-confidence's ztrun)
+_MIN_SPEND_PER_SIDE = 1e-7  # ... and its smallest increment of alpha per side (ldbounds' tol)
 _GRID_SD = 12.0  # the continuation density is tracked to +-12 standard deviations
 _MAX_POINTS = 2001
 
@@ -101,6 +104,8 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float, kind: st
     """Two-sided z boundaries at the information fractions ``looks`` (strictly increasing, in (0, 1])
     for the spending function ``kind`` (``rho``: the power family's exponent)."""
     spent = np.atleast_1d(spending(np.asarray(looks), alpha, kind, rho))
+    # spotify-confidence's (ldbounds') conventions for the power family; O'Brien-Fleming keeps tandem's
+    c_max, min_spend = (_Z_TRUNCATE, 2.0 * _MIN_SPEND_PER_SIDE) if kind == "power" else (_C_MAX, 0.0)
     bounds: list[float] = []
     grid: np.ndarray | None = None
     wdens: np.ndarray | None = None
@@ -109,7 +114,9 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float, kind: st
         target = float(spent[k] - (spent[k - 1] if k else 0.0))
         st = math.sqrt(t)
         if k == 0:
-            ck = float(stats.norm.isf(target / 2.0)) if target > 0 else _C_MAX
+            ck = float(stats.norm.isf(target / 2.0)) if target > 0 else c_max
+        elif target < min_spend:
+            ck = c_max
         else:
             sd = math.sqrt(t - t_prev)
             g, w = grid, wdens
@@ -117,13 +124,13 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float, kind: st
             def crossing(c: float, g=g, w=w, sd=sd, st=st) -> float:
                 return float(w @ (special.ndtr((-c * st - g) / sd) + special.ndtr((g - c * st) / sd)))
 
-            if target <= crossing(_C_MAX):
-                ck = _C_MAX
+            if target <= crossing(c_max):
+                ck = c_max
             elif target >= crossing(0.0):
                 ck = 0.0
             else:
-                ck = float(optimize.brentq(lambda c, f=crossing, a=target: f(c) - a, 0.0, _C_MAX, xtol=1e-10))
-        ck = min(ck, _C_MAX)
+                ck = float(optimize.brentq(lambda c, f=crossing, a=target: f(c) - a, 0.0, c_max, xtol=1e-10))
+        ck = min(ck, c_max)
         bounds.append(ck)
         if k + 1 < len(looks):
             next_sd = math.sqrt(looks[k + 1] - t)
