@@ -7,12 +7,13 @@ Two methods, chosen by the input's ``"sequential"`` object:
   ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` (``"obrien_fleming"``, the default) or
   the power family ``alpha(t) = alpha * t**rho`` (``"power"``, ``rho = 2`` by default: the
   spending spotify-confidence uses, with its conventions: bounds truncated at ``z = 8`` and a
-  look whose increment of alpha is below ``1e-7`` per side spends nothing, its bound is 8). Two-sided symmetric boundaries ``c_1..c_K`` are found
-  look by look so the probability of first crossing at look ``k`` under the null equals
-  the alpha spent there, by numerical integration of the Brownian-motion density over
-  the continuation region (Armitage-McPherson-Rowe recursion, Simpson's rule). The current
-  look is the last; its p-value is the repeated p-value (the smallest alpha whose
-  boundary the current statistic crosses) and its interval the repeated confidence
+  look whose increment of alpha is below ``1e-7`` per side spends nothing, its bound is 8).
+  Two-sided symmetric boundaries ``c_1..c_K`` are found look by look so the probability of
+  first crossing at look ``k`` under the null equals the alpha spent there, by numerical
+  integration of the Brownian-motion density over the continuation region
+  (Armitage-McPherson-Rowe recursion, Simpson's rule). The current look is the last; its
+  p-value is the repeated p-value (the smallest alpha whose boundary the current statistic
+  crosses) and its interval the repeated confidence
   interval ``estimate +- c_K(level) * se``.
 * ``always_valid``: the normal-mixture confidence sequence (mSPRT, Johari et al. 2017;
   Howard et al. 2021) in GrowthBook's parameterization (gbstats ``SequentialTwoSidedTTest``,

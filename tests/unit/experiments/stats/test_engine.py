@@ -44,8 +44,9 @@ def test_results_are_frozen():
 
 
 def test_proportion_comparison_matches_the_closed_form():
-    data = {"control": "c", "correction": "none", "decision_rule": "all_metrics_corrected", "metrics": [{"name": "conv", "kind": "proportion", "role": "success",
-            "variants": [{"name": "c", "n": 5000, "sum": 500}, {"name": "t", "n": 5000, "sum": 560}]}]}
+    data = {"control": "c", "correction": "none", "decision_rule": "all_metrics_corrected",
+            "metrics": [{"name": "conv", "kind": "proportion", "role": "success",
+                         "variants": [{"name": "c", "n": 5000, "sum": 500}, {"name": "t", "n": 5000, "sum": 560}]}]}
     c = _comparison(analyse(data), "conv", "t")
     se = np.sqrt(0.1 * 0.9 / 5000 + 0.112 * 0.888 / 5000)
     assert c.p_value == pytest.approx(2 * stats.norm.sf(0.012 / se), rel=1e-9)
