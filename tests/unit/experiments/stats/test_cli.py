@@ -114,3 +114,21 @@ def test_invalid_json_and_missing_file(tmp_path):
     out, err_buf = io.StringIO(), io.StringIO()
     assert run_stats(str(tmp_path / "nope.json"), out=out, err=err_buf) == 2
     assert "cannot read" in err_buf.getvalue()
+
+
+EXAMPLES = EXAMPLE.parent
+
+
+@pytest.mark.parametrize(("name", "rule", "engine", "verdict"), [
+    ("stats_risk_aware", "risk_aware", "frequentist", "ship"),
+    ("stats_all_metrics_corrected", "all_metrics_corrected", "frequentist", "inconclusive"),
+    ("stats_bayesian", "risk_aware", "bayesian", "ship"),
+    ("stats_group_sequential_power", "risk_aware", "frequentist", "ship"),
+    ("stats_always_valid", "risk_aware", "frequentist", "ship"),
+])
+def test_every_example_runs_through_the_command(name, rule, engine, verdict):
+    out, err = io.StringIO(), io.StringIO()
+    assert run_stats(str(EXAMPLES / f"{name}.json"), out=out, err=err) == 0, err.getvalue()
+    doc = json.loads(out.getvalue())
+    assert (doc["decision_rule"], doc["engine"], doc["decision"]["verdict"]) == (rule, engine, verdict)
+    assert all(c["tests"] for m in doc["metrics"] for c in m["comparisons"])
