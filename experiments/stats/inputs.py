@@ -67,9 +67,10 @@ class MetricInput(BaseModel):
 
 class SequentialInput(BaseModel):
     """``group_sequential``: ``information_fraction`` (current share of the planned sample, required)
-    and ``looks`` (fractions of the earlier looks; the current one may be repeated at the end).
-    ``always_valid``: ``tuning_n`` (total users in a comparison where the sequence is tightest,
-    default 10 000)."""
+    and ``looks`` (fractions of the earlier looks; the current one may be repeated at the end);
+    ``spending`` ``obrien_fleming`` (default) or ``power`` with its exponent ``rho`` (default 2).
+    ``always_valid``: ``tuning_n``, gbstats' ``sequential_tuning_parameter`` (total users in a
+    comparison where the sequence is tightest, default 5 000 as in gbstats)."""
 
     model_config = _CONFIG
     method: Literal["group_sequential", "always_valid"]
