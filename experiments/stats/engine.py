@@ -31,7 +31,7 @@ treatment's variance under the alternative, as spotify-confidence does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from experiments.stats import health as hc
@@ -50,6 +50,7 @@ from experiments.stats.results import (
     Analysis,
     Comparison,
     CupedAdjustment,
+    Decision,
     GroupSequentialDesign,
     HealthCheck,
     Interval,
@@ -130,15 +131,26 @@ def analyse(data: dict) -> Analysis:
     health = _health(inp, srm, metrics)
     blocked = tuple(h.message for h in health if h.status == "failed" and not h.name.startswith("srm_"))
     treatments = [v.name for v in inp.metrics[0].variants if v.name != inp.control]
+    decision = decide([f for _, f in judged], variants=treatments, srm_passed=srm.passed, srm_reason=srm_reason,
+                      blocked_by=blocked)
     return Analysis(
         alpha=inp.alpha, control=inp.control, correction=inp.correction, metrics=metrics, srm=srm,
         sequential=_sequential_design(inp),
-        decision=decide([f for _, f in judged], variants=treatments, srm_passed=srm.passed, srm_reason=srm_reason,
-                        blocked_by=blocked),
+        decision=_with_tests(decision, metrics),
         decision_rule=inp.decision_rule,
         deterioration_alpha=_deterioration_alpha(inp) if _risk_aware(inp) else None,
         engine=inp.engine, health=health,
     )
+
+
+def _with_tests(decision: Decision, metrics: tuple[MetricResult, ...]) -> Decision:
+    """Each variant's verdict with, per metric, the tests its comparison took part in."""
+    per = {
+        variant: replace(verdict, tests={m.name: c.tests for m in metrics for c in m.comparisons
+                                         if c.variant == variant})
+        for variant, verdict in decision.variants.items()
+    }
+    return replace(decision, variants=per)
 
 
 @dataclass(frozen=True)

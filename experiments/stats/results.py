@@ -10,7 +10,7 @@ not finite or does not apply); :meth:`Analysis.to_dict` gives the documented JSO
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -195,8 +195,11 @@ SequentialDesign = AlwaysValidDesign | GroupSequentialDesign
 
 @dataclass(frozen=True)
 class VariantDecision(Result):
+    """One treatment variant's verdict, its reasons, and per metric the tests behind it."""
+
     verdict: str  # ship | do_not_ship | inconclusive
     reasons: tuple[str, ...]
+    tests: Mapping[str, tuple[TestOutcome, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from experiments.stats import analyse
 from experiments.stats.cli import run_stats
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[4] / "examples" / "stats_input.json"
@@ -132,3 +133,27 @@ def test_every_example_runs_through_the_command(name, rule, engine, verdict):
     doc = json.loads(out.getvalue())
     assert (doc["decision_rule"], doc["engine"], doc["decision"]["verdict"]) == (rule, engine, verdict)
     assert all(c["tests"] for m in doc["metrics"] for c in m["comparisons"])
+
+
+def _contains(earlier, now, path="$"):
+    """Every field of ``earlier`` is in ``now`` with the same value (new fields may be added)."""
+    if isinstance(earlier, dict):
+        assert isinstance(now, dict), path
+        for key, value in earlier.items():
+            assert key in now, f"{path}.{key} missing"
+            _contains(value, now[key], f"{path}.{key}")
+    elif isinstance(earlier, list):
+        assert isinstance(now, list) and len(now) == len(earlier), path
+        for k, (a, b) in enumerate(zip(earlier, now, strict=True)):
+            _contains(a, b, f"{path}[{k}]")
+    else:
+        assert earlier == now, f"{path}: {earlier!r} != {now!r}"
+
+
+def test_the_earlier_rule_keeps_every_earlier_field_and_value():
+    # the output of this example before the risk-aware rule became the default (stored then)
+    earlier = json.loads((pathlib.Path(__file__).parent / "expected_example_output_before_issue_18.json").read_text())
+    data = json.loads(EXAMPLE.read_text()) | {"decision_rule": "all_metrics_corrected"}
+    now = json.loads(json.dumps(analyse(data).to_dict()))
+    _contains(earlier, now)
+    assert set(now) - set(earlier) == {"decision_rule", "deterioration_alpha", "engine", "health"}
