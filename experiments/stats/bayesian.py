@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import special
 
 from experiments.stats.inference import FixedHorizon
 
@@ -50,11 +50,11 @@ def posterior_summary(*, mean: float, sd: float, increase: bool) -> Posterior:
     if not (sd > 0 and math.isfinite(sd) and math.isfinite(mu)):
         return Posterior(math.nan, math.nan, math.nan)
     k = mu / sd
-    density = float(stats.norm.pdf(k))
+    density = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
     return Posterior(
-        chance_to_win=float(stats.norm.cdf(k)),
-        risk=float(sd * density - mu * stats.norm.cdf(-k)),
-        risk_control=float(sd * density + mu * stats.norm.cdf(k)),
+        chance_to_win=float(special.ndtr(k)),
+        risk=float(sd * density - mu * special.ndtr(-k)),
+        risk_control=float(sd * density + mu * special.ndtr(k)),
     )
 
 

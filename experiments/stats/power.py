@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
+from scipy import special
+
+
+def _isf(q: float) -> float:
+    return float(-special.ndtri(q))  # stats.norm.isf without scipy's per-call argument handling
 
 
 def _se_factor(ratio: float, sd: float = 1.0, sd_treatment: float | None = None) -> float:
@@ -46,7 +50,7 @@ def sample_size_per_arm(
     sd_treatment: float | None = None,
 ) -> float:
     """Control-arm size for ``power`` to detect an absolute difference ``mde`` at level ``alpha``."""
-    z = stats.norm.isf(alpha / sides) + stats.norm.isf(1.0 - power)
+    z = _isf(alpha / sides) + _isf(1.0 - power)
     if sd_treatment is None:
         return float((_se_factor(ratio) * sd * z / mde) ** 2)
     return float((_se_factor(ratio, sd, sd_treatment) * z / mde) ** 2)
@@ -57,16 +61,16 @@ def achieved_power(*, sd: float, mde: float, n_control: float, alpha: float = 0.
     """Probability that the z test rejects (in the direction of ``mde`` when one-sided) at the true ``mde``."""
     per_user = _se_factor(ratio) * sd if sd_treatment is None else _se_factor(ratio, sd, sd_treatment)
     shift = abs(mde) / (per_user / math.sqrt(n_control))
-    za = stats.norm.isf(alpha / sides)
-    far_tail = stats.norm.cdf(-za - shift) if sides == 2 else 0.0
-    return float(stats.norm.sf(za - shift) + far_tail)
+    za = _isf(alpha / sides)
+    far_tail = special.ndtr(-za - shift) if sides == 2 else 0.0
+    return float(special.ndtr(shift - za) + far_tail)
 
 
 def minimum_detectable_effect(
     *, sd: float, n_control: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
 ) -> float:
     """Smallest absolute difference detected with ``power`` (ignoring the far tail)."""
-    z = stats.norm.isf(alpha / 2.0) + stats.norm.isf(1.0 - power)
+    z = _isf(alpha / 2.0) + _isf(1.0 - power)
     return float(z * _se_factor(ratio) * sd / math.sqrt(n_control))
 
 
@@ -75,5 +79,5 @@ def proportion_sample_size_per_arm(
 ) -> float:
     """Per-arm size to detect ``baseline -> baseline * (1 + relative_mde)`` (unpooled variances)."""
     p1, p2 = baseline, baseline * (1.0 + relative_mde)
-    z = stats.norm.isf(alpha / 2.0) + stats.norm.isf(1.0 - power)
+    z = _isf(alpha / 2.0) + _isf(1.0 - power)
     return float(z**2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2)

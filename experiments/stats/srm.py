@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 DEFAULT_THRESHOLD = 0.001
 
@@ -78,7 +78,8 @@ def srm_check(
     if total <= 0 or len(names) < 2:
         return SrmResult(None, None, True, dict(counts), dict(zip(names, expected.tolist(), strict=True)), threshold,
                          None, test)
-    chi2, p = stats.chisquare(observed, expected)
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    p = float(special.chdtrc(len(names) - 1, chi2))  # what scipy.stats.chisquare computes, without its overhead
     anytime = float(anytime_valid_p(observed, w))
     decisive = anytime if test == "anytime_valid" else float(p)
     return SrmResult(
