@@ -128,6 +128,8 @@ def build_report(*, spec: dict, records: list[dict]) -> Report:
         "expected_weights": {v: exposure[v].weight for v in variants},
         "exposed": {v: exposure[v].exposed for v in variants},
         "metrics": [_metric_input(m, variants, newest) for m in spec["metrics"]],
+        # a report is rebuilt at every update of a live experiment: the SRM test must stay valid under peeking
+        "srm_test": "anytime_valid",
     }
     if spec.get("sequential"):
         engine_input["sequential"] = spec["sequential"]
@@ -164,7 +166,8 @@ def render_table(report: Report) -> str:
     analysis = report.analysis
     srm = analysis.srm
     status = "ok" if srm.passed else "FAILED"
-    srm_txt = "no users" if srm.p_value is None else f"p={srm.p_value:.3g} ({status})"
+    srm_txt = "no users" if srm.p_value is None else (
+        f"p={srm.p_value:.3g}, anytime-valid p={_fmt(srm.anytime_p_value, '.3g')} ({status})")
     lines = [
         f"experiment {report.experiment}   as of {_when(report.watermark_ts)}   "
         f"alpha {analysis.alpha}   correction {analysis.correction}   SRM {srm_txt}",

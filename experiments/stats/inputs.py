@@ -7,8 +7,14 @@ Schema (see the README section "Statistics from a file" for an example)::
 
     {"alpha": 0.05,                     # two-sided level, 0 < alpha < 0.5
      "control": "control",              # must be a variant of every metric
-     "correction": "holm",              # none | bonferroni | holm | bh
+     "correction": "holm",              # none | bonferroni | holm | bh (success metrics under risk_aware)
+     "decision_rule": "risk_aware",     # risk_aware | all_metrics_corrected
+     "deterioration_alpha": 0.05,       # optional, default alpha; risk_aware only, 0 < x < 0.5
+     "engine": "frequentist",           # frequentist | bayesian (gbstats' default flat prior)
+     "power": 0.8,                      # target power of the sample sizes (metrics with mde)
      "srm_threshold": 0.001,            # optional
+     "srm_test": "chi_square",          # optional; anytime_valid by default with sequential
+     "health": {"multiple_exposures": 0, "late_records": 0, "records": 0},  # optional
      "expected_weights": {"control": 1, "treatment": 1},   # optional, default equal
      "exposed": {"control": 5012, "treatment": 4988},      # optional SRM counts
      "sequential": {...},               # optional, see SequentialInput
@@ -53,7 +59,7 @@ class MetricInput(BaseModel):
     kind: Literal["mean", "proportion", "ratio"]
     role: Literal["success", "guardrail"]
     direction: Literal["increase", "decrease"] = "increase"
-    method: Literal["welch", "z"] | None = None
+    method: Literal["welch", "z"] | None = None  # ratio: z (default) or welch on the delta-method variance
     non_inferiority_margin: float | None = Field(default=None, ge=0.0, lt=1.0)
     mde: float | None = Field(default=None, gt=0.0)
     variants: list[VariantInput] = Field(min_length=2)
@@ -61,15 +67,28 @@ class MetricInput(BaseModel):
 
 class SequentialInput(BaseModel):
     """``group_sequential``: ``information_fraction`` (current share of the planned sample, required)
-    and ``looks`` (fractions of the earlier looks; the current one may be repeated at the end).
-    ``always_valid``: ``tuning_n`` (total users in a comparison where the sequence is tightest,
-    default 10 000)."""
+    and ``looks`` (fractions of the earlier looks; the current one may be repeated at the end);
+    ``spending`` ``obrien_fleming`` (default) or ``power`` with its exponent ``rho`` (default 2).
+    ``always_valid``: ``tuning_n``, gbstats' ``sequential_tuning_parameter`` (total users in a
+    comparison where the sequence is tightest, default 5 000 as in gbstats)."""
 
     model_config = _CONFIG
     method: Literal["group_sequential", "always_valid"]
     information_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
     looks: list[float] | None = None
+    spending: Literal["obrien_fleming", "power"] | None = None
+    rho: float | None = Field(default=None, gt=0.0)
     tuning_n: int | None = Field(default=None, gt=0)
+
+
+class HealthInput(BaseModel):
+    """Counts the aggregation knows and the statistics cannot see: users exposed to more than one
+    variant, and records that arrived after their window closed (out of ``records``)."""
+
+    model_config = _CONFIG
+    multiple_exposures: int | None = Field(default=None, ge=0)
+    late_records: int | None = Field(default=None, ge=0)
+    records: int | None = Field(default=None, ge=0)
 
 
 class StatsInput(BaseModel):
@@ -77,11 +96,17 @@ class StatsInput(BaseModel):
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     control: str = Field(min_length=1)
     correction: Literal["none", "bonferroni", "holm", "bh"] = "holm"
+    decision_rule: Literal["risk_aware", "all_metrics_corrected"] = "risk_aware"
+    deterioration_alpha: float | None = Field(default=None, gt=0.0, lt=0.5)
+    engine: Literal["frequentist", "bayesian"] = "frequentist"
+    power: float = Field(default=0.8, gt=0.0, lt=1.0)
+    srm_test: Literal["chi_square", "anytime_valid"] | None = None
     srm_threshold: float = Field(default=0.001, gt=0.0, lt=1.0)
     metrics: list[MetricInput] = Field(min_length=1)
     expected_weights: dict[str, float] | None = None
     exposed: dict[str, int] | None = None
     sequential: SequentialInput | None = None
+    health: HealthInput | None = None
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -180,8 +205,6 @@ def _cross_checks(inp: StatsInput) -> list[tuple[str, str]]:
         if m.name in seen_metrics:
             out.append((f"{where}.name", f"duplicate metric name {m.name!r}"))
         seen_metrics.add(m.name)
-        if m.kind == "ratio" and m.method == "welch":
-            out.append((f"{where}.method", "ratio metrics use the delta method with z; use 'z' or omit"))
         if m.non_inferiority_margin is not None and m.role != "guardrail":
             out.append((f"{where}.non_inferiority_margin", "only guardrail metrics take a margin"))
         names = [v.name for v in m.variants]
@@ -205,6 +228,17 @@ def _cross_checks(inp: StatsInput) -> list[tuple[str, str]]:
         out += [("expected_weights", f"no weight for variant {k!r}") for k in sorted(srm_names - set(w))]
         out += [(f"expected_weights.{k}", "not a variant of the SRM counts") for k in sorted(set(w) - srm_names)]
     out += _check_sequential(inp.sequential)
+    if inp.engine == "bayesian" and inp.sequential is not None:
+        out.append(("sequential", "not available with engine 'bayesian' (its posterior needs no sequential "
+                                  "correction); remove 'sequential' or use engine 'frequentist'"))
+    if inp.deterioration_alpha is not None and inp.decision_rule != "risk_aware":
+        out.append(("deterioration_alpha", "only for decision_rule 'risk_aware'"))
+    health = inp.health
+    if health is not None and health.late_records is not None and health.records is None:
+        out.append(("health.records", "required when health.late_records is given"))
+    if health is not None and health.late_records is not None and health.records is not None \
+            and health.late_records > health.records:
+        out.append(("health.late_records", f"must be <= health.records (= {health.records})"))
     return out
 
 
@@ -214,10 +248,12 @@ def _check_sequential(seq: SequentialInput | None) -> list[tuple[str, str]]:
     if seq.method == "always_valid":
         return [
             (f"sequential.{f}", "only for method 'group_sequential'")
-            for f in ("information_fraction", "looks")
+            for f in ("information_fraction", "looks", "spending", "rho")
             if getattr(seq, f) is not None
         ]
     out: list[tuple[str, str]] = []
+    if seq.rho is not None and seq.spending != "power":
+        out.append(("sequential.rho", "only with \"spending\": \"power\""))
     if seq.tuning_n is not None:
         out.append(("sequential.tuning_n", "only for method 'always_valid'"))
     if seq.information_fraction is None:

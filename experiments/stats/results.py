@@ -10,7 +10,7 @@ not finite or does not apply); :meth:`Analysis.to_dict` gives the documented JSO
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -34,11 +34,27 @@ class Result:
 
 @dataclass(frozen=True)
 class Interval(Result):
-    """An effect (absolute difference or relative lift) and its interval."""
+    """An effect (absolute difference or relative lift) and its interval.
+
+    Under the Bayesian engine the interval is the credible interval and the object also carries
+    ``chance_to_win`` (posterior probability that the effect points the metric's good way),
+    ``risk`` (expected loss of shipping the treatment: ``E[max(0, -effect)]`` in the good
+    direction) and ``risk_control`` (expected loss of keeping the control), as gbstats reports them.
+    """
 
     estimate: float | None
     ci_low: float | None
     ci_high: float | None
+    chance_to_win: float | None = None
+    risk: float | None = None
+    risk_control: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.chance_to_win is None:
+            for key in ("chance_to_win", "risk", "risk_control"):
+                del out[key]
+        return out
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,27 @@ class Power(Result):
     required_n_control: int
     required_n_treatment: int
     power_now: float | None
+    target_power: float | None = None  # the planned power of this test (raised for the guardrails)
+    alpha: float | None = None  # the level it is planned at
+    sides: int | None = None  # 1: a one-sided test, 2: two-sided
+
+
+@dataclass(frozen=True)
+class TestOutcome(Result):
+    """One test a comparison took part in: its family (``success``, ``guardrail``, ``deterioration``
+    or ``all_metrics``), the family's ``alpha``, the comparison's ``level`` after the correction
+    (reject when ``p_value <= level``, equivalently ``adjusted_p_value <= alpha``) and its result."""
+
+    __test__ = False  # not a pytest class
+
+    test: str  # superiority | non_inferiority | deterioration
+    family: str
+    alpha: float
+    level: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    significant: bool
+    result: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +105,7 @@ class Comparison(Result):
     reference: str | None  # None when no test ran (insufficient data)
     status: str
     power: Power | None
+    tests: tuple[TestOutcome, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -123,6 +161,8 @@ class SrmCheck(Result):
     expected: Mapping[str, float | None]
     threshold: float
     counts_from: str
+    test: str = "chi_square"  # the test that decides ``passed``: chi_square | anytime_valid
+    anytime_p_value: float | None = None  # Lindon-Malek anytime-valid p-value (valid under peeking)
 
 
 @dataclass(frozen=True)
@@ -144,6 +184,7 @@ class GroupSequentialDesign(Result):
     information_fraction: float
     boundary_z: float | None
     alpha_spent: float | None
+    rho: float | None = None  # the power family's exponent (spending lan_demets_power)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method} | super().to_dict()
@@ -154,8 +195,11 @@ SequentialDesign = AlwaysValidDesign | GroupSequentialDesign
 
 @dataclass(frozen=True)
 class VariantDecision(Result):
+    """One treatment variant's verdict, its reasons, and per metric the tests behind it."""
+
     verdict: str  # ship | do_not_ship | inconclusive
     reasons: tuple[str, ...]
+    tests: Mapping[str, tuple[TestOutcome, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +209,17 @@ class Decision(Result):
     verdict: str
     reasons: tuple[str, ...]
     variants: Mapping[str, VariantDecision]
+
+
+@dataclass(frozen=True)
+class HealthCheck(Result):
+    """One data-quality check: ``status`` ok | warning | failed | not_checked, and what it means.
+    A ``failed`` check blocks the decision (the verdict is ``inconclusive``)."""
+
+    name: str
+    status: str
+    message: str
+    value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -178,3 +233,7 @@ class Analysis(Result):
     srm: SrmCheck
     sequential: SequentialDesign | None
     decision: Decision
+    decision_rule: str = "risk_aware"
+    deterioration_alpha: float | None = None
+    engine: str = "frequentist"
+    health: tuple[HealthCheck, ...] = ()

@@ -2,21 +2,30 @@
 
 Two methods, chosen by the input's ``"sequential"`` object:
 
-* ``group_sequential``: Lan-DeMets alpha spending with the O'Brien-Fleming-type function
-  ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` at information fractions ``t`` (the
-  share of the planned sample seen). Two-sided symmetric boundaries ``c_1..c_K`` are found
-  look by look so the probability of first crossing at look ``k`` under the null equals
-  the alpha spent there, by numerical integration of the Brownian-motion density over
-  the continuation region (Armitage-McPherson-Rowe recursion, Simpson's rule). The current
-  look is the last; its p-value is the repeated p-value (the smallest alpha whose
-  boundary the current statistic crosses) and its interval the repeated confidence
+* ``group_sequential``: Lan-DeMets alpha spending at information fractions ``t`` (the
+  share of the planned sample seen), with the O'Brien-Fleming-type function
+  ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` (``"obrien_fleming"``, the default) or
+  the power family ``alpha(t) = alpha * t**rho`` (``"power"``, ``rho = 2`` by default: the
+  spending spotify-confidence uses, with its conventions: bounds truncated at ``z = 8`` and a
+  look whose increment of alpha is below ``1e-7`` per side spends nothing, its bound is 8).
+  Two-sided symmetric boundaries ``c_1..c_K`` are found look by look so the probability of
+  first crossing at look ``k`` under the null equals the alpha spent there, by numerical
+  integration of the Brownian-motion density over the continuation region
+  (Armitage-McPherson-Rowe recursion, Simpson's rule). The current look is the last; its
+  p-value is the repeated p-value (the smallest alpha whose boundary the current statistic
+  crosses) and its interval the repeated confidence
   interval ``estimate +- c_K(level) * se``.
 * ``always_valid``: the normal-mixture confidence sequence (mSPRT, Johari et al. 2017;
-  Howard et al. 2021). With mixing variance ``tau**2``, ``V = se**2`` and
-  ``rho = V / tau**2``, the mixture likelihood ratio is
-  ``Lambda = sqrt(rho / (1 + rho)) exp(z**2 / (2 (1 + rho)))``, valid at every look at
-  once (Ville's inequality); p = min(1, 1 / Lambda). ``tau**2`` is the estimator's
-  variance at ``tuning_n`` total users, so ``rho = tuning_n / n_total``.
+  Howard et al. 2021) in GrowthBook's parameterization (gbstats ``SequentialTwoSidedTTest``,
+  Waudby-Smith et al. 2023, eqs. 9 and 155). With ``n`` the users in the comparison and
+  ``tuning_n`` gbstats' ``sequential_tuning_parameter``, the mixing parameter is
+  ``eta**2 = (-2 ln alpha + ln(1 - 2 ln alpha)) / tuning_n`` (chosen so the sequence is
+  tightest near ``n = tuning_n``) and, with ``r = n eta**2``, the e-value of a z statistic is
+  ``E = exp(z**2 r / (2 (r + 1))) / sqrt(r + 1)``, valid at every look at once (Ville's
+  inequality); p = min(1, 1 / E). The interval's half-width is
+  ``se * sqrt(2 (r + 1) / r * ln(sqrt(r + 1) / level))``. ``eta`` is fixed by the nominal
+  alpha, so corrected levels use the same e-value and p-values and intervals stay exact
+  inverses.
 
 Both use the normal approximation (no Student t).
 
@@ -33,8 +42,32 @@ import numpy as np
 from scipy import optimize, special, stats
 
 _C_MAX = 40.0  # a boundary this large is never crossed
+_Z_TRUNCATE = 8.0  # the power family's truncation (spotify-confidence's ztrun)
+_MIN_SPEND_PER_SIDE = 1e-7  # ... and its smallest increment of alpha per side (ldbounds' tol)
 _GRID_SD = 12.0  # the continuation density is tracked to +-12 standard deviations
 _MAX_POINTS = 2001
+
+
+SPENDINGS = ("obrien_fleming", "power")
+DEFAULT_RHO = 2.0
+
+
+def power_spending(t: float | np.ndarray, alpha: float, rho: float = DEFAULT_RHO) -> float | np.ndarray:
+    """Cumulative alpha spent by information fraction ``t`` in the power family ``alpha * t**rho``.
+
+    >>> round(float(power_spending(0.5, 0.05)), 10)
+    0.0125
+    """
+    out = alpha * np.power(np.minimum(np.asarray(t, dtype=float), 1.0), rho)
+    return float(out) if out.ndim == 0 else out
+
+
+def spending(t: float | np.ndarray, alpha: float, kind: str = "obrien_fleming",
+             rho: float = DEFAULT_RHO) -> float | np.ndarray:
+    """Cumulative alpha spent by ``t`` under the spending function ``kind`` (see :data:`SPENDINGS`)."""
+    if kind == "power":
+        return power_spending(t, alpha, rho)
+    return obf_spending(t, alpha)
 
 
 def obf_spending(t: float | np.ndarray, alpha: float) -> float | np.ndarray:
@@ -67,9 +100,13 @@ def _grid(half: float, next_sd: float | None) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4096)
-def group_sequential_boundaries(looks: tuple[float, ...], alpha: float) -> tuple[float, ...]:
-    """Two-sided z boundaries at the information fractions ``looks`` (strictly increasing, in (0, 1])."""
-    spent = np.atleast_1d(obf_spending(np.asarray(looks), alpha))
+def group_sequential_boundaries(looks: tuple[float, ...], alpha: float, kind: str = "obrien_fleming",
+                                rho: float = DEFAULT_RHO) -> tuple[float, ...]:
+    """Two-sided z boundaries at the information fractions ``looks`` (strictly increasing, in (0, 1])
+    for the spending function ``kind`` (``rho``: the power family's exponent)."""
+    spent = np.atleast_1d(spending(np.asarray(looks), alpha, kind, rho))
+    # spotify-confidence's (ldbounds') conventions for the power family; O'Brien-Fleming keeps tandem's
+    c_max, min_spend = (_Z_TRUNCATE, 2.0 * _MIN_SPEND_PER_SIDE) if kind == "power" else (_C_MAX, 0.0)
     bounds: list[float] = []
     grid: np.ndarray | None = None
     wdens: np.ndarray | None = None
@@ -78,7 +115,9 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float) -> tuple
         target = float(spent[k] - (spent[k - 1] if k else 0.0))
         st = math.sqrt(t)
         if k == 0:
-            ck = float(stats.norm.isf(target / 2.0)) if target > 0 else _C_MAX
+            ck = float(stats.norm.isf(target / 2.0)) if target > 0 else c_max
+        elif target < min_spend:
+            ck = c_max
         else:
             sd = math.sqrt(t - t_prev)
             g, w = grid, wdens
@@ -86,13 +125,13 @@ def group_sequential_boundaries(looks: tuple[float, ...], alpha: float) -> tuple
             def crossing(c: float, g=g, w=w, sd=sd, st=st) -> float:
                 return float(w @ (special.ndtr((-c * st - g) / sd) + special.ndtr((g - c * st) / sd)))
 
-            if target <= crossing(_C_MAX):
-                ck = _C_MAX
+            if target <= crossing(c_max):
+                ck = c_max
             elif target >= crossing(0.0):
                 ck = 0.0
             else:
-                ck = float(optimize.brentq(lambda c, f=crossing, a=target: f(c) - a, 0.0, _C_MAX, xtol=1e-10))
-        ck = min(ck, _C_MAX)
+                ck = float(optimize.brentq(lambda c, f=crossing, a=target: f(c) - a, 0.0, c_max, xtol=1e-10))
+        ck = min(ck, c_max)
         bounds.append(ck)
         if k + 1 < len(looks):
             next_sd = math.sqrt(looks[k + 1] - t)
@@ -120,11 +159,13 @@ class GroupSequential:
 
     name = "group_sequential"
 
-    def __init__(self, looks: tuple[float, ...]) -> None:
+    def __init__(self, looks: tuple[float, ...], kind: str = "obrien_fleming", rho: float = DEFAULT_RHO) -> None:
         self.looks = tuple(looks)
+        self.kind = kind
+        self.rho = float(rho)
 
     def critical(self, alpha: float) -> float:
-        return group_sequential_boundaries(self.looks, float(alpha))[-1]
+        return group_sequential_boundaries(self.looks, float(alpha), self.kind, self.rho)[-1]
 
     def p_two_sided(self, z: float) -> float:
         """Repeated p-value: the smallest alpha whose current boundary ``|z|`` reaches."""
@@ -138,34 +179,44 @@ class GroupSequential:
         return float(math.exp(root))
 
     def spent(self, alpha: float) -> float:
-        return float(obf_spending(self.looks[-1], alpha))
+        return float(spending(self.looks[-1], alpha, self.kind, self.rho))
 
 
-def mixture_lambda(z: float | np.ndarray, rho: float | np.ndarray) -> float | np.ndarray:
-    """Normal-mixture likelihood ratio for a z statistic, ``rho = V / tau**2``."""
-    rho = np.asarray(rho, float)
-    return np.sqrt(rho / (1.0 + rho)) * np.exp(np.asarray(z, float) ** 2 / (2.0 * (1.0 + rho)))
+def gbstats_eta2(alpha: float, tuning_n: float) -> float:
+    """gbstats' ``sequential_rho(alpha, tuning_n) ** 2`` (Waudby-Smith et al. 2023, eq. 161)."""
+    log_term = -2.0 * math.log(alpha)
+    return (log_term + math.log(log_term + 1.0)) / float(tuning_n)
 
 
-def mixture_critical(alpha: float, rho: float | np.ndarray) -> float | np.ndarray:
-    """The ``|z|`` at which the mixture likelihood ratio reaches ``1 / alpha``."""
-    rho = np.asarray(rho, float)
-    out = np.sqrt((1.0 + rho) * (2.0 * math.log(1.0 / alpha) + np.log((1.0 + rho) / rho)))
+def mixture_evalue(z: float | np.ndarray, r: float | np.ndarray) -> float | np.ndarray:
+    """E-value of a z statistic with ``r = n eta**2``: ``exp(z**2 r / (2 (r + 1))) / sqrt(r + 1)``."""
+    r = np.asarray(r, float)
+    return np.exp(np.asarray(z, float) ** 2 * r / (2.0 * (r + 1.0))) / np.sqrt(r + 1.0)
+
+
+def mixture_critical(alpha: float, r: float | np.ndarray) -> float | np.ndarray:
+    """The ``|z|`` at which the e-value reaches ``1 / alpha``: the interval half-width in standard errors."""
+    r = np.asarray(r, float)
+    out = np.sqrt(2.0 * (r + 1.0) / r * np.log(np.sqrt(r + 1.0) / alpha))
     return float(out) if out.ndim == 0 else out
 
 
 class AlwaysValid:
-    """Reference of the always-valid normal-mixture confidence sequence."""
+    """Reference of the always-valid normal-mixture confidence sequence (gbstats' parameterization).
+
+    ``n`` is the number of users in the comparison (control plus treatment), ``tuning_n`` gbstats'
+    ``sequential_tuning_parameter`` and ``alpha`` the nominal level that fixes the mixture.
+    """
 
     name = "always_valid"
 
-    def __init__(self, rho: float) -> None:
-        self.rho = float(rho)
+    def __init__(self, *, n: float, tuning_n: float, alpha: float) -> None:
+        self.r = float(n) * gbstats_eta2(alpha, tuning_n)
 
     def critical(self, alpha: float) -> float:
-        return float(mixture_critical(alpha, self.rho))
+        return float(mixture_critical(alpha, self.r))
 
     def p_two_sided(self, z: float) -> float:
         with np.errstate(over="ignore"):
-            lam = float(mixture_lambda(z, self.rho))
-        return float(min(1.0, 1.0 / lam)) if lam > 0 else 1.0
+            e = float(mixture_evalue(z, self.r))
+        return float(min(1.0, 1.0 / e)) if e > 0 else 1.0

@@ -82,6 +82,7 @@ def test_report_json_is_the_engine_json_plus_the_counts():
     doc = report.to_dict()
     assert doc == json.loads(json.dumps(doc, allow_nan=False))
     assert list(doc) == ["alpha", "control", "correction", "metrics", "srm", "sequential", "decision",
+                         "decision_rule", "deterioration_alpha", "engine", "health",
                          "experiment", "watermark_ts", "variants"]
     engine = report.analysis.to_dict()
     for row, plain in zip(doc["metrics"][0]["variants"], engine["metrics"][0]["variants"], strict=True):

@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from experiments.stats import analyse
 from experiments.stats.cli import run_stats
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[4] / "examples" / "stats_input.json"
@@ -76,6 +77,26 @@ BAD = [
     (_set(["sequential"], {"method": "always_valid", "looks": [0.3]}), "sequential.looks: only for method"),
     (lambda d: d["metrics"][0]["variants"][1].pop("pre_cross_sum"),
      "metrics[0].variants[1].pre_cross_sum: required when any pre_* field is given"),
+    (_set(["sequential"], {"method": "group_sequential", "information_fraction": 0.5, "rho": 3}),
+     'sequential.rho: only with "spending": "power"'),
+    (_set(["sequential"], {"method": "group_sequential", "information_fraction": 0.5, "spending": "obrien_fleming",
+                           "rho": 3}), 'sequential.rho: only with "spending": "power"'),
+    (_set(["sequential"], {"method": "group_sequential", "information_fraction": 0.5, "spending": "pocock"}),
+     "sequential.spending: must be one of"),
+    (_set(["sequential"], {"method": "always_valid", "spending": "power"}), "sequential.spending: only for method"),
+    (lambda d: d.update(engine="bayesian", sequential={"method": "always_valid"}),
+     "sequential: not available with engine 'bayesian'"),
+    (_set(["engine"], "bootstrap"), "engine: must be one of"),
+    (_set(["deterioration_alpha"], 0.5), "deterioration_alpha: must be < 0.5"),
+    (_set(["deterioration_alpha"], 0.0), "deterioration_alpha: must be > 0"),
+    (_set(["deterioration_alpha"], -0.1), "deterioration_alpha: must be > 0"),
+    (lambda d: d.update(decision_rule="all_metrics_corrected", deterioration_alpha=0.01),
+     "deterioration_alpha: only for decision_rule 'risk_aware'"),
+    (_set(["decision_rule"], "majority"), "decision_rule: must be one of"),
+    (_set(["power"], 1.0), "power: must be < 1"),
+    (_set(["health"], {"late_records": 5}), "health.records: required when health.late_records is given"),
+    (_set(["health"], {"late_records": 5, "records": 4}), "health.late_records: must be <= health.records"),
+    (_set(["health"], {"multiple_exposures": -1}), "health.multiple_exposures: must be >= 0"),
 ]
 
 
@@ -94,3 +115,45 @@ def test_invalid_json_and_missing_file(tmp_path):
     out, err_buf = io.StringIO(), io.StringIO()
     assert run_stats(str(tmp_path / "nope.json"), out=out, err=err_buf) == 2
     assert "cannot read" in err_buf.getvalue()
+
+
+EXAMPLES = EXAMPLE.parent
+
+
+@pytest.mark.parametrize(("name", "rule", "engine", "verdict"), [
+    ("stats_risk_aware", "risk_aware", "frequentist", "ship"),
+    ("stats_all_metrics_corrected", "all_metrics_corrected", "frequentist", "inconclusive"),
+    ("stats_bayesian", "risk_aware", "bayesian", "ship"),
+    ("stats_group_sequential_power", "risk_aware", "frequentist", "ship"),
+    ("stats_always_valid", "risk_aware", "frequentist", "ship"),
+])
+def test_every_example_runs_through_the_command(name, rule, engine, verdict):
+    out, err = io.StringIO(), io.StringIO()
+    assert run_stats(str(EXAMPLES / f"{name}.json"), out=out, err=err) == 0, err.getvalue()
+    doc = json.loads(out.getvalue())
+    assert (doc["decision_rule"], doc["engine"], doc["decision"]["verdict"]) == (rule, engine, verdict)
+    assert all(c["tests"] for m in doc["metrics"] for c in m["comparisons"])
+
+
+def _contains(earlier, now, path="$"):
+    """Every field of ``earlier`` is in ``now`` with the same value (new fields may be added)."""
+    if isinstance(earlier, dict):
+        assert isinstance(now, dict), path
+        for key, value in earlier.items():
+            assert key in now, f"{path}.{key} missing"
+            _contains(value, now[key], f"{path}.{key}")
+    elif isinstance(earlier, list):
+        assert isinstance(now, list) and len(now) == len(earlier), path
+        for k, (a, b) in enumerate(zip(earlier, now, strict=True)):
+            _contains(a, b, f"{path}[{k}]")
+    else:
+        assert earlier == now, f"{path}: {earlier!r} != {now!r}"
+
+
+def test_the_earlier_rule_keeps_every_earlier_field_and_value():
+    # the output of this example before the risk-aware rule became the default (stored then)
+    earlier = json.loads((pathlib.Path(__file__).parent / "expected_example_output_before_issue_18.json").read_text())
+    data = json.loads(EXAMPLE.read_text()) | {"decision_rule": "all_metrics_corrected"}
+    now = json.loads(json.dumps(analyse(data).to_dict()))
+    _contains(earlier, now)
+    assert set(now) - set(earlier) == {"decision_rule", "deterioration_alpha", "engine", "health"}

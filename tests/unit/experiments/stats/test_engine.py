@@ -44,17 +44,24 @@ def test_results_are_frozen():
 
 
 def test_proportion_comparison_matches_the_closed_form():
-    data = {"control": "c", "correction": "none", "metrics": [{"name": "conv", "kind": "proportion", "role": "success",
-            "variants": [{"name": "c", "n": 5000, "sum": 500}, {"name": "t", "n": 5000, "sum": 560}]}]}
+    data = {"control": "c", "correction": "none", "decision_rule": "all_metrics_corrected",
+            "metrics": [{"name": "conv", "kind": "proportion", "role": "success",
+                         "variants": [{"name": "c", "n": 5000, "sum": 500}, {"name": "t", "n": 5000, "sum": 560}]}]}
     c = _comparison(analyse(data), "conv", "t")
     se = np.sqrt(0.1 * 0.9 / 5000 + 0.112 * 0.888 / 5000)
     assert c.p_value == pytest.approx(2 * stats.norm.sf(0.012 / se), rel=1e-9)
     assert c.absolute.ci_low == pytest.approx(0.012 - stats.norm.isf(0.025) * se, rel=1e-9)
     assert c.relative.estimate == pytest.approx(0.12, rel=1e-9)
+    risk_aware = _comparison(analyse(data | {"decision_rule": "risk_aware"}), "conv", "t")
+    assert risk_aware.p_value == pytest.approx(stats.norm.sf(0.012 / se), rel=1e-9)
+    assert risk_aware.absolute.ci_low == pytest.approx(0.012 - stats.norm.isf(0.05) * se, rel=1e-9)
+    assert [t.test for t in risk_aware.tests] == ["superiority", "deterioration"]
+    assert risk_aware.tests[1].p_value == pytest.approx(stats.norm.cdf(0.012 / se), rel=1e-9)
 
 
 def test_multi_arm_bonferroni_across_metrics_and_arms():
     data = simulated_input(lifts={"control": 0, "a": 0.05, "b": 0.0}, correction="bonferroni")
+    data["decision_rule"] = "all_metrics_corrected"
     out = analyse(data)
     comps = [c for m in out.metrics for c in m.comparisons]
     assert len(comps) == 4
@@ -70,7 +77,7 @@ def test_multi_arm_bonferroni_across_metrics_and_arms():
 def test_intervals_agree_with_corrected_significance(correction):
     data = simulated_input(lifts={"control": 0, "a": 0.02, "b": 0.03, "c": -0.02}, n=3000, seed=4,
                            correction=correction, guardrail_lift={"a": -0.01})
-    out = analyse(data)
+    out = analyse(data | {"decision_rule": "all_metrics_corrected"})
     for m in out.metrics:
         for c in m.comparisons:
             if c.test == "superiority":
@@ -78,6 +85,11 @@ def test_intervals_agree_with_corrected_significance(correction):
             else:
                 excludes = c.relative.ci_low > -m.non_inferiority_margin
             assert excludes == c.significant, (m.name, c)
+    risk_aware = analyse(data)
+    for m in risk_aware.metrics:
+        for c in m.comparisons:  # one-sided tests: the lower bound of the 1 - 2 alpha_i interval decides
+            bound = c.absolute.ci_low > 0 if c.test == "superiority" else c.relative.ci_low > -m.non_inferiority_margin
+            assert bound == c.significant, (m.name, c)
 
 
 def test_srm_blocks_the_decision():
@@ -117,10 +129,16 @@ def test_guardrail_direction_decrease():
 
 def test_guardrail_without_margin_harmed_and_success_metric_worse():
     data = simulated_input(lifts={"control": 0, "treatment": 0.1}, guardrail_lift={"treatment": -0.05}, margin=None)
-    assert analyse(data).decision.verdict == "do_not_ship"
-    worse = analyse(simulated_input(lifts={"control": 0, "treatment": -0.1}))
+    out = analyse(data)
+    assert out.decision.verdict == "do_not_ship"
+    assert _comparison(out, "sessions").test == "deterioration"
+    assert analyse(data | {"decision_rule": "all_metrics_corrected"}).decision.verdict == "do_not_ship"
+    worse_input = simulated_input(lifts={"control": 0, "treatment": -0.1})
+    worse = analyse(worse_input)
     assert worse.decision.verdict == "do_not_ship"
-    assert "success metric 'minutes' is significantly worse" in worse.decision.reasons[0]
+    assert "success metric 'minutes' has significantly deteriorated" in worse.decision.reasons[0]
+    old = analyse(worse_input | {"decision_rule": "all_metrics_corrected"})
+    assert "success metric 'minutes' is significantly worse" in old.decision.reasons[0]
 
 
 def test_non_inferiority_not_shown_keeps_running():
@@ -168,4 +186,6 @@ def test_sequential_methods_widen_intervals_and_report_boundaries():
     av = analyse(data)
     assert _comparison(av, "minutes").p_value > fixed.p_value
     assert av.sequential == AlwaysValidDesign(tuning_n=8000)
+    assert av.srm.test == "anytime_valid" and gs.srm.test == "anytime_valid" and analyse(
+        simulated_input(lifts={"control": 0, "treatment": 0.03}, seed=9)).srm.test == "chi_square"
     assert av.to_dict()["sequential"] == {"method": "always_valid", "tuning_n": 8000}

@@ -72,3 +72,39 @@ def test_interval_levels_agree_with_the_corrected_decisions(p, method, alpha):
         assert 0 < lvl <= alpha + 1e-15
         if abs(q - alpha) > 1e-9:  # away from the knife edge, "p <= level" is "adjusted p <= alpha"
             assert (pi <= lvl) == (q <= alpha)
+
+
+def test_anytime_valid_srm_is_the_dirichlet_multinomial_bayes_factor():
+    # No published figure of Lindon and Malek's test exists in gbstats' or spotify-confidence's tests; checked
+    # against the independent closed form: the Dirichlet-multinomial marginal over the multinomial likelihood
+    # (the multinomial coefficients cancel), from scipy's own distributions
+    from experiments.stats.srm import anytime_valid_p
+
+    p = np.array([0.4, 0.4, 0.2])
+    x = np.array([4130, 3950, 1920])
+    bf = stats.dirichlet_multinomial.pmf(x, 100 * p, x.sum()) / stats.multinomial.pmf(x, x.sum(), p)
+    assert float(anytime_valid_p(x, p)) == pytest.approx(min(1.0, 1 / bf), rel=1e-9)
+    two = np.array([5210, 4790])
+    bf2 = stats.betabinom.pmf(5210, 10000, 50, 50) / stats.binom.pmf(5210, 10000, 0.5)
+    assert float(anytime_valid_p(two, np.array([1.0, 1.0]))) == pytest.approx(min(1.0, 1 / bf2), rel=1e-9)
+    res = srm_check({"c": 5210, "t": 4790}, {"c": 1, "t": 1}, test="anytime_valid")
+    assert res.anytime_p_value == pytest.approx(1 / bf2, rel=1e-9) and res.test == "anytime_valid"
+    assert res.p_value == pytest.approx(stats.chisquare([5210, 4790]).pvalue, rel=1e-12)  # still reported
+
+
+def test_anytime_valid_srm_keeps_its_alpha_under_peeking_while_chi_square_does_not():
+    """2000 A/A experiments, a look after every 100 users up to 10 000: the share that ever alarms."""
+    from experiments.stats.srm import anytime_valid_p
+
+    alpha, replicates, looks = 0.05, 2000, 100
+    rng = np.random.default_rng(61)
+    first = np.cumsum(rng.binomial(100, 0.5, (replicates, looks)), axis=1)
+    total = 100 * np.arange(1, looks + 1)
+    counts = np.stack([first, total - first], axis=-1)
+    anytime_alarm = (anytime_valid_p(counts, np.array([0.5, 0.5])) <= alpha).any(axis=1)
+    chi2 = ((counts - total[:, None] / 2) ** 2 / (total[:, None] / 2)).sum(axis=-1)
+    chi_alarm = (stats.chi2.sf(chi2, 1) <= alpha).any(axis=1)
+    tail = 1e-5
+    assert anytime_alarm.sum() <= stats.binom.isf(tail, replicates, alpha)
+    assert chi_alarm.sum() >= stats.binom.isf(tail, replicates, alpha) + 1  # significantly above alpha
+    assert chi_alarm.mean() > 4 * alpha
