@@ -25,11 +25,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.errors import InvalidSpec
 from experiments.surfaces import RANKER, ParameterValue, PolicyChoice
+from experiments.validation import describe, load_yaml
 from streams.events import MAX_TS_MS, MIN_TS_MS, EventType
 
 #: The surface of a spec that names none.
@@ -362,35 +362,6 @@ class ExperimentSpec(_Spec):
         return max(m.end_offset for m in self.metrics) + max(m.pre_length for m in self.metrics)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not part.startswith(("function-", "lax-", "json-")):
-            out += f".{part}" if out else part
-    return out
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    items = error.errors(include_url=False)
-    for item in items:
-        if item["type"] == "too_short" and any(
-            len(other["loc"]) > len(item["loc"]) and other["loc"][: len(item["loc"])] == item["loc"]
-            for other in items
-        ):
-            continue  # a collection whose items failed is reported through those items
-        where = _location(item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        # Validators of nested models name the field themselves: "window: ..." at metrics[2].
-        head, sep, rest = message.partition(": ")
-        if sep and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
-            where, message = (f"{where}.{head}" if where else head), rest
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
 def parse_spec(data: Any) -> ExperimentSpec:
     """Validate a spec given as a mapping (parsed YAML or JSON)."""
     if not isinstance(data, dict):
@@ -398,20 +369,12 @@ def parse_spec(data: Any) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSpec(f"experiment spec: {_describe(exc)}") from None
+        raise InvalidSpec(f"experiment spec: {describe(exc)}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a YAML spec file; errors start with the file name."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InvalidSpec(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return parse_spec(data)
-    except InvalidSpec as exc:
-        raise InvalidSpec(f"{path}: {exc}") from None
+    return load_yaml(path, parse_spec)
 
 
 def spec_to_json(spec: ExperimentSpec) -> bytes:

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.errors import InvalidSpec
+from experiments.validation import describe, load_yaml
 
 SURFACES_PATH = Path(__file__).resolve().parent / "surfaces.yaml"
 #: The parameter that names the policy choosing what a surface shows; a variant's ``policy`` sets it.
@@ -123,13 +123,7 @@ def parse_surfaces(data: Any) -> dict[str, Surface]:
     try:
         catalog = _Catalog.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        message = str(first["msg"]).removeprefix("Value error, ")
-        head, sep, rest = message.partition(": ")
-        if sep and head.replace("_", "").replace("[", "").replace("]", "").replace(".", "").isalnum():
-            where, message = f"{where}.{head}" if where else head, rest  # a nested validator named its field
-        raise InvalidSpec(f"surfaces: {where}: {message}") from None
+        raise InvalidSpec(f"surfaces: {describe(exc)}") from None
     out: dict[str, Surface] = {}
     for i, surface in enumerate(catalog.surfaces):
         if surface.name in out:
@@ -139,12 +133,4 @@ def parse_surfaces(data: Any) -> dict[str, Surface]:
 
 
 def load_surfaces(path: str | Path = SURFACES_PATH) -> dict[str, Surface]:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InvalidSpec(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return parse_surfaces(data)
-    except InvalidSpec as exc:
-        raise InvalidSpec(f"{path}: {exc}") from None
+    return load_yaml(path, parse_surfaces)
