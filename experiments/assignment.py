@@ -26,7 +26,7 @@ True
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
@@ -56,8 +56,13 @@ def in_holdout(spec: ExperimentSpec, user_id: str) -> bool:
     return layer is not None and layer.holdout > 0.0 and unit_hash("holdout", layer.name, user_id) < layer.holdout
 
 
-def assign(spec: ExperimentSpec, user_id: str, *, at_ms: int | None = None) -> str | None:
-    """The user's variant, or None (holdout, outside the layer range, or ``at_ms`` outside [start, end))."""
+def assign(spec: ExperimentSpec, user_id: str, *, at_ms: int | None = None, sticky: str | None = None) -> str | None:
+    """The user's variant, or None (holdout, outside the layer range, or ``at_ms`` outside [start, end)).
+
+    A bandit experiment's weights move from period to period: a user arriving at ``at_ms`` gets the
+    weights of that period, and a user assigned before keeps its variant (``sticky``, what the
+    sticky-assignment log remembers for the user).
+    """
     if at_ms is not None and not spec.start <= at_ms < spec.end:
         return None
     layer = spec.layer
@@ -67,8 +72,10 @@ def assign(spec: ExperimentSpec, user_id: str, *, at_ms: int | None = None) -> s
         lo, hi = layer.buckets
         if not lo <= int(unit_hash("layer", layer.name, user_id) * LAYER_BUCKETS) < hi:
             return None
+    if sticky is not None and spec.variant(sticky) is not None:
+        return sticky
     u = unit_hash(spec.salt, user_id)
-    for cutoff, name in spec.variant_cutoffs:
+    for cutoff, name in (spec.cutoffs_at(at_ms) if spec.kind == "bandit" else spec.variant_cutoffs):
         if u < cutoff:
             return name
     raise AssertionError("unreachable: the last cutoff is above 1")  # pragma: no cover
@@ -122,6 +129,7 @@ class Composition:
     assignments: dict[str, str]  # every experiment of the surface the user is in -> variant
     holdout: tuple[str, str] | None = None  # (holdout experiment, variant) of the user
     conflicts: tuple[str, ...] = ()  # experiments whose parameters another experiment already set
+    new_sticky: tuple[tuple[str, str], ...] = ()  # bandit experiments the user joined now: (experiment, variant)
     _read: set[str] = field(default_factory=set)
 
     def read(self, name: str) -> Any:
@@ -180,10 +188,13 @@ class SurfaceIndex:
 
 
 def compose(
-    surface: Surface, specs: Iterable[ExperimentSpec] | SurfaceIndex, user_id: str, *, at_ms: int | None = None
+    surface: Surface, specs: Iterable[ExperimentSpec] | SurfaceIndex, user_id: str, *, at_ms: int | None = None,
+    sticky: Callable[[str, str], str | None] | None = None,
 ) -> Composition:
     """The surface's defaults overlaid with the variants of every experiment ``user_id`` is in.
 
+    ``sticky(experiment, user)`` is the variant a bandit experiment gave the user before, if any;
+    a user a bandit experiment assigns for the first time is listed in ``new_sticky``.
     Specs of other surfaces are ignored. A user in the held-out variant (the ``control``) of the
     surface's holdout gets the defaults and no other experiment. Two experiments that set one
     parameter for the same user cannot both be admitted (``check_parameters``); should their
@@ -202,10 +213,14 @@ def compose(
             assignments[spec.id] = held
             if held == spec.control:
                 return Composition(surface.name, values, sources, assignments, holdout)
+    new_sticky: list[tuple[str, str]] = []
     for spec in index.candidates(surface.name, user_id):
-        variant_name = assign(spec, user_id, at_ms=at_ms)
+        before = sticky(spec.id, user_id) if sticky is not None and spec.kind == "bandit" else None
+        variant_name = assign(spec, user_id, at_ms=at_ms, sticky=before)
         if variant_name is None:
             continue
+        if spec.kind == "bandit" and before != variant_name:
+            new_sticky.append((spec.id, variant_name))
         variant = spec.variant(variant_name)
         if variant is None:  # pragma: no cover - assign only answers the spec's variants
             continue
@@ -218,7 +233,7 @@ def compose(
                 continue
             values[name] = value
             sources[name] = (spec.id, variant_name)
-    return Composition(surface.name, values, sources, assignments, holdout, tuple(conflicts))
+    return Composition(surface.name, values, sources, assignments, holdout, tuple(conflicts), tuple(new_sticky))
 
 
 def overlaps_in_time(a: ExperimentSpec, b: ExperimentSpec) -> bool:
@@ -233,7 +248,7 @@ def check_parameters(specs: Iterable[ExperimentSpec]) -> None:
     """
     by_surface: dict[str, list[ExperimentSpec]] = {}
     for spec in specs:
-        if spec.kind == "ab" and spec.parameters:
+        if spec.kind != "holdout" and spec.parameters:
             by_surface.setdefault(spec.surface, []).append(spec)
     for surface, members in by_surface.items():
         members.sort(key=lambda s: s.id)

@@ -285,16 +285,40 @@ class Layer(_Spec):
         return self
 
 
+class Allocation(_Spec):
+    """How a bandit experiment moves its weights: every ``every`` of event time, Thompson sampling on
+    the success ``metric`` from the streaming aggregates, each variant kept at ``min_weight`` at least."""
+
+    metric: Name
+    every: Duration = 86_400_000
+    min_weight: Annotated[float, Field(strict=True, ge=0.0, lt=0.5)] = 0.05
+
+    @model_validator(mode="after")
+    def _check(self) -> Allocation:
+        _positive_field("every", self.every)
+        return self
+
+
+class Period(_Spec):
+    """Weights in force from ``start`` (event time) for users who first arrive then: a new version of
+    a bandit experiment appends one; users already assigned keep their variant."""
+
+    start: Instant
+    weights: dict[Name, Annotated[float, Field(strict=True, ge=0.0, le=1.0)]]
+
+
 class ExperimentSpec(_Spec):
     """One experiment. ``kind: holdout`` is a surface's holdout: its ``control`` variant (e.g. 5 % of
     users) is served the surface's defaults and no other experiment on the surface; every request
-    to the surface exposes it, so the total effect of what runs and shipped can be measured."""
+    to the surface exposes it, so the total effect of what runs and shipped can be measured.
+    ``kind: bandit`` is a multi-armed bandit experiment: its variant weights are those of the first
+    period, and ``periods`` (appended by the allocator) move them for users who arrive later."""
 
     v: Literal[1] = 1
     id: Name
     salt: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
     unit: Literal["user"] = "user"
-    kind: Literal["ab", "holdout"] = "ab"
+    kind: Literal["ab", "holdout", "bandit"] = "ab"
     surface: Name = DEFAULT_SURFACE
     description: str = ""
     variants: Annotated[tuple[Variant, ...], Field(min_length=2)]
@@ -305,6 +329,8 @@ class ExperimentSpec(_Spec):
     alpha: Annotated[float, Field(strict=True, gt=0.0, lt=0.5)] = 0.05
     correction: Literal["none", "bonferroni", "holm", "benjamini-hochberg"] = "holm"
     metrics: Annotated[tuple[Metric, ...], Field(min_length=1)]
+    allocation: Allocation | None = None
+    periods: tuple[Period, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
@@ -330,7 +356,41 @@ class ExperimentSpec(_Spec):
             for i, variant in enumerate(self.variants):
                 if variant.params:
                     raise ValueError(f"variants[{i}].params: a holdout's variants set no parameters")
+        self._check_bandit(names)
         return self
+
+    def _check_bandit(self, names: list[str]) -> None:
+        if self.kind != "bandit":
+            if self.allocation is not None or self.periods:
+                raise ValueError("allocation: only a bandit experiment (kind: bandit) has an allocation")
+            return
+        if self.allocation is None:
+            raise ValueError("allocation: required for a bandit experiment")
+        metric = self.metric(self.allocation.metric)
+        if metric is None or metric.role != "success":
+            raise ValueError(f"allocation.metric: {self.allocation.metric!r} is not a success metric of the spec")
+        before = self.start
+        for i, period in enumerate(self.periods):
+            if set(period.weights) != set(names):
+                raise ValueError(f"periods[{i}].weights: need one weight per variant ({', '.join(names)})")
+            if abs(sum(period.weights.values()) - 1.0) > 1e-9:
+                raise ValueError(f"periods[{i}].weights: must sum to 1")
+            if not before < period.start < self.end:
+                raise ValueError(f"periods[{i}].start: must be after the previous period's start and before end")
+            before = period.start
+
+    def cutoffs_at(self, at_ms: int | None) -> tuple[tuple[float, str], ...]:
+        """The cumulative weights for a user arriving at ``at_ms`` (a bandit's period, else the variants')."""
+        period = self.period_at(at_ms)
+        if period is None:
+            return self.variant_cutoffs
+        return _cutoffs([(name, period.weights[name]) for name in (v.name for v in self.variants)])
+
+    def period_at(self, at_ms: int | None) -> Period | None:
+        """The bandit period in force at ``at_ms`` (None: the first one, the variants' weights)."""
+        if at_ms is None:
+            return self.periods[-1] if self.periods else None
+        return next((p for p in reversed(self.periods) if p.start <= at_ms), None)
 
     @property
     def parameters(self) -> frozenset[str]:
@@ -346,11 +406,7 @@ class ExperimentSpec(_Spec):
     @functools.cached_property
     def variant_cutoffs(self) -> tuple[tuple[float, str], ...]:
         """Cumulative weights, for assignment: a unit hashing below ``cutoff`` gets ``variant``."""
-        total, out = 0.0, []
-        for variant in self.variants:
-            total += variant.weight
-            out.append((total, variant.name))
-        return tuple(out[:-1]) + ((2.0, out[-1][1]),)  # the last variant takes rounding slack
+        return _cutoffs([(v.name, v.weight) for v in self.variants])
 
     @property
     def min_end_offset(self) -> int:
@@ -360,6 +416,14 @@ class ExperimentSpec(_Spec):
     def lookback(self) -> int:
         """How far from a window's close the oldest event it needs can lie."""
         return max(m.end_offset for m in self.metrics) + max(m.pre_length for m in self.metrics)
+
+
+def _cutoffs(weights: list[tuple[str, float]]) -> tuple[tuple[float, str], ...]:
+    total, out = 0.0, []
+    for name, weight in weights:
+        total += weight
+        out.append((total, name))
+    return tuple(out[:-1]) + ((2.0, out[-1][1]),)  # the last variant takes rounding slack
 
 
 def parse_spec(data: Any) -> ExperimentSpec:

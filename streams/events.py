@@ -121,6 +121,21 @@ class Exposure(_Record):
     params: Annotated[list[Name], Field(max_length=100)] = Field(default_factory=list)
 
 
+class StickyAssignment(_Record):
+    """The variant a bandit experiment gave a user on arrival: kept while the experiment's weights move."""
+
+    assignment_id: RecordId
+    experiment: Name
+    variant: Name
+    user_id: RecordId
+    ts: EventTime
+
+    @property
+    def log_key(self) -> str:
+        """Its key on the compacted topic: one record per experiment and user."""
+        return f"{self.experiment}/{self.user_id}"
+
+
 class ModelSnapshot(_Record):
     """A policy's learned state, as JSON: never pickle on a topic."""
 

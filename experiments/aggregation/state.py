@@ -35,7 +35,7 @@ from experiments.spec import ExperimentSpec
 from streams.events import Exposure, ListeningEvent
 
 #: Fields of a spec that may change while the experiment runs; any other change is refused.
-MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction"})
+MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction", "periods"})  # periods: a bandit's
 
 _TS = attrgetter("ts")
 

@@ -192,13 +192,18 @@ def interactions_from_topics(settings: Settings, specs: Sequence[ExperimentSpec]
                              lateness_ms: int = 30 * 60_000) -> list[Interaction]:
     """Read the exposures and events topics to their end and check every pair of ``specs``; windows
     count once the newest event time less ``lateness_ms`` has passed them."""
-    exposures = list(_decoded(settings, EXPOSURES, Exposure))
-    events = [MetricEvent.of(event) for event in _decoded(settings, EVENTS, ListeningEvent)]
+    exposures, events = read_exposures_and_events(settings)
     if not events:
         return []
     closed_upto = max(e.ts for e in events) - lateness_ms
     return check_interactions(specs, cells_from_records(specs, exposures, events, closed_upto=closed_upto),
                               alpha=alpha)
+
+
+def read_exposures_and_events(settings: Settings) -> tuple[list[Exposure], list[MetricEvent]]:
+    """Every valid record of the exposures and events topics, in topic order."""
+    exposures = list(_decoded(settings, EXPOSURES, Exposure))
+    return exposures, [MetricEvent.of(event) for event in _decoded(settings, EVENTS, ListeningEvent)]
 
 
 def _decoded(settings: Settings, topic: Topic, schema: type[RecordT]) -> Iterator[RecordT]:

@@ -37,6 +37,10 @@ def _add_experiments(commands_parser: Any) -> None:
     aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
     aggregate.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
     aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
+    allocate = actions.add_parser("allocate", help="move bandit experiments' weights (Thompson sampling), "
+                                                   "a new spec version per period")
+    allocate.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    allocate.add_argument("--once", action="store_true", help="one round, then exit")
     metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
@@ -168,6 +172,8 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
         return _list_specs(settings)
     if args.action == "aggregate":
         return _aggregate(args, settings)
+    if args.action == "allocate":
+        return _allocate(args, settings)
     return _print_metrics(args.experiment, settings)
 
 
@@ -230,6 +236,23 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _allocate(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from experiments.allocation import allocate_once
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while True:
+        for version in allocate_once(settings):
+            period = version.periods[-1]
+            print(f"{version.id}: period {len(version.periods)} from {period.start}: "
+                  + ", ".join(f"{k} {w:.3f}" for k, w in sorted(period.weights.items())), flush=True)
+        if args.once or stop.wait(args.interval):
+            return 0
+
+
 def _print_metrics(experiment: str, settings: Settings) -> int:
     from experiments.aggregation.aggregator import open_store
 
@@ -257,8 +280,21 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     out_dir = Path(args.out) if args.out else settings.state_dir / "reports"
     files = run_report(settings=settings, experiment=args.experiment, out_dir=out_dir)
     print(files.table)
+    _print_bandit_report(settings, args.experiment)
     print(f"\nwrote {files.json_path}, {files.lift_png}, {files.lift_over_time_png}")
     return 0
+
+
+def _print_bandit_report(settings: Settings, experiment: str) -> None:
+    """A bandit experiment's weights moved: its period-weighted effects and per-period SRM."""
+    from experiments.report.bandit import bandit_report_from_topics, render
+    from experiments.report.owner import read_spec
+
+    spec = read_spec(settings, experiment)
+    if spec.kind == "bandit":
+        report = bandit_report_from_topics(settings, spec)
+        if report is not None:
+            print("\n" + render(report))
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         EXPOSURES,
         LEARNER_CHECKPOINTS,
         MODELS,
+        STICKY_ASSIGNMENTS,
         TOPICS,
         ApplyReport,
         Topic,
@@ -55,6 +56,7 @@ __all__ = [
     "EXPOSURES",
     "LEARNER_CHECKPOINTS",
     "MODELS",
+    "STICKY_ASSIGNMENTS",
     "TOPICS",
     "ApplyReport",
     "DeliveryStats",
@@ -89,7 +91,7 @@ _LAZY = {
     **dict.fromkeys(("newest_per_key", "read_topic"), "infra.kafka.topic_reader"),
     **dict.fromkeys(
         ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_METRICS", "EXPOSURES",
-         "LEARNER_CHECKPOINTS", "MODELS", "TOPICS", "ApplyReport", "Topic", "apply_topics"),
+         "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport", "Topic", "apply_topics"),
         "infra.kafka.topics",
     ),
 }

@@ -52,9 +52,12 @@ EXPERIMENTS = Topic("experiments", "experiment id", "experiments.spec.Experiment
 EXPERIMENT_METRICS = Topic("experiment-metrics", "experiment/variant/metric",
                            "experiments.aggregation.stats.metric_record", compacted=True)
 DEAD_LETTERS = Topic("dead-letters", "source topic", "streams.events.DeadLetter", retention_ms=4 * WEEK_MS)
+STICKY_ASSIGNMENTS = Topic("sticky-assignments", "experiment/user_id", "streams.events.StickyAssignment",
+                           compacted=True)
 
 TOPICS: tuple[Topic, ...] = (
     EVENTS, DECISIONS, EXPOSURES, MODELS, LEARNER_CHECKPOINTS, EXPERIMENTS, EXPERIMENT_METRICS, DEAD_LETTERS,
+    STICKY_ASSIGNMENTS,
 )
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from infra.kafka.config import consumer_config, librdkafka_producer_config
 from infra.kafka.librdkafka import LibrdkafkaProducer
-from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EXPERIMENTS, EXPOSURES, MODELS
+from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EXPERIMENTS, EXPOSURES, MODELS, STICKY_ASSIGNMENTS
 from infra.settings import Settings
 from streams.features.online import open_online_store
 from streams.serving.decision_log import DecisionLog
@@ -43,7 +43,8 @@ def build_service(
     log = DecisionLog(
         producer_factory=lambda: _producer(settings, overrides, on_error=log.broker_error),
         topics={DECISIONS.name: settings.topic(DECISIONS), EXPOSURES.name: settings.topic(EXPOSURES),
-                DEAD_LETTERS.name: settings.topic(DEAD_LETTERS)},
+                DEAD_LETTERS.name: settings.topic(DEAD_LETTERS),
+                STICKY_ASSIGNMENTS.name: settings.topic(STICKY_ASSIGNMENTS)},
         max_pending=config.max_pending,
     )
     live = LiveConfig(on_rejected=lambda letter: log.offer(DEAD_LETTERS.name, letter))
@@ -52,6 +53,7 @@ def build_service(
         consumer_config=consumer_config(settings, group_id=None),
         experiments_topic=settings.topic(EXPERIMENTS),
         models_topic=settings.topic(MODELS),
+        sticky_topic=settings.topic(STICKY_ASSIGNMENTS),
     )
     return ServingService(features=features, live=live, log=log, config=config, reader=reader)
 

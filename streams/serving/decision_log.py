@@ -176,7 +176,7 @@ class DecisionLog:
             self._done(kind, error=exc)
             return True
         try:
-            key = str(getattr(record, "user_id", None) or getattr(record, "source_topic", ""))  # dead letter: source
+            key = _key(record)
             future = producer.send(self.topics[kind], key=key.encode("utf-8"), value=value)
         except BufferError as exc:  # the producer's queue is full (the broker is slow or away)
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -206,3 +206,8 @@ class DecisionLog:
             producer.close(timeout=max(0.0, self._deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - what is left is reported by close()
             logger.error("decision log: closing the producer failed: %s: %s", type(exc).__name__, exc)
+
+
+def _key(record: Any) -> str:
+    """A record's key: its ``log_key`` if it has one, else its user (a dead letter: its source topic)."""
+    return str(getattr(record, "log_key", None) or getattr(record, "user_id", None) or record.source_topic)

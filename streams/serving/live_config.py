@@ -31,6 +31,7 @@ from experiments.spec import ExperimentSpec, spec_from_json
 from experiments.surfaces import Surface, load_surfaces
 from streams.events import DeadLetter, ModelSnapshot, dead_letter, decode
 from streams.policies import POLICIES, Policy, make_policy, policy_from_state
+from streams.serving.sticky import StickyAssignments
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class LiveConfig:
         on_rejected: Callable[[DeadLetter], object] | None = None,
     ) -> None:
         self.surfaces = dict(surfaces) if surfaces is not None else load_surfaces()
+        self.sticky = StickyAssignments()
         self.on_rejected = on_rejected
         self._specs: dict[str, ExperimentSpec] = {}
         self._ordered: tuple[ExperimentSpec, ...] = ()
@@ -146,11 +148,14 @@ class LiveConfigReader:
 
     def __init__(
         self, *, live: LiveConfig, consumer_config: dict[str, Any], experiments_topic: str, models_topic: str,
-        poll_ms: int = 200,
+        sticky_topic: str | None = None, poll_ms: int = 200,
     ) -> None:
         self.live = live
         self._config = consumer_config
-        self._handlers = {experiments_topic: live.apply_spec, models_topic: live.apply_snapshot}
+        self._handlers: dict[str, Callable[..., None]] = {
+            experiments_topic: live.apply_spec, models_topic: live.apply_snapshot}
+        if sticky_topic is not None:  # bandit experiments' assignments, made by every serving process
+            self._handlers[sticky_topic] = live.sticky.apply_record
         self._poll_ms = poll_ms
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once both topics were read to their end

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from experiments.assignment import Composition, compose, surface_values
 from experiments.spec import DEFAULT_SURFACE
 from experiments.surfaces import RANKER, PolicyChoice, Surface, load_surfaces
-from streams.events import Decision, Exposure, new_id
+from streams.events import Decision, Exposure, StickyAssignment, new_id
 from streams.policies import Policy
 from streams.serving.errors import InvalidRequest
 from streams.serving.live_config import LiveConfig
@@ -60,6 +60,7 @@ class Recommendation:
     params: dict[str, Any]  # every parameter of the surface as served (JSON values)
     experiment: str | None  # the experiment that set the ranker, None for the surface's default
     variant: str | None
+    sticky: tuple[StickyAssignment, ...] = ()  # bandit experiments the user joined with this request
 
     def response(self) -> dict[str, Any]:
         """The JSON body answered to the client."""
@@ -125,7 +126,9 @@ class Recommender:
         if layout is None:
             raise InvalidRequest(f"surface: unknown surface {surface!r} (one of {', '.join(sorted(self.surfaces))})")
         arms = list(candidates) if candidates else list(self.arms)
-        composition = compose(layout, self.live.index(), user_id, at_ms=ts_ms)
+        composition = compose(layout, self.live.index(), user_id, at_ms=ts_ms, sticky=self.live.sticky.get)
+        for experiment, variant in composition.new_sticky:
+            self.live.sticky.remember(experiment, user_id, variant)
         for experiment in composition.conflicts:
             self.conflicts[experiment] += 1
         policy, name = self._ranker(composition, layout)
@@ -157,8 +160,13 @@ class Recommender:
             )
             for experiment, variant in composition.used().items()
         )
+        sticky = tuple(
+            StickyAssignment(assignment_id=f"{decision_id}:{experiment}", experiment=experiment, variant=variant,
+                             user_id=user_id, ts=ts_ms)
+            for experiment, variant in composition.new_sticky
+        )
         ranker_source = composition.sources.get(RANKER)
         return Recommendation(
             decision, exposures, layout.name, surface_values({RANKER: composition.values[RANKER], **params}),
-            ranker_source[0] if ranker_source else None, ranker_source[1] if ranker_source else None,
+            ranker_source[0] if ranker_source else None, ranker_source[1] if ranker_source else None, sticky,
         )

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from infra.kafka.topics import DECISIONS, EXPOSURES
+from infra.kafka.topics import DECISIONS, EXPOSURES, STICKY_ASSIGNMENTS
 from streams.events import MAX_TS_MS, MIN_TS_MS
 from streams.serving.decision_log import DecisionLog
 from streams.serving.features import CoalescingFeatureReader, InlineFeatureReader
@@ -95,6 +95,8 @@ class ServingService:
         self.log.offer(DECISIONS.name, out.decision)
         for exposure in out.exposures:
             self.log.offer(EXPOSURES.name, exposure)
+        for assignment in out.sticky:
+            self.log.offer(STICKY_ASSIGNMENTS.name, assignment)
         return out.response()
 
     # -- health and metrics ------------------------------------------------------------
