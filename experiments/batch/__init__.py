@@ -1,0 +1,2 @@
+"""The batch path: the Parquet event archive, metrics compiled to SQL, DuckDB and Spark.
+"""
