@@ -35,11 +35,6 @@ _AGGS = ("count", "sum_ms_played", "active", "distinct_items", "distinct_genres"
 #: Per-user values: whole numbers below 10**18; their products below 10**36.
 _VALUE = "DECIMAL(18, 0)"
 _SUM = "DECIMAL(38, 0)"
-#: The result's columns, in order.
-COLUMNS = (
-    "metric", "variant", "n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum",
-    "pre_sum", "pre_sum_sq", "pre_cross_sum", "exposed", "multi_variant_users",
-)
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,9 @@ class CompiledQuery:
 
     experiment: str
     metrics: tuple[Metric, ...]
+    #: The result's columns: one row per variant with ``exposed``, ``multi_variant_users`` and,
+    #: for the i-th metric, ``m<i>_n``, ``m<i>_sum``, ``m<i>_sum_sq`` and its ratio and CUPED sums.
+    columns: tuple[str, ...]
     sql: str
 
 
@@ -142,42 +140,34 @@ def compile_experiment(
     nearest_end = min(m.end_offset for m in chosen)
 
     values: list[str] = []
-    selects: list[str] = []
+    sums: list[str] = []
+    columns: list[str] = ["variant", "exposed", "multi_variant_users"]
     for i, metric in enumerate(chosen):
         field = f"metrics[{index[metric.name]}]"
         lo = f"a.anchor_ts + {metric.window.delay}"
         hi = f"a.anchor_ts + {metric.end_offset}"
         y, den, pre = f"m{i}_y", f"m{i}_den", f"m{i}_pre"
-        null = f"CAST(NULL AS {_SUM})"
+        closed = f"anchor_ts + {metric.end_offset} <= closed_upto"
+        terms = {"n": "1", "sum": y, "sum_sq": f"{y} * {y}"}
         if metric.kind == "ratio":
             assert metric.numerator is not None and metric.denominator is not None
             values.append(f"{_measure_sql(metric.numerator, lo, hi, field + '.numerator')} AS {y}")
             values.append(f"{_measure_sql(metric.denominator, lo, hi, field + '.denominator')} AS {den}")
-            ratio = f"SUM({den}), SUM({den} * {den}), SUM({y} * {den})"
+            terms.update(den_sum=den, den_sum_sq=f"{den} * {den}", cross_sum=f"{y} * {den}")
         else:
             assert metric.measure is not None
             values.append(f"{_measure_sql(metric.measure, lo, hi, field + '.measure')} AS {y}")
-            ratio = f"{null}, {null}, {null}"
         if metric.covariate is not None:
             assert metric.measure is not None
             pre_lo = f"a.anchor_ts - {metric.covariate.length}"
             values.append(f"{_measure_sql(metric.measure, pre_lo, 'a.anchor_ts', field + '.covariate')} AS {pre}")
-            cuped = f"SUM({pre}), SUM({pre} * {pre}), SUM({pre} * {y})"
-        else:
-            cuped = f"{null}, {null}, {null}"
-        selects.append(
-            f"SELECT {_literal(metric.name, field + '.name')} AS metric, variant, COUNT(*) AS n, "
-            f"SUM({y}) AS sum, SUM({y} * {y}) AS sum_sq, {ratio}, {cuped}, "
-            f"CAST(NULL AS BIGINT) AS exposed, CAST(NULL AS BIGINT) AS multi_variant_users "
-            f"FROM users WHERE anchor_ts + {metric.end_offset} <= closed_upto GROUP BY variant"
-        )
-    null_sums = ", ".join([f"CAST(NULL AS {_SUM})"] * 8)
-    selects.append(
-        f"SELECT CAST(NULL AS STRING) AS metric, variant, CAST(NULL AS BIGINT) AS n, {null_sums}, "
-        f"COUNT(*) AS exposed, SUM(multi) AS multi_variant_users FROM anchors GROUP BY variant"
-    )
+            terms.update(pre_sum=pre, pre_sum_sq=f"{pre} * {pre}", pre_cross_sum=f"{pre} * {y}")
+        for name, term in terms.items():
+            # Users whose window is still open add nothing (SUM over no rows is NULL: read as 0).
+            sums.append(f"SUM(CASE WHEN {closed} THEN {term} END) AS m{i}_{name}")
+            columns.append(f"m{i}_{name}")
     value_columns = ",\n    ".join(values)
-    union = "\nUNION ALL\n".join(selects)
+    sum_columns = ",\n  ".join(sums)
     sql = f"""WITH
 deduplicated_events AS (
   SELECT user_id, ts, type, item_id, genre, ms_played FROM (
@@ -208,14 +198,16 @@ anchors AS (
   FROM ranked r WHERE r.place = 1
 ),
 users AS (
-  SELECT a.user_id, a.variant, a.anchor_ts, a.closed_upto,
+  SELECT a.user_id, a.variant, a.anchor_ts, a.closed_upto, a.multi,
     {value_columns}
   FROM anchors a
   LEFT JOIN deduplicated_events e
-    ON e.user_id = a.user_id AND e.ts >= a.anchor_ts - {reach_back} AND e.ts < a.anchor_ts + {reach_ahead}
-  WHERE a.anchor_ts + {nearest_end} <= a.closed_upto
-  GROUP BY a.user_id, a.variant, a.anchor_ts, a.closed_upto
+    ON e.user_id = a.user_id AND a.anchor_ts + {nearest_end} <= a.closed_upto
+    AND e.ts >= a.anchor_ts - {reach_back} AND e.ts < a.anchor_ts + {reach_ahead}
+  GROUP BY a.user_id, a.variant, a.anchor_ts, a.closed_upto, a.multi
 )
-{union}
+SELECT variant, COUNT(*) AS exposed, SUM(multi) AS multi_variant_users,
+  {sum_columns}
+FROM users GROUP BY variant
 """
-    return CompiledQuery(experiment=spec.id, metrics=tuple(chosen), sql=sql)
+    return CompiledQuery(experiment=spec.id, metrics=tuple(chosen), columns=tuple(columns), sql=sql)

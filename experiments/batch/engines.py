@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from experiments.batch.archive import SCHEMAS, Archive
-from experiments.batch.compiler import COLUMNS, CompiledQuery
+from experiments.batch.compiler import CompiledQuery
 from experiments.batch.errors import BatchError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Engine(Protocol):
     name: str
 
     def run(self, query: CompiledQuery, archive: Archive) -> list[dict[str, Any]]:
-        """The query's rows, one dict per row keyed by ``COLUMNS``, sums as exact integers."""
+        """The query's rows, one dict per row keyed by its columns, sums as exact integers."""
         ...
 
     def watermark(self, archive: Archive) -> int | None:
@@ -85,7 +85,7 @@ class DuckDBEngine:
             raise BatchError(f"duckdb: the query of experiment {query.experiment!r} failed: {exc}") from exc
         finally:
             connection.close()
-        return [dict(zip(COLUMNS, map(_exact, row), strict=True)) for row in rows]
+        return [dict(zip(query.columns, map(_exact, row), strict=True)) for row in rows]
 
     def watermark(self, archive: Archive) -> int | None:
         connection = self._connect(archive)
@@ -102,6 +102,8 @@ def spark_session(master: str | None = None) -> Any:
     from pyspark.sql import SparkSession
 
     master = master or os.environ.get("TANDEM_SPARK_MASTER") or DEFAULT_SPARK_MASTER
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else it looks up the host's outside address
     builder = (
         SparkSession.builder.master(master)
         .appName("tandem-batch")
@@ -151,7 +153,7 @@ class SparkEngine:
             rows = session.sql(query.sql).collect()
         except Exception as exc:  # py4j and pyspark raise several unrelated types
             raise BatchError(f"spark: the query of experiment {query.experiment!r} failed: {exc}") from exc
-        return [{name: _exact(row[name]) for name in COLUMNS} for row in rows]
+        return [{name: _exact(row[name]) for name in query.columns} for row in rows]
 
     def watermark(self, archive: Archive) -> int | None:
         session = self._register(archive)

@@ -50,28 +50,27 @@ def recompute(
 
 
 def _stats(spec: ExperimentSpec, metrics: Sequence[Metric], rows: list[dict[str, Any]]) -> list[MetricStats]:
-    counts = {row["variant"]: row for row in rows if row["metric"] is None}
-    figures = {(row["variant"], row["metric"]): row for row in rows if row["metric"] is not None}
+    by_variant = {row["variant"]: row for row in rows}
     out = []
     for variant in spec.variants:
-        exposure = counts.get(variant.name, {})
-        for metric in metrics:
-            row = figures.get((variant.name, metric.name), {})
+        row = by_variant.get(variant.name, {})
+        for i, metric in enumerate(metrics):
             sums: dict[str, float | None] = {}
             for name in SUM_FIELDS:
                 present = (name not in _RATIO or metric.kind == "ratio") and (
                     name not in _CUPED or metric.covariate is not None
                 )
-                sums[name] = float(row.get(name) or 0) if present else None
+                # Exact integers from the engine, rounded once here (as the stream rounds its exact sums).
+                sums[name] = float(row.get(f"m{i}_{name}") or 0) if present else None
             out.append(
                 MetricStats(
                     experiment=spec.id, variant=variant.name, metric=metric.name, kind=metric.kind,
-                    role=metric.role, n=int(row.get("n") or 0),
+                    role=metric.role, n=int(row.get(f"m{i}_n") or 0),
                     sum=sums["sum"] or 0.0, sum_sq=sums["sum_sq"] or 0.0,
                     den_sum=sums["den_sum"], den_sum_sq=sums["den_sum_sq"], cross_sum=sums["cross_sum"],
                     pre_sum=sums["pre_sum"], pre_sum_sq=sums["pre_sum_sq"], pre_cross_sum=sums["pre_cross_sum"],
-                    exposed=int(exposure.get("exposed") or 0),
-                    multi_variant_users=int(exposure.get("multi_variant_users") or 0),
+                    exposed=int(row.get("exposed") or 0),
+                    multi_variant_users=int(row.get("multi_variant_users") or 0),
                 )
             )
     return out
