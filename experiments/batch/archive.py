@@ -32,7 +32,10 @@ from experiments.batch.errors import CorruptArchiveFile, NewerArchiveSchema
 ARCHIVE_SCHEMA_VERSION = 1
 COMPRESSION = "zstd"
 
-_PROVENANCE = [pa.field("kafka_partition", pa.int32(), nullable=False), pa.field("kafka_offset", pa.int64(), nullable=False)]
+_PROVENANCE = [
+    pa.field("kafka_partition", pa.int32(), nullable=False),
+    pa.field("kafka_offset", pa.int64(), nullable=False),
+]
 
 #: The archived topics (by their name before the prefix) and the columns of their files.
 SCHEMAS: dict[str, pa.Schema] = {
@@ -136,7 +139,8 @@ class Archive:
             match = _NAME.match(name)
             parent = info.path.rsplit("/", 2)[-2] if info.path.count("/") >= 2 else ""
             if match is None or not parent.startswith("date="):
-                raise CorruptArchiveFile(info.path, "not a file name the archiver writes (p<partition>-<first>-<last>-of<n>.parquet under date=YYYY-MM-DD/)")
+                raise CorruptArchiveFile(info.path, "not a file name the archiver writes "
+                                         "(p<partition>-<first>-<last>-of<n>.parquet under date=YYYY-MM-DD/)")
             partition, first, last, of = (int(group) for group in match.groups())
             found.append(ArchiveFile(topic, partition, first, last, of, parent.removeprefix("date="), info.path))
         return sorted(found)

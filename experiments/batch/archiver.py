@@ -29,13 +29,15 @@ from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
 from infra.settings import Settings
 from streams.errors import InvalidRecord
-from streams.events import Decision, Exposure, ListeningEvent, decode, dead_letter, encode_dead_letter
+from streams.events import Decision, Exposure, ListeningEvent, dead_letter, decode, encode_dead_letter
 
 logger = logging.getLogger(__name__)
 
 STAGE = "experiments.archive"
 ARCHIVED: tuple[Topic, ...] = (EVENTS, EXPOSURES, DECISIONS)
-_SCHEMAS = {"events": ListeningEvent, "exposures": Exposure, "decisions": Decision}
+_SCHEMAS: dict[str, type[ListeningEvent] | type[Exposure] | type[Decision]] = {
+    "events": ListeningEvent, "exposures": Exposure, "decisions": Decision,
+}
 MAX_POLL_RECORDS = 5000
 
 
@@ -63,7 +65,8 @@ def group_id(settings: Settings) -> str:
 
 
 def default_archive_url(settings: Settings) -> str:
-    return os.environ.get("TANDEM_ARCHIVE_URL") or str(settings.state_dir / "archive")
+    """``TANDEM_ARCHIVE_URL``, else ``<state dir>/archive``."""
+    return settings.archive
 
 
 class Archiver:
@@ -78,8 +81,12 @@ class Archiver:
         max_bytes: int = 64 * 1024 * 1024,
         flush_interval_s: float = 30.0,
         group: str | None = None,
+        crash_after_batches: int | None = None,
     ) -> None:
         self.settings = settings
+        # Fault injection for the crash tests: SIGKILL itself right after the Nth batch's files
+        # are written, before the next batch and before the offset commit.
+        self._crash_after_batches = crash_after_batches
         self.archive = Archive(archive_url or default_archive_url(settings))
         self.group = group or group_id(settings)
         # A batch is bounded in records and raw bytes, so files are bounded in size.
@@ -174,7 +181,7 @@ class Archiver:
             valid: list[tuple[int, int, Any]] = []
             for offset, key, value in pending.records:
                 try:
-                    valid.append((partition, offset, decode(value, _SCHEMAS[role])))
+                    valid.append((partition, offset, decode(value, _SCHEMAS[role])))  # type: ignore[misc]
                 except InvalidRecord as exc:
                     letter = dead_letter(raw_value=value, raw_key=key, source_topic=topic, partition=partition,
                                          offset=offset, error=exc, stage=STAGE)
@@ -187,21 +194,15 @@ class Archiver:
             self.stats.dead_letters += letters
         for role, partition, first, last, valid in batches:
             if valid:  # a batch of dead letters only leaves no file: a restart repeats its letters
-                self.stats.files += len(self.archive.write_batch(role, partition, first, last, list(rows_of(valid, role))))
+                rows = list(rows_of(valid, role))
+                self.stats.files += len(self.archive.write_batch(role, partition, first, last, rows))
             self.stats.batches += 1
-            if _crash_requested(self.stats.batches):
+            if self._crash_after_batches is not None and self.stats.batches >= self._crash_after_batches:
                 os.kill(os.getpid(), signal.SIGKILL)
         self._pending.clear()
         self._oldest_pending = None
         self.stats.last_flush_at = time.monotonic()
         _commit_courtesy(consumer)
-
-
-def _crash_requested(batches: int) -> bool:
-    """Fault injection for the crash tests: ``TANDEM_ARCHIVER_CRASH_AFTER_BATCHES=N`` kills the
-    process right after the Nth batch's files are written, before the next batch and the commit."""
-    raw = os.environ.get("TANDEM_ARCHIVER_CRASH_AFTER_BATCHES")
-    return raw is not None and batches >= int(raw)
 
 
 def _caught_up(consumer: Any) -> bool:

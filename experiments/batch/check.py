@@ -124,12 +124,12 @@ def check(
             result = recompute(spec, archive, engine=each, metrics=names, closed_upto=cut)
             for stats in result.stats:
                 batch[(stats.variant, stats.metric, frozen)] = stats
-        for (variant, metric), figure in figures.items():
-            if spec.metric(metric) is None or spec.variant(variant) is None:
+        for (variant_name, metric_name), figure in figures.items():
+            if spec.metric(metric_name) is None or spec.variant(variant_name) is None:
                 continue
             cut = figure.closed_upto(allowed_lateness_ms)
             frozen = cut if isinstance(cut, int) else tuple(sorted(cut.items()))
-            differences += compare(figure.stats, batch[(variant, metric, frozen)], each.name)
+            differences += compare(figure.stats, batch[(variant_name, metric_name, frozen)], each.name)
     metrics = tuple(
         MetricCheck(
             metric=m.name,
@@ -166,5 +166,6 @@ def check_experiment(
     spec = read_spec(settings, experiment)
     figures = read_stream_figures(settings, experiment)
     archive = Archive(archive_url or default_archive_url(settings))
-    return check(spec, figures, archive, engines=[engine(name) for name in engines],
+    chosen = [engine(name, master=settings.spark_master) if name == "spark" else engine(name) for name in engines]
+    return check(spec, figures, archive, engines=chosen,
                  allowed_lateness_ms=allowed_lateness_ms)

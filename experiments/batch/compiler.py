@@ -168,6 +168,7 @@ def compile_experiment(
             columns.append(f"m{i}_{name}")
     value_columns = ",\n    ".join(values)
     sum_columns = ",\n  ".join(sums)
+    # Every literal above went through _literal (the spec's name pattern) or _integer: no quote can enter.
     sql = f"""WITH
 deduplicated_events AS (
   SELECT user_id, ts, type, item_id, genre, ms_played FROM (
@@ -209,5 +210,5 @@ users AS (
 SELECT variant, COUNT(*) AS exposed, SUM(multi) AS multi_variant_users,
   {sum_columns}
 FROM users GROUP BY variant
-"""
+"""  # noqa: S608
     return CompiledQuery(experiment=spec.id, metrics=tuple(chosen), columns=tuple(columns), sql=sql)

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 #: The relations a compiled query reads.
 INPUTS = ("events", "exposures")
 ENGINES = ("duckdb", "spark")
+#: The master when none is given (``TANDEM_SPARK_MASTER`` reaches here through the settings).
 DEFAULT_SPARK_MASTER = "local[2]"
 
 
@@ -69,12 +70,8 @@ class DuckDBEngine:
             connection.execute(f"SET threads = {int(self.threads)}")
         for topic in INPUTS:
             paths = archive.local_paths(topic)
-            if paths:
-                files = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
-                connection.execute(f"CREATE VIEW {topic} AS SELECT * FROM read_parquet([{files}])")
-            else:
-                connection.register(f"empty_{topic}", SCHEMAS[topic].empty_table())
-                connection.execute(f"CREATE VIEW {topic} AS SELECT * FROM empty_{topic}")
+            relation = connection.read_parquet(paths) if paths else connection.from_arrow(SCHEMAS[topic].empty_table())
+            relation.create_view(topic)
         return connection
 
     def run(self, query: CompiledQuery, archive: Archive) -> list[dict[str, Any]]:
@@ -101,7 +98,7 @@ def spark_session(master: str | None = None) -> Any:
     """The process's Spark session (created on first use, reused after)."""
     from pyspark.sql import SparkSession
 
-    master = master or os.environ.get("TANDEM_SPARK_MASTER") or DEFAULT_SPARK_MASTER
+    master = master or DEFAULT_SPARK_MASTER
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else it looks up the host's outside address
     builder = (

@@ -45,7 +45,9 @@ def _split_key(key: str) -> tuple[str, str, str, int | None]:
     raise BatchError(f"key: {key!r} is neither experiment/variant/metric nor experiment/variant/metric/partition")
 
 
-def stream_figures(records: Iterable[tuple[bytes | None, bytes | None]], experiment: str) -> dict[tuple[str, str], StreamFigure]:
+def stream_figures(
+    records: Iterable[tuple[bytes | None, bytes | None]], experiment: str
+) -> dict[tuple[str, str], StreamFigure]:
     """(key, value) pairs of ``experiment-metrics`` in topic order → the figures of one experiment,
     by (variant, metric)."""
     newest: dict[str, dict[str, Any]] = {}

@@ -24,6 +24,7 @@ def add_archive(commands_parser: Any) -> None:
     run.add_argument("--flush-interval", type=float, default=30.0, help="seconds a record may wait for its file")
     run.add_argument("--max-records", type=int, default=200_000, help="records per batch of files, at most")
     run.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    run.add_argument("--crash-after-batches", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
     archive.set_defaults(handler=cmd_archive)
 
 
@@ -57,7 +58,7 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     from experiments.batch.archiver import Archiver
 
     archiver = Archiver(settings=settings, archive_url=args.archive, flush_interval_s=args.flush_interval,
-                        max_records=args.max_records)
+                        max_records=args.max_records, crash_after_batches=args.crash_after_batches)
     signal.signal(signal.SIGTERM, lambda *_: archiver.stop())
     signal.signal(signal.SIGINT, lambda *_: archiver.stop())
     stats = archiver.run(idle_exit_s=args.idle_exit)
@@ -103,7 +104,8 @@ def cmd_recompute(args: argparse.Namespace, settings: Settings) -> int:
 
     archive = Archive(args.archive or default_archive_url(settings))
     spec, added = effective_spec(read_spec(settings, args.experiment), archive)
-    result = recompute(spec, archive, engine=engine(args.engine), metrics=args.metric,
+    chosen = engine(args.engine, master=settings.spark_master) if args.engine == "spark" else engine(args.engine)
+    result = recompute(spec, archive, engine=chosen, metrics=args.metric,
                        allowed_lateness_ms=parse_duration(args.allowed_lateness))
     text = json.dumps(stats_input(spec, result), indent=2)
     if args.out:

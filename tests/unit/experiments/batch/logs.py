@@ -143,6 +143,8 @@ def oracle(spec: ExperimentSpec, log: dict[str, list[Located]], closed_upto: int
 
 def as_figures(stats: tuple[MetricStats, ...]) -> dict[tuple[str, str], dict]:
     return {
-        (s.variant, s.metric): {**s.sums(), "n": s.n, "exposed": s.exposed, "multi_variant_users": s.multi_variant_users}
+        (s.variant, s.metric): {
+            **s.sums(), "n": s.n, "exposed": s.exposed, "multi_variant_users": s.multi_variant_users,
+        }
         for s in stats
     }

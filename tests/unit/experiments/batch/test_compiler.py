@@ -14,10 +14,10 @@ from experiments.batch.engines import DuckDBEngine
 from experiments.batch.errors import CompileError
 from experiments.batch.recompute import recompute
 from experiments.spec import Measure
-from tests.unit.experiments.batch.logs import S, SPEC, T0, as_figures, oracle, random_log, write_archive
+from tests.unit.experiments.batch.logs import SPEC, T0, S, as_figures, oracle, random_log, write_archive
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32),
     users=st.integers(1, 8),

@@ -10,7 +10,7 @@ import pytest
 from experiments.batch.engines import DuckDBEngine, SparkEngine, engine
 from experiments.batch.errors import BatchError
 from experiments.batch.recompute import recompute
-from tests.unit.experiments.batch.logs import S, SPEC, T0, as_figures, oracle, random_log, write_archive
+from tests.unit.experiments.batch.logs import SPEC, T0, S, as_figures, oracle, random_log, write_archive
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
