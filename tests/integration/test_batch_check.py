@@ -1,0 +1,140 @@
+"""Stream = batch on the real broker: the aggregator and the archiver over one generated log.
+
+Both workers read the same topics in their own groups and run to the end. The batch path
+then recomputes every configured metric from the archive, cut where the stream's records
+were (their watermark minus the allowed lateness), on DuckDB and on Spark: both must equal
+the stream (n exactly, sums to 1e-9 relative) and each other exactly.
+
+A metric added on simulated day 5 (``tandem experiments add-metric``, a new spec version)
+is reported by ``tandem experiments recompute`` with values equal to a from-scratch batch
+computation of a spec that had it from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.batch.archive import Archive
+from experiments.batch.check import check
+from experiments.batch.engines import DuckDBEngine, SparkEngine, spark_session
+from experiments.batch.recompute import recompute
+from experiments.batch.stream import read_stream_figures
+from experiments.spec import DEMO_SPEC_PATH, load_spec, parse_spec, spec_to_json
+from experiments.stats.inputs import parse_input
+from experiments.synthetic import DAY_MS, synthetic_log
+from infra.kafka.config import producer_config
+from infra.kafka.topics import EVENTS, apply_topics
+from infra.settings import Settings
+from streams.events import encode
+from streams.producer import EventPublisher
+
+LATENESS_MS = 30 * 60 * 1000
+ADDED_METRIC = {
+    "name": "genres_3d", "role": "success", "kind": "mean", "direction": "increase",
+    "measure": "distinct_genres", "window": {"delay": "1d", "length": "3d"}, "covariate": {"length": "2d"},
+}
+
+
+def tandem(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+        "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
+        "TANDEM_STATE_DIR": str(settings.state_dir),
+    }
+    done = subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert not check or done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def publish(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
+    with EventPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
+        for role, key, value in records:
+            publisher.publish_bytes(key, value, topic=settings.topic(role))
+
+
+def run_workers(settings: Settings) -> None:
+    """The aggregator and the archiver, together, each to the end of the topics."""
+    env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+           "TANDEM_TOPIC_PREFIX": settings.topic_prefix, "TANDEM_STATE_DIR": str(settings.state_dir)}
+    commands = [
+        ["experiments", "aggregate", "--allowed-lateness", "30m", "--idle-exit", "5"],
+        ["archive", "run", "--flush-interval", "1", "--idle-exit", "4"],
+    ]
+    workers = [subprocess.Popen([sys.executable, "-m", "infra.cli", *c], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT) for c in commands]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=600)
+        assert worker.returncode == 0, output.decode()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Any:
+    return spark_session("local[2]")
+
+
+@pytest.mark.timeout(1200)
+def test_stream_equals_duckdb_equals_spark_and_an_added_metric_equals_from_scratch(
+    settings: Settings, tmp_path: Path, spark: Any
+) -> None:
+    spec = load_spec(DEMO_SPEC_PATH)
+    apply_topics(settings)
+    log = synthetic_log(spec, users=300, days=16, seed=21)
+    timed = sorted(
+        [(x.ts, "exposures", x.user_id.encode(), encode(x)) for x in log.exposures]
+        + [(e.ts, "events", e.user_id.encode(), encode(e)) for e in log.events]
+    )
+    day5 = spec.start + 5 * DAY_MS
+    publish(settings, [("experiments", spec.id.encode(), spec_to_json(spec))])
+    publish(settings, [(role, key, value) for ts, role, key, value in timed if ts < day5])
+    run_workers(settings)
+
+    # Day 5: an owner adds a metric the stream never had.
+    metric_file = tmp_path / "genres.yaml"
+    metric_file.write_text(json.dumps(ADDED_METRIC))
+    added = tandem(settings, "experiments", "add-metric", spec.id, str(metric_file))
+    assert "spec version 2 adds metric genres_3d" in added.stdout
+
+    publish(settings, [(role, key, value) for ts, role, key, value in timed if ts >= day5])
+    run_workers(settings)
+
+    # Stream = DuckDB = Spark on every configured metric and variant.
+    archive = Archive(str(settings.state_dir / "archive"))
+    figures = read_stream_figures(settings, spec.id)
+    assert {f.stats.n > 50 for f in figures.values()} == {True}, figures
+    result = check(spec, figures, archive, engines=[DuckDBEngine(), SparkEngine()], allowed_lateness_ms=LATENESS_MS)
+    assert result.differences == (), "\n".join(result.lines())
+    assert result.equal and [m.metric for m in result.metrics] == [m.name for m in spec.metrics]
+    (watermark,) = {w for f in figures.values() for w in f.watermarks.values()}
+    on_duckdb = recompute(spec, archive, engine=DuckDBEngine(), closed_upto=watermark - LATENESS_MS)
+    on_spark = recompute(spec, archive, engine=SparkEngine(), closed_upto=watermark - LATENESS_MS)
+    assert on_duckdb.stats == tuple(s for s in on_spark.stats)  # identical, not merely close
+    # The command prints stream = batch per metric and exits 0.
+    printed = tandem(settings, "experiments", "check", spec.id, "--engine", "duckdb")
+    assert [line.split(":")[0] for line in printed.stdout.splitlines() if "stream = batch" in line] == [
+        m.name for m in spec.metrics
+    ]
+
+    # The added metric, reported by recompute, equals a from-scratch spec that always had it.
+    out = tmp_path / "stats.json"
+    reported = tandem(settings, "experiments", "recompute", spec.id, "--metric", "genres_3d", "--out", str(out))
+    assert "genres_3d: source batch (duckdb), added in spec version 2" in reported.stderr
+    written = json.loads(out.read_text())
+    parse_input(written)  # the `tandem stats` input format
+    scratch = parse_spec({**json.loads(spec_to_json(spec)), "metrics": [ADDED_METRIC]})
+    expected = recompute(scratch, archive, engine=DuckDBEngine(), allowed_lateness_ms=LATENESS_MS)
+    assert [m["name"] for m in written["metrics"]] == ["genres_3d"]
+    by_variant = {row["name"]: row for row in written["metrics"][0]["variants"]}
+    for stats in expected.stats:
+        row = by_variant[stats.variant]
+        assert row["n"] == stats.n > 50
+        assert (row["sum"], row["sum_sq"], row["pre_sum"], row["pre_sum_sq"], row["pre_cross_sum"]) == (
+            stats.sum, stats.sum_sq, stats.pre_sum, stats.pre_sum_sq, stats.pre_cross_sum)
