@@ -117,9 +117,12 @@ class _LinearArmsPolicy(Policy):
         index, a_inv, theta = self._stacked()
         # Every known arm at once, then a fresh arm (mean 0, prior variance) as the last row:
         # requested arms pick their rows, unknown ones the last.
-        means = np.append(theta @ x, 0.0)
-        variances = np.append(a_inv @ x @ x + unknown / self.l2, (x @ x + unknown) / self.l2)
         rows = [index.get(arm, -1) for arm in arms]
+        means = theta @ x
+        variances = a_inv @ x @ x + unknown / self.l2
+        if -1 in rows:  # np.append copies: only when some arm is unknown
+            means = np.append(means, 0.0)
+            variances = np.append(variances, (x @ x + unknown) / self.l2)
         return means[rows], np.sqrt(np.maximum(variances[rows], 0.0))
 
     def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
