@@ -4,7 +4,9 @@ and read with ``prometheus_client``'s parser: the figures an operator pages on a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +31,13 @@ from tests.integration.test_learner_recovery import publish as publish_log
 from tests.integration.test_serving import InMemoryFeatures
 
 ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "docs" / "grafana" / "tandem.json"
+
+
+def dashboard_names(prefix: str) -> set[str]:
+    """The sample names the Grafana dashboard queries whose names start with ``prefix``."""
+    exprs = [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(rf"\b{prefix}\w+", expr)}
 
 
 @contextmanager
@@ -99,7 +108,7 @@ def test_features_worker_and_learner_expose_their_figures(settings: Settings, tm
                     and value(s, "tandem_features_freshness_seconds_count") > 0
                     and any(n == "tandem_features_consumer_lag" for n, _ in s))
 
-        scraped = scrape_until(status_path(settings), features, features_done, features_log)
+        scraped = features_scraped = scrape_until(status_path(settings), features, features_done, features_log)
         assert value(scraped, "tandem_features_events_total", outcome="accepted") > 0
         assert value(scraped, "tandem_features_events_total", outcome="invalid") == 1
         assert value(scraped, "tandem_features_dead_letters_total") == 1
@@ -120,6 +129,8 @@ def test_features_worker_and_learner_expose_their_figures(settings: Settings, tm
         assert total(scraped, "tandem_learner_policy_version") > 0
         assert {dict(labels)["topic"] for n, labels in scraped if n == "tandem_learner_consumer_lag"} == {
             settings.topic(DECISIONS), settings.topic(EVENTS)}
+        assert dashboard_names("tandem_learner_") <= {n for n, _ in scraped}, "the dashboard queries a name not exposed"
+        assert dashboard_names("tandem_features_") <= {n for n, _ in features_scraped}
 
 
 def test_serving_exposes_its_figures(settings: Settings) -> None:
@@ -147,3 +158,4 @@ def test_serving_exposes_its_figures(settings: Settings) -> None:
     assert value(scraped, "tandem_serving_records_logged_total", topic="decisions") == 20
     assert value(scraped, "tandem_serving_records_overflowed_total", topic="decisions") == 0
     assert value(scraped, "tandem_serving_policy_version", policy="popularity") == 0
+    assert dashboard_names("tandem_serving_") <= {n for n, _ in scraped}, "the dashboard queries a name not exposed"
