@@ -81,8 +81,18 @@ class Reward:
     closed_at: int
 
 
+#: The counter of each admission of each kind of record ("decisions_accepted", ...).
+_COUNT_KEYS = {(kind, admission): f"{kind}s_{admission.value}"
+               for kind in ("decision", "event") for admission in Admission}
+
 _rank = operator.attrgetter("ts", "decision_id")  # (ts, decision_id): the most recent decision wins
 _TS = operator.attrgetter("ts")
+
+
+def _closing_order(reward: Reward) -> tuple[int, str]:
+    """Close time, then decision time and id; with one window length, close time follows decision time."""
+    decision = reward.decision
+    return decision.ts, decision.decision_id
 
 
 class RewardJoiner:
@@ -151,7 +161,7 @@ class RewardJoiner:
         return self._count(Admission.ACCEPTED, "event")
 
     def _count(self, admission: Admission, kind: str) -> Admission:
-        self.counts[f"{kind}s_{admission.value}"] += 1
+        self.counts[_COUNT_KEYS[kind, admission]] += 1
         if admission is Admission.LATE:
             logger.debug("late %s dropped below watermark %d", kind, self.watermark)
         return admission
@@ -174,7 +184,7 @@ class RewardJoiner:
         for user in sorted(expiring):
             if user in self._events:
                 self._evict_events(user)
-        closed.sort(key=lambda r: (r.decision.ts + self.window_ms, r.decision.ts, r.decision.decision_id))
+        closed.sort(key=_closing_order)
         return closed
 
     def _close_user(self, user: str) -> list[Reward]:
