@@ -7,9 +7,10 @@ and offers ``rps`` requests/s open-loop, measuring from the scheduled send times
 pays the Feast read, the assignment, the policy's choice and the asynchronous logging of the
 decision and exposure. The same load is then offered to a constant aiohttp server (same
 response shape, no work) in the same run: the floor that the load generator, HTTP and
-this machine put under any server. Prints JSON; asserts nothing.
+this machine put under any server. Then, for each server, ``capacity_rps``: the highest
+offered rate whose p99 stays under 10 ms (``capacity``). Prints JSON; asserts nothing.
 
-    python -m bench.bench_serving [--rps 500] [--duration 20]
+    python -m bench.bench_serving [--rps 500] [--duration 20] [--no-capacity]
 """
 
 from __future__ import annotations
@@ -150,6 +151,38 @@ def _offer_load(url: str, env: dict[str, str], *, rps: float, duration_s: float,
     return dict(json.loads(load.stdout))
 
 
+#: The latency bound of ``capacity_rps``: the highest offered rate whose p99 stays under it.
+CAPACITY_P99_MS = 10.0
+
+
+def capacity(url: str, env: dict[str, str], *, users: int, trial_s: float = 4.0, max_rps: float = 8_000.0,
+             ) -> dict[str, Any]:
+    """The highest offered rate (requests/s) at which p99 < ``CAPACITY_P99_MS`` with no error and
+    the rate achieved: doubling from 250/s to the first rate that fails, then three bisections.
+    Each trial is ``trial_s`` seconds after a 1-second warm-up, from the same load generator."""
+    trials: list[dict[str, Any]] = []
+
+    def good(rps: float) -> bool:
+        result = _offer_load(url, env, rps=rps, duration_s=trial_s, warmup_s=1.0, users=users)
+        ok = (result["errors"] == 0 and result["p99_ms"] is not None and result["p99_ms"] < CAPACITY_P99_MS
+              and (result["achieved_rps"] or 0.0) >= 0.95 * rps)
+        trials.append({"rps": rps, "p99_ms": result["p99_ms"], "achieved_rps": result["achieved_rps"],
+                       "errors": result["errors"], "ok": ok})
+        return ok
+
+    low, high = 0.0, 250.0
+    while high <= max_rps and good(high):
+        low, high = high, high * 2
+    if high <= max_rps:
+        for _ in range(3):
+            middle = round((low + high) / 2)
+            if good(middle):
+                low = middle
+            else:
+                high = middle
+    return {"capacity_rps": low, "capacity_trials": trials}
+
+
 def _stop(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     try:
@@ -159,7 +192,8 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(timeout=10)
 
 
-def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path) -> dict[str, Any]:
+def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path,
+             with_capacity: bool = True) -> dict[str, Any]:
     """The same load against a server that answers a constant: the floor under any server here."""
     from infra.kafka.broker import free_port
 
@@ -171,13 +205,19 @@ def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log:
                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(url, server, log)
+            cpu_before = _cpu_seconds(server.pid)
             result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
+            cpu = _cpu_seconds(server.pid) - cpu_before
+            limit = capacity(url, env, users=users) if with_capacity else {}
         finally:
             _stop(server)
-    return {k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "loadgen_cpu_s")}
+    return {**{k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "loadgen_cpu_s")},
+            "server_cpu_ms_per_request": round(cpu / max(1, result["requests"] + int(warmup_s * rps)) * 1e3, 3),
+            **limit}
 
 
-def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000) -> dict:
+def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000,
+        with_capacity: bool = True) -> dict:
     """Start broker and server, offer the load from a separate process, and report (see module doc)."""
     from infra.kafka.broker import EmbeddedBroker, free_port
     from infra.settings import load_settings
@@ -202,16 +242,21 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
                 server_cpu = _cpu_seconds(server.pid) - cpu_before
                 time.sleep(1.0)  # let the log drain before reading its counters
                 metrics = _get(url + "/metrics").decode()
+                limit = capacity(url, env, users=users) if with_capacity else {}
             finally:
                 _stop(server)
                 server_log.close()
         floor = baseline(rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
-                         log=Path(tmp) / "constant-server.log")
+                         log=Path(tmp) / "constant-server.log", with_capacity=with_capacity)
     return {
         "benchmark": "serving",
         **result,
         "target_p99_ms": 10.0,
         "constant_server": floor,
+        "p99_vs_constant_server": round(result["p99_ms"] / floor["p99_ms"], 2) if floor["p99_ms"] else None,
+        "target_p99_vs_constant_server": 1.25,
+        **limit,
+        "target_server_cpu_ms_per_request": 0.5,
         "server": {
             "policies_at_start": health["policies"],
             "experiments_at_start": list(health["experiments"]),
@@ -271,6 +316,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--no-capacity", action="store_true", help="skip the capacity search (about 1 min each)")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server process
     parser.add_argument("--serve-constant", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the baseline's
     args = parser.parse_args()
@@ -279,8 +325,8 @@ def main() -> None:
     if args.serve_constant:
         _serve_constant(args.serve_constant)
         return
-    print(json.dumps(run(rps=args.rps, duration_s=args.duration, warmup_s=args.warmup, users=args.users),
-                     indent=2))
+    print(json.dumps(run(rps=args.rps, duration_s=args.duration, warmup_s=args.warmup, users=args.users,
+                         with_capacity=not args.no_capacity), indent=2))
 
 
 if __name__ == "__main__":

@@ -46,9 +46,48 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of nested dicts."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def changes(results: dict[str, Any], previous: dict[str, Any] | None) -> list[str]:
+    """One line per figure: its value and, when the previous results have it, the change.
+
+    >>> print("\\n".join(changes({"a": {"x": 110, "s": "v"}}, {"a": {"x": 100}})))
+    a.x                                                          110  (was 100, +10.0%)
+    a.s                                                          v
+    """
+    before = _leaves(previous or {})
+    lines = []
+    for key, value in _leaves(results).items():
+        line = f"{key:<60} {value}"
+        old = before.get(key)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (value, old))
+        if numbers and old:
+            line += f"  (was {old}, {100.0 * (value - old) / abs(old):+.1f}%)"
+        elif numbers:
+            line += f"  (was {old})"
+        lines.append(line)
+    return lines
+
+
 def main() -> int:
     from bench import bench_aggregator, bench_features, bench_learner, bench_serving, bench_serving_experiments
 
+    previous = None
+    if RESULTS.exists():
+        try:
+            previous = json.loads(RESULTS.read_text())
+        except ValueError:
+            print(f"[bench] {RESULTS} is not JSON: no comparison", file=sys.stderr)
+        else:
+            RESULTS.with_name("results.previous.json").write_text(RESULTS.read_text())
     results: dict[str, Any] = {"machine": machine()}
     steps = {
         "features": lambda: bench_features.run(),
@@ -64,6 +103,9 @@ def main() -> int:
         results[name]["bench_wall_s"] = round(time.monotonic() - began, 1)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a failure
     print(json.dumps(results, indent=2))
+    print(f"[bench] each figure, and its change against the previous {RESULTS.name}"
+          f" (kept as results.previous.json):" if previous else "[bench] each figure:")
+    print("\n".join(changes(results, previous)))
     print(f"[bench] wrote {RESULTS}", file=sys.stderr)
     return 0
 

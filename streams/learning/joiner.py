@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import logging
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,7 +81,17 @@ class Reward:
     closed_at: int
 
 
-def _rank(decision: Decision) -> tuple[int, str]:
+#: The counter of each admission of each kind of record ("decisions_accepted", ...).
+_COUNT_KEYS = {(kind, admission): f"{kind}s_{admission.value}"
+               for kind in ("decision", "event") for admission in Admission}
+
+_rank = operator.attrgetter("ts", "decision_id")  # (ts, decision_id): the most recent decision wins
+_TS = operator.attrgetter("ts")
+
+
+def _closing_order(reward: Reward) -> tuple[int, str]:
+    """Close time, then decision time and id; with one window length, close time follows decision time."""
+    decision = reward.decision
     return decision.ts, decision.decision_id
 
 
@@ -150,7 +161,7 @@ class RewardJoiner:
         return self._count(Admission.ACCEPTED, "event")
 
     def _count(self, admission: Admission, kind: str) -> Admission:
-        self.counts[f"{kind}s_{admission.value}"] += 1
+        self.counts[_COUNT_KEYS[kind, admission]] += 1
         if admission is Admission.LATE:
             logger.debug("late %s dropped below watermark %d", kind, self.watermark)
         return admission
@@ -173,32 +184,38 @@ class RewardJoiner:
         for user in sorted(expiring):
             if user in self._events:
                 self._evict_events(user)
-        closed.sort(key=lambda r: (r.decision.ts + self.window_ms, r.decision.ts, r.decision.decision_id))
+        closed.sort(key=_closing_order)
         return closed
 
     def _close_user(self, user: str) -> list[Reward]:
         decisions = self._decisions.get(user, {})
-        closing = {i for i, d in decisions.items() if d.ts + self.window_ms <= self.watermark}
+        last_start = self.watermark - self.window_ms  # a decision closes when ts + window <= watermark
+        closing = [i for i, d in decisions.items() if d.ts <= last_start]
         if not closing:
             return []
         totals = dict.fromkeys(closing, 0.0)
         credited = dict.fromkeys(closing, 0)
-        ranked = sorted(decisions.values(), key=_rank)  # every open decision can win an event
-        starts = [d.ts for d in ranked]
-        low = min(decisions[i].ts for i in closing)
-        high = max(decisions[i].ts for i in closing) + self.window_ms
-        for event, value in self._events.get(user, {}).values():
-            if low <= event.ts < high:
-                winner = self._winner(ranked, starts, event)
-                if winner is not None and winner.decision_id in closing:
-                    totals[winner.decision_id] += value
-                    credited[winner.decision_id] += 1
+        events = self._events.get(user)
+        if events:
+            ranked = sorted(decisions.values(), key=_rank)  # every open decision can win an event
+            starts = list(map(_TS, ranked))
+            closing_ts = [decisions[i].ts for i in closing]
+            low, high = min(closing_ts), max(closing_ts) + self.window_ms
+            for event, value in events.values():
+                if low <= event.ts < high:
+                    winner = self._winner(ranked, starts, event)
+                    if winner is not None:
+                        winner_id = winner.decision_id
+                        if winner_id in totals:
+                            totals[winner_id] += value
+                            credited[winner_id] += 1
         rewards = []
+        default, watermark, open_ids = self.default_reward, self.watermark, self._decision_ids
         for decision_id in closing:
             decision = decisions.pop(decision_id)
-            self._decision_ids.discard(decision_id)
+            open_ids.discard(decision_id)
             n = credited[decision_id]
-            rewards.append(Reward(decision, totals[decision_id] if n else self.default_reward, n, self.watermark))
+            rewards.append(Reward(decision, totals[decision_id] if n else default, n, watermark))
         if not decisions:
             self._decisions.pop(user, None)
         self.counts["decisions_closed"] += len(rewards)
@@ -220,7 +237,7 @@ class RewardJoiner:
         open_ = self._decisions.get(user)
         horizon = self.watermark
         if open_:
-            horizon = min(horizon, min(d.ts for d in open_.values()))
+            horizon = min(horizon, min(map(_TS, open_.values())))
         events = self._events[user]
         for event_id in [i for i, (e, _) in events.items() if e.ts < horizon]:
             del events[event_id]

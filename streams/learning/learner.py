@@ -98,12 +98,17 @@ class OnlineLearner:
         watermark = self.watermark
         if watermark is None:
             return 0
-        applied = 0
+        # Each policy learns its closed decisions in closing order, in one batch (``update_many``
+        # gives the very state that one ``update`` after the other would).
+        by_policy: dict[str, list[tuple[Mapping[str, float], str, float]]] = {}
         for reward in self.joiner.advance(watermark):
             decision = reward.decision
-            self.policy(decision.policy).update(decision.context, decision.arm, reward.reward)
-            self._since_snapshot[decision.policy] = self._since_snapshot.get(decision.policy, 0) + 1
-            applied += 1
+            by_policy.setdefault(decision.policy, []).append((decision.context, decision.arm, reward.reward))
+        applied = 0
+        for name, updates in by_policy.items():
+            self.policy(name).update_many(updates)
+            self._since_snapshot[name] = self._since_snapshot.get(name, 0) + len(updates)
+            applied += len(updates)
         self.updates += applied
         return applied
 

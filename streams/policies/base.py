@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,8 +46,19 @@ def check_arms(arms: Sequence[str]) -> list[str]:
     return arms
 
 
+_PLAIN_NUMBERS = frozenset((float, int))
+
+
 def check_context(context: Mapping[str, float]) -> None:
     """Non-finite features would poison every model they touch: refuse them."""
+    values = context.values()
+    # The common case in one pass of C (a finite exact sum of plain floats and ints means each
+    # is finite); anything else (bools, subclasses, overflow, a bad value) takes the loop below.
+    try:
+        if set(map(type, values)) <= _PLAIN_NUMBERS and math.isfinite(math.fsum(values)):
+            return
+    except (OverflowError, TypeError, ValueError):
+        pass
     for feature, value in context.items():
         if not (isinstance(value, int | float) and math.isfinite(value)):
             raise InvalidContext(f"context.{feature}: {value!r} is not a finite number")
@@ -128,8 +139,29 @@ class Policy:
         self._learn(context, arm, check_reward(reward))
         self.version += 1
 
+    def update_many(self, updates: Iterable[tuple[Mapping[str, float], str, float]]) -> None:
+        """``update(context, arm, reward)`` for each in order, with the very same result (state
+        and version); policies that can share work across updates (the linear ones batch their
+        per-arm updates) do. On a bad update, those before it are learned and it raises."""
+        checked: list[tuple[Mapping[str, float], str, float]] = []
+        try:
+            for context, arm, reward in updates:
+                if not isinstance(arm, str) or not arm:
+                    raise InvalidArms(f"arm: {arm!r} is not a non-empty string")
+                check_context(context)
+                checked.append((context, arm, check_reward(reward)))
+        finally:
+            if checked:
+                self._learn_many(checked)
+                self.version += len(checked)
+
     def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
         raise NotImplementedError
+
+    def _learn_many(self, updates: Sequence[tuple[Mapping[str, float], str, float]]) -> None:
+        """Checked updates, in order; override when batching changes the cost, never the result."""
+        for context, arm, reward in updates:
+            self._learn(context, arm, reward)
 
     # -- reproduction -------------------------------------------------------------
 

@@ -117,28 +117,84 @@ class _LinearArmsPolicy(Policy):
         index, a_inv, theta = self._stacked()
         # Every known arm at once, then a fresh arm (mean 0, prior variance) as the last row:
         # requested arms pick their rows, unknown ones the last.
-        means = np.append(theta @ x, 0.0)
-        variances = np.append(a_inv @ x @ x + unknown / self.l2, (x @ x + unknown) / self.l2)
         rows = [index.get(arm, -1) for arm in arms]
+        means = theta @ x
+        variances = a_inv @ x @ x + unknown / self.l2
+        if -1 in rows:  # np.append copies: only when some arm is unknown
+            means = np.append(means, 0.0)
+            variances = np.append(variances, (x @ x + unknown) / self.l2)
         return means[rows], np.sqrt(np.maximum(variances[rows], 0.0))
 
     def _learn(self, context: Mapping[str, float], arm: str, reward: float) -> None:
-        for feature in context:
-            if feature not in self._index:
-                self._index[feature] = len(self._features) + 1
-                self._features.append(feature)
-        x, _ = self._vector(context)
-        dim = x.shape[0]
+        self._learn_many([(context, arm, reward)])
+
+    def _learn_many(self, updates: Sequence[tuple[Mapping[str, float], str, float]]) -> None:
+        """Sherman–Morrison, one update after the other, grouped by arm.
+
+        The arithmetic of each update is the one ``update`` always did (so a batch gives
+        the same bits as the same updates one at a time, whatever the batch boundaries);
+        the batch saves the per-update Python and numpy overhead around it: the contexts
+        become one matrix, each arm's ``b`` is one reduction and ``θ`` is computed once.
+        An update is learned at the dimension known when it came (features are numbered
+        in the order they are first learned), as it was one at a time."""
+        index, features = self._index, self._features
+        dims: list[int] = []
+        for context, _, _ in updates:
+            if not context.keys() <= index.keys():
+                for feature in context:
+                    if feature not in index:
+                        index[feature] = len(features) + 1
+                        features.append(feature)
+            dims.append(len(features) + 1)
+        x_all = np.zeros((len(updates), len(features) + 1))
+        x_all[:, 0] = 1.0
+        # Contexts with the same features in the same order (nearly all) fill their rows at once.
+        layouts: dict[tuple[str, ...], tuple[list[int], list[list[float]]]] = {}
+        for row, (context, _, _) in enumerate(updates):
+            names = tuple(context)
+            layout = layouts.get(names)
+            if layout is None:
+                layout = layouts[names] = ([], [])
+            layout[0].append(row)
+            layout[1].append(list(context.values()))
+        for names, (rows, values) in layouts.items():
+            if names:
+                x_all[np.ix_(rows, [index[name] for name in names])] = values
+        by_arm: dict[str, list[int]] = {}
+        for row, (_, arm, _) in enumerate(updates):
+            by_arm.setdefault(arm, []).append(row)
+        for arm, rows in by_arm.items():
+            self._learn_arm(arm, x_all, rows, dims, [updates[row][2] for row in rows])
+        self._stack = None
+
+    def _learn_arm(self, arm: str, x_all: np.ndarray, rows: list[int], dims: list[int], rewards: list[float]) -> None:
         stats = self._arms.get(arm)
         if stats is None:
+            dim = dims[rows[0]]
             stats = self._arms[arm] = _Arm(np.eye(dim) / self.l2, np.zeros(dim), 0)
-        stats.grow(dim, self.l2)
-        u = stats.a_inv @ x
-        stats.a_inv -= np.outer(u, u) / (1.0 + x @ u)
-        stats.b += reward * x
+        start = 0
+        while start < len(rows):  # one stretch per dimension (a new feature starts the next)
+            dim = dims[rows[start]]
+            stop = start
+            while stop < len(rows) and dims[rows[stop]] == dim:
+                stop += 1
+            stats.grow(dim, self.l2)
+            x = x_all[rows[start:stop], :dim]
+            a_inv = stats.a_inv
+            for i in range(stop - start):
+                xi = x[i]
+                u = a_inv @ xi
+                step = u[:, None] * u  # np.outer(u, u), without its wrapper
+                step /= 1.0 + xi @ u
+                a_inv -= step
+            # b + r1·x1 + r2·x2 + ..., added row after row as the updates did one at a time
+            terms = np.empty((stop - start + 1, dim))
+            terms[0] = stats.b
+            np.multiply(np.asarray(rewards[start:stop])[:, None], x, out=terms[1:])
+            stats.b = np.add.reduce(terms, axis=0)
+            stats.n += stop - start
+            start = stop
         stats.theta = stats.a_inv @ stats.b
-        stats.n += 1
-        self._stack = None
 
     def _model_state(self) -> dict[str, Any]:
         arms = {}

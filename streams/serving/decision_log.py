@@ -53,6 +53,7 @@ class DecisionLog:
         self._queue: deque[tuple[str, Any]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._idle = False  # the drain thread waits for records
         self._pending = 0
         self.offered: Counter[str] = Counter()
         self.acknowledged: Counter[str] = Counter()
@@ -81,7 +82,8 @@ class DecisionLog:
                 self._pending += 1
                 self.offered[kind] += 1
                 self._queue.append((kind, record))
-                self._cond.notify()
+                if self._idle:  # wake the drain thread only when it waits: one wake-up per batch
+                    self._cond.notify()
                 overflow = False
         if overflow:
             self._warn("overflow")
@@ -143,14 +145,19 @@ class DecisionLog:
         while producer is not None:
             with self._cond:
                 while not self._queue and not self._stopping:
+                    self._idle = True
                     self._cond.wait(0.5)
+                    self._idle = False
                 if self._stopping and (not self._queue or time.monotonic() > self._deadline):
                     break
-                kind, record = self._queue.popleft()
-            if not self._send(producer, kind, record):
-                with self._cond:
-                    self._queue.appendleft((kind, record))
-                time.sleep(min(self._retry_s, 0.2))
+                batch = list(self._queue)  # everything queued, in one hold of the lock
+                self._queue.clear()
+            for index, (kind, record) in enumerate(batch):
+                if not self._send(producer, kind, record):
+                    with self._cond:  # the rest goes back to the front, in order, for a retry
+                        self._queue.extendleft(reversed(batch[index:]))
+                    time.sleep(min(self._retry_s, 0.2))
+                    break
         if producer is not None:
             self._shutdown(producer)
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from infra.metrics import CONTENT_TYPE
 from streams.serving.errors import InvalidRequest
 from streams.serving.request import parse_request
 from streams.serving.service import ServingService
@@ -21,7 +22,6 @@ from streams.serving.service import ServingService
 logger = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[ServingService] = web.AppKey("service", ServingService)
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -68,7 +68,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[SERVICE].metrics_text().encode("utf-8"),
-                        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+                        headers={"Content-Type": CONTENT_TYPE})
 
 
 def build_app(service: ServingService) -> web.Application:

@@ -13,12 +13,15 @@ import logging
 import time
 from typing import Any
 
+from prometheus_client.core import CounterMetricFamily, Metric
+
 from infra.kafka.topics import DECISIONS, EXPOSURES, STICKY_ASSIGNMENTS
+from infra.metrics import counter, exposition, gauge, registry
 from streams.events import MAX_TS_MS, MIN_TS_MS
 from streams.serving.decision_log import DecisionLog
 from streams.serving.features import CoalescingFeatureReader, InlineFeatureReader
 from streams.serving.live_config import LiveConfig, LiveConfigReader
-from streams.serving.metrics import ServingMetrics, TextBuilder
+from streams.serving.metrics import ServingMetrics
 from streams.serving.recommender import FeatureReader, Recommender
 from streams.serving.request import RecommendRequest, ServingConfig
 
@@ -50,6 +53,7 @@ class ServingService:
         self.reader = reader
         self.recommender = Recommender(live=live, arms=config.arms, default_policy=config.default_policy)
         self.metrics = ServingMetrics()
+        self.metrics_registry = registry(self.metrics_families)
         self.feature_reads = _feature_reads(features, config)
         self.started_monotonic = time.monotonic()
 
@@ -139,39 +143,40 @@ class ServingService:
         }
 
     def metrics_text(self) -> str:
-        m, log, live = self.metrics, self.log, self.live
-        out = TextBuilder()
-        out.family("tandem_serving_requests_total", "counter", "HTTP requests by route and status")
-        for (route, status), count in sorted(m.requests.items()):
-            out.sample("tandem_serving_requests_total", count, route=route, status=status)
-        out.histogram("tandem_serving_recommend_latency_seconds", "POST /recommend latency", m.latency)
-        reads = self.feature_reads
-        out.histogram("tandem_serving_feature_read_seconds", "wait for the user's features (Feast read)",
-                      reads.latency)
-        out.histogram("tandem_serving_feature_read_batch_users", "users per Feast read", reads.batch_sizes)
-        out.counter("tandem_serving_feature_fallbacks_total", "requests served with default features",
-                    {k: reads.fallbacks.get(k, 0) for k in ("timeout", "busy", "error")}, "reason")
-        for name, help_text, values in (
-            ("tandem_serving_records_logged_total", "records acknowledged by the broker", log.acknowledged),
-            ("tandem_serving_records_failed_total", "records whose delivery failed", log.failed),
-            ("tandem_serving_records_overflowed_total", "records refused: the log's buffer was full",
-             log.overflowed),
-        ):
-            out.counter(name, help_text, {kind: values.get(kind, 0) for kind in log.topics}, "topic")
-        out.family("tandem_serving_records_pending", "gauge", "records queued or unacknowledged")
-        out.sample("tandem_serving_records_pending", log.pending)
-        out.family("tandem_serving_records_pending_limit", "gauge", "the log's buffer limit")
-        out.sample("tandem_serving_records_pending_limit", log.max_pending)
-        out.family("tandem_serving_policy_version", "gauge", "version of each policy served")
-        for name, version in live.versions().items():
-            out.sample("tandem_serving_policy_version", version, policy=name)
-        out.counter("tandem_serving_reloads_total", "live config records applied",
-                    {k: live.reloads.get(k, 0) for k in ("experiments", "models")}, "topic")
-        out.counter("tandem_serving_reload_errors_total", "live config records rejected",
-                    {k: live.reload_errors.get(k, 0) for k in ("experiments", "models")}, "topic")
-        out.counter("tandem_serving_unresolved_policy_total", "variants served the default policy instead",
-                    self.recommender.unresolved, "policy")
-        out.family("tandem_serving_experiments", "gauge", "experiment specs loaded")
-        out.sample("tandem_serving_experiments", len(live.specs()))
-        return out.render()
+        """Every figure below in the Prometheus text format (``infra.metrics.CONTENT_TYPE``)."""
+        return exposition(self.metrics_registry).decode("utf-8")
 
+    def metrics_families(self) -> list[Metric]:
+        m, log, live, reads = self.metrics, self.log, self.live, self.feature_reads
+        by_route = CounterMetricFamily("tandem_serving_requests", "HTTP requests by route and status",
+                                       labels=["route", "status"])
+        for (route, status), count in sorted(dict(m.requests).items()):
+            by_route.add_metric([route, str(status)], count)
+        per_topic = {kind: 0 for kind in log.topics}
+        return [
+            by_route,
+            m.latency.family("tandem_serving_recommend_latency_seconds", "POST /recommend latency"),
+            reads.latency.family("tandem_serving_feature_read_seconds", "wait for the user's features (Feast read)"),
+            reads.batch_sizes.family("tandem_serving_feature_read_batch_users", "users per Feast read"),
+            counter("tandem_serving_feature_fallbacks", "requests served with default features",
+                    {k: reads.fallbacks.get(k, 0) for k in ("timeout", "busy", "error")}, "reason"),
+            counter("tandem_serving_records_logged", "records acknowledged by the broker",
+                    {**per_topic, **log.acknowledged}, "topic"),
+            counter("tandem_serving_records_failed", "records whose delivery failed",
+                    {**per_topic, **log.failed}, "topic"),
+            counter("tandem_serving_records_overflowed", "records refused: the log's buffer was full",
+                    {**per_topic, **log.overflowed}, "topic"),
+            gauge("tandem_serving_records_pending", "records queued or unacknowledged", log.pending),
+            gauge("tandem_serving_records_pending_limit", "the log's buffer limit", log.max_pending),
+            gauge("tandem_serving_policy_version", "version of each policy served", live.versions(), "policy"),
+            counter("tandem_serving_reloads", "live config records applied",
+                    {k: live.reloads.get(k, 0) for k in ("experiments", "models")}, "topic"),
+            counter("tandem_serving_reload_errors", "live config records rejected",
+                    {k: live.reload_errors.get(k, 0) for k in ("experiments", "models")}, "topic"),
+            counter("tandem_serving_unresolved_policy", "variants served the default policy instead",
+                    self.recommender.unresolved, "policy"),
+            gauge("tandem_serving_experiments", "experiment specs loaded", len(live.specs())),
+            counter("tandem_serving_parameter_conflicts", "parameters another experiment had already set",
+                    self.recommender.conflicts, "experiment"),
+            gauge("tandem_serving_sticky_assignments", "bandit experiments' users remembered", len(live.sticky)),
+        ]

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--app-name", default=None,
                         help="app id and consumer group, after the topic prefix (a second, independent app)")
     parser.add_argument("--loglevel", default="warning")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="loopback port of /metrics (default: the role's, see infra.metrics; 0: any free port)")
     features = parser.add_argument_group("features worker only")
     features.add_argument("--flush-records", type=int, default=None, help="default 1000")
     features.add_argument("--flush-ms", type=float, default=None, help="default 100")
@@ -52,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = [f"--{name.replace('_', '-')}" for name in FEATURES_ONLY if getattr(args, name) is not None]
-    named = {"app_name": args.app_name} if args.app_name else {}
+    named: dict[str, Any] = {"app_name": args.app_name} if args.app_name else {}
+    if args.metrics_port is not None:
+        named["metrics_port"] = args.metrics_port
     if args.role == "learner":
         if given:
             parser.error(f"{', '.join(given)}: options of the features worker, not of the learner")

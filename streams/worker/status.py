@@ -52,6 +52,21 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return status
 
 
+def partition_lags(consumer: Any, partitions: Iterable[Any], position: Callable[[Any], int | None]) -> dict[str, int]:
+    """Records not read yet per partition (``"topic:partition"``), for the partitions whose
+    lag is known (fetched from, with a position; empty ones count 0)."""
+    lags: dict[str, int] = {}
+    for tp in partitions:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001, S112 - not fetched from yet: unknown, left out
+            continue
+        offset = 0 if highwater == 0 else position(tp)
+        if highwater is not None and offset is not None:
+            lags[f"{tp.topic}:{tp.partition}"] = max(0, highwater - offset)
+    return lags
+
+
 def consumer_lag(consumer: Any, partitions: Iterable[Any], position: Callable[[Any], int | None]) -> int | None:
     """Records of ``partitions`` (Faust topic-partitions) not read yet, from the consumer's
     high-watermarks and ``position(tp)``, the next offset to read; empty partitions count 0.

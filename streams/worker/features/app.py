@@ -32,13 +32,15 @@ import time
 from typing import Any
 
 from infra.kafka.topics import DEAD_LETTERS, EVENTS
+from infra.metrics import METRICS_PORTS
 from infra.settings import Settings
 from streams.features import DEFAULT_CONFIG, FeatureConfig
 from streams.worker.app import default_store, new_app, on_rebalance
 from streams.worker.dead_letters import DeadLetters
 from streams.worker.features.agent import FeaturesAdapter, install
 from streams.worker.features.batching import MicroBatcher
-from streams.worker.status import consumer_lag, status_path, write_status
+from streams.worker.metrics import WorkerMetrics, features_families
+from streams.worker.status import consumer_lag, partition_lags, status_path, write_status
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +61,12 @@ def make_app(
     persist_interval_s: float = 5.0,
     app_name: str = APP_NAME,
     config: FeatureConfig = DEFAULT_CONFIG,
+    metrics_port: int | None = METRICS_PORTS["features"],
 ) -> Any:
     """The app; ``feature_store`` is a started ``FeatureStoreClient`` (or anything with
-    ``write_rows(rows)``). ``one_record_per_batch`` defaults to True on the embedded profile."""
+    ``write_rows(rows)``). ``one_record_per_batch`` defaults to True on the embedded profile.
+    ``/metrics`` is served on loopback ``metrics_port`` (0: any free port, None: not served);
+    the port taken is in the status file."""
     import faust
 
     app = new_app(settings, app_name, store=store or default_store(), one_record_per_batch=one_record_per_batch,
@@ -90,10 +95,20 @@ def make_app(
     on_rebalance(app, adapter.forget_states)
 
     path = status_path(settings)
+    metrics = WorkerMetrics(lambda status: features_families(status, batcher.freshness))
+    app.tandem_metrics = metrics  # type: ignore[attr-defined]
+    served: dict[str, int | None] = {"metrics_port": None}
+
+    if metrics_port is not None:
+        @app.task
+        async def serve_metrics() -> None:
+            served["metrics_port"] = metrics.start(metrics_port)
 
     @app.timer(interval=status_interval_s)
     async def publish_status() -> None:
-        write_status(path, snapshot(app, adapter, events.get_topic_name()))
+        status = {**snapshot(app, adapter, events.get_topic_name()), **served}
+        metrics.publish(status)
+        write_status(path, status)
 
     return app
 
@@ -109,6 +124,7 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         return committed_offsets[tp] if read is None else read
 
     lag = consumer_lag(app.consumer, partitions, position)
+    lag_by_partition = partition_lags(app.consumer, partitions, position)
     committed = sum(offset or 0 for offset in committed_offsets.values())
     assigned = [tp.partition for tp in partitions]
     stats = batcher.stats
@@ -132,6 +148,7 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         "last_write_error": stats.last_error,
         "last_flush_ms": stats.last_flush_ms,
         "lag": lag,
+        "lag_by_partition": lag_by_partition,
         "committed": committed,  # sum over the events partitions of the committed offsets
         **batcher.freshness.summary(),
     }

@@ -3,7 +3,8 @@
 A sample is ``wall clock when the Feast write returned - the record's Kafka timestamp``
 (CreateTime, set by the producer), in ms. Wall clock is right here: it is a latency, not
 an event-time window. Only the newest ``capacity`` samples are kept, so the percentiles
-describe recent behaviour and memory stays bounded.
+describe recent behaviour and memory stays bounded; ``histogram`` counts every sample
+ever added, in seconds, for Prometheus.
 
 >>> tracker = FreshnessTracker(capacity=100)
 >>> tracker.add_many([10.0, 20.0, 30.0, 40.0])
@@ -16,6 +17,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from infra.metrics import FRESHNESS_BUCKETS, Histogram
+
 
 class FreshnessTracker:
     """Publish-to-readable latencies in ms; p50/p99 over the newest ``capacity`` samples."""
@@ -25,35 +28,49 @@ class FreshnessTracker:
             raise ValueError(f"capacity: must be at least 1, got {capacity}")
         self._samples: deque[float] = deque(maxlen=capacity)
         self.count = 0  # every sample ever added, not only the kept ones
+        self.histogram = Histogram(FRESHNESS_BUCKETS)  # every sample ever added, seconds
 
     def add(self, latency_ms: float) -> None:
-        self._samples.append(latency_ms)
-        self.count += 1
+        self.add_many((latency_ms,))
 
     def add_many(self, latencies_ms: Iterable[float]) -> None:
+        observe = self.histogram.observe
         for latency in latencies_ms:
             self._samples.append(latency)
+            observe(latency / 1000.0)
             self.count += 1
 
     def percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100, linear interpolation), None without samples."""
-        if not 0 <= q <= 100:
-            raise ValueError(f"q: must be within [0, 100], got {q}")
+        return self.percentiles(q)[0]
+
+    def percentiles(self, *qs: float) -> list[float | None]:
+        """Several percentiles from one sort of the samples (the status writer asks for three,
+        several times a second: a sort per percentile was a few % of the worker's CPU)."""
+        for q in qs:
+            if not 0 <= q <= 100:
+                raise ValueError(f"q: must be within [0, 100], got {q}")
         if not self._samples:
-            return None
+            return [None] * len(qs)
         ordered = sorted(self._samples)
-        rank = (len(ordered) - 1) * q / 100
-        low = int(rank)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+        out: list[float | None] = []
+        for q in qs:
+            rank = (len(ordered) - 1) * q / 100
+            low = int(rank)
+            high = min(low + 1, len(ordered) - 1)
+            out.append(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+        return out
 
     def summary(self) -> dict[str, float | int | None]:
+        p50, p99, p999 = self.percentiles(50, 99, 99.9)
         return {
-            "freshness_p50_ms": self.percentile(50),
-            "freshness_p99_ms": self.percentile(99),
+            "freshness_p50_ms": p50,
+            "freshness_p99_ms": p99,
+            "freshness_p999_ms": p999,
             "freshness_samples": self.count,
         }
 
     def reset(self) -> None:
         self._samples.clear()
         self.count = 0
+        self.histogram = Histogram(FRESHNESS_BUCKETS)

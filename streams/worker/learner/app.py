@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from infra.kafka.topics import DECISIONS, EVENTS
+from infra.metrics import METRICS_PORTS
 from infra.settings import Settings
 from streams.worker.app import new_app
 from streams.worker.learner.agent import LearnerAdapter, install_learner
-from streams.worker.status import consumer_lag, write_status
+from streams.worker.metrics import WorkerMetrics, learner_families
+from streams.worker.status import consumer_lag, partition_lags, write_status
 
 LEARNER_APP_NAME = "tandem-learner"
 LEARNER_STATUS_FILE = "learner-worker.json"
@@ -44,22 +48,37 @@ def make_learner_app(
     status_interval_s: float = 1.0,
     commit_interval_s: float | None = None,
     app_name: str = LEARNER_APP_NAME,
+    metrics_port: int | None = METRICS_PORTS["learner"],
 ) -> Any:
-    """The learner app, its learner restored from its newest checkpoint (or warm-started)."""
+    """The learner app, its learner restored from its newest checkpoint (or warm-started).
+    ``/metrics`` is served on loopback ``metrics_port`` (0: any free port, None: not served);
+    the port taken is in the status file."""
     app = new_app(settings, app_name, commit_interval_s=commit_interval_s)
     adapter = install_learner(app, settings)
     app.tandem_adapter = adapter  # type: ignore[attr-defined]  # for tests and the status writer
     path = learner_status_path(settings)
+    metrics = WorkerMetrics(learner_families)
+    inputs = {settings.topic(DECISIONS), settings.topic(EVENTS)}
+    app.tandem_metrics = metrics  # type: ignore[attr-defined]
+    served: dict[str, int | None] = {"metrics_port": None}
+
+    if metrics_port is not None:
+        @app.task
+        async def serve_metrics() -> None:
+            served["metrics_port"] = metrics.start(metrics_port)
 
     @app.timer(interval=status_interval_s)
     async def publish_status() -> None:
-        write_status(path, learner_snapshot(app, adapter))
+        status = {**learner_snapshot(app, adapter, inputs=inputs), **served}
+        metrics.publish(status)
+        write_status(path, status)
 
     return app
 
 
-def learner_snapshot(app: Any, adapter: LearnerAdapter) -> dict[str, Any]:
-    """What the learner's status file says: records offered, checkpoints, updates and the input read so far."""
+def learner_snapshot(app: Any, adapter: LearnerAdapter, *, inputs: Collection[str] = ()) -> dict[str, Any]:
+    """What the learner's status file says: records offered, checkpoints, updates and the input read so far
+    (and the lag of each partition of the ``inputs`` topics)."""
     learner = adapter.learner
     read: dict[str, int] = {}
     for (topic, _), position in learner.positions.items():
@@ -71,6 +90,10 @@ def learner_snapshot(app: Any, adapter: LearnerAdapter) -> dict[str, Any]:
         "offered": dict(learner.counts),
         "read": read,  # per input topic, the sum over its partitions of the next offset to read
         "lag": _lag(app, learner.positions),
+        "lag_by_partition": partition_lags(app.consumer, [tp for tp in app.consumer.assignment() if tp.topic in inputs],
+                                           lambda tp: learner.positions.get((tp.topic, tp.partition))),
+        "dead_lettered": adapter.dead_letters.count,
+        "windows_closed": learner.learner.joiner.counts["decisions_closed"],
         "waiting": len(adapter.waiting),
         "checkpoints": adapter.checkpoints,
         "checkpoint_failures": adapter.failures,

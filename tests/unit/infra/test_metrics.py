@@ -1,0 +1,47 @@
+"""The metrics helper: families through prometheus_client's parser, and a taken port is not fatal."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.metrics import Histogram, counter, exposition, gauge, registry, serve_metrics
+
+
+def parsed(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_families_read_at_scrape_time() -> None:
+    figures = {"n": 1}
+    latency = Histogram((0.01, 0.1))
+    reg = registry(lambda: [counter("t_events", "events", {"ok": figures["n"], "bad": 0}, "outcome"),
+                            gauge("t_waiting", "waiting", 7), latency.family("t_latency_seconds", "latency")])
+    for seconds in (0.005, 0.05, 5.0):
+        latency.observe(seconds)
+    figures["n"] = 4
+    samples = parsed(exposition(reg).decode())
+    assert samples[("t_events_total", (("outcome", "ok"),))] == 4
+    assert samples[("t_events_total", (("outcome", "bad"),))] == 0
+    assert samples[("t_waiting", ())] == 7
+    assert samples[("t_latency_seconds_bucket", (("le", "0.01"),))] == 1
+    assert samples[("t_latency_seconds_bucket", (("le", "0.1"),))] == 2
+    assert samples[("t_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert samples[("t_latency_seconds_count", ())] == 3
+
+
+def test_a_taken_port_falls_back_to_a_free_one() -> None:
+    reg = registry(lambda: [gauge("t_up", "up", 1)])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = serve_metrics(reg, port=taken.getsockname()[1])
+        try:
+            assert server.port != taken.getsockname()[1]
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:  # noqa: S310
+                assert parsed(response.read().decode())[("t_up", ())] == 1
+        finally:
+            server.close()
