@@ -244,6 +244,19 @@ class Layer(_Spec):
         return self
 
 
+#: Where an experiment is in its life (``experiments.lifecycle`` changes it; serving assigns only ``running``).
+Status = Literal["draft", "running", "stopped", "decided"]
+
+
+class Transition(_Spec):
+    """One recorded change of an experiment: a new version of its spec, by whom, when and why."""
+
+    status: Status
+    who: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+    at: Instant
+    why: Annotated[str, Field(strict=True, max_length=4096)] = ""
+
+
 class ExperimentSpec(_Spec):
     v: Literal[1] = 1
     id: Name
@@ -258,6 +271,9 @@ class ExperimentSpec(_Spec):
     alpha: Annotated[float, Field(strict=True, gt=0.0, lt=0.5)] = 0.05
     correction: Literal["none", "bonferroni", "holm", "benjamini-hochberg"] = "holm"
     metrics: Annotated[tuple[Metric, ...], Field(min_length=1)]
+    status: Status = "running"
+    #: Every recorded change, oldest first; ``experiments.lifecycle`` appends, nothing else writes it.
+    history: tuple[Transition, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:

@@ -51,10 +51,14 @@ LEARNER_CHECKPOINTS = Topic("learner-checkpoints", "learner app id", "streams.ev
 EXPERIMENTS = Topic("experiments", "experiment id", "experiments.spec.ExperimentSpec", compacted=True, partitions=1)
 EXPERIMENT_METRICS = Topic("experiment-metrics", "experiment/variant/metric",
                            "experiments.aggregation.stats.metric_record", compacted=True)
+#: Append-only and kept forever: a decision is never rewritten (``experiments.lifecycle.DecisionRecord``).
+EXPERIMENT_DECISIONS = Topic("experiment-decisions", "experiment id", "experiments.lifecycle.DecisionRecord",
+                             partitions=1)
 DEAD_LETTERS = Topic("dead-letters", "source topic", "streams.events.DeadLetter", retention_ms=4 * WEEK_MS)
 
 TOPICS: tuple[Topic, ...] = (
     EVENTS, DECISIONS, EXPOSURES, MODELS, LEARNER_CHECKPOINTS, EXPERIMENTS, EXPERIMENT_METRICS, DEAD_LETTERS,
+    EXPERIMENT_DECISIONS,
 )
 
 

@@ -36,6 +36,7 @@ class LiveConfig:
     def __init__(self) -> None:
         self._specs: dict[str, ExperimentSpec] = {}
         self._ordered: tuple[ExperimentSpec, ...] = ()
+        self._held: tuple[ExperimentSpec, ...] = ()
         self._loaded: dict[str, Policy] = {}
         self._fresh: dict[tuple[str, tuple[tuple[str, Any], ...]], Policy] = {}  # (name, params) -> policy
         self._lock = threading.Lock()
@@ -45,8 +46,13 @@ class LiveConfig:
     # -- the request path --------------------------------------------------------------
 
     def specs(self) -> tuple[ExperimentSpec, ...]:
-        """The experiment specs, ordered by id."""
+        """The ``running`` experiment specs, ordered by id: the only ones assigned and exposed."""
         return self._ordered
+
+    def held(self) -> tuple[ExperimentSpec, ...]:
+        """The ``stopped`` and ``decided`` experiments, ordered by id: their users get the control,
+        without assignment or exposure (a draft was never served and is in neither list)."""
+        return self._held
 
     def policy(self, name: str, params: Mapping[str, Any] | None = None) -> Policy:
         """The newest snapshot of ``name``, else a fresh one built with ``params`` (a variant's
@@ -89,11 +95,14 @@ class LiveConfig:
             return
         self._set_specs({**self._specs, spec.id: spec})
         self.reloads["experiments"] += 1
-        logger.info("experiment %s loaded (%s)", spec.id, ", ".join(f"{v.name}:{v.policy}" for v in spec.variants))
+        logger.info("experiment %s %s loaded (%s)", spec.id, spec.status,
+                    ", ".join(f"{v.name}:{v.policy}" for v in spec.variants))
 
     def _set_specs(self, specs: dict[str, ExperimentSpec]) -> None:
         self._specs = specs
-        self._ordered = tuple(specs[k] for k in sorted(specs))
+        ordered = [specs[k] for k in sorted(specs)]
+        self._ordered = tuple(spec for spec in ordered if spec.status == "running")
+        self._held = tuple(spec for spec in ordered if spec.status in ("stopped", "decided"))
 
     def apply_snapshot(self, key: bytes | None, value: bytes | None) -> None:
         name = (key or b"").decode("utf-8", errors="replace")

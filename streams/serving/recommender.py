@@ -83,7 +83,9 @@ class Recommender:
         live.policy(default_policy)  # fails now, not on the first request, if the name is unknown
         self.unresolved: Counter[str] = Counter()  # variant policies that could not be served, by name
 
-    def _policy_for(self, assignments: Mapping[str, str]) -> tuple[Policy, str, str | None, str | None]:
+    def _policy_for(
+        self, assignments: Mapping[str, str], held_assignments: Mapping[str, str]
+    ) -> tuple[Policy, str, str | None, str | None]:
         for spec in self.live.specs():
             variant_name = assignments.get(spec.id)
             if variant_name is None:
@@ -95,6 +97,10 @@ class Recommender:
             if variant is not None:
                 self.unresolved[variant.policy] += 1
                 logger.warning("experiment %s: policy %r cannot be served", spec.id, variant.policy)
+        for spec in self.live.held():  # a stopped experiment serves its control, exposing nobody
+            control = spec.variant(spec.control)
+            if control is not None and held_assignments.get(spec.id) and self.live.resolvable(control.policy):
+                return self.live.policy(control.policy, control.policy_params), control.policy, None, None
         return self.live.policy(self.default_policy), self.default_policy, None, None
 
     def recommend(
@@ -111,7 +117,8 @@ class Recommender:
             variant_name = assign(spec, user_id, at_ms=ts_ms)
             if variant_name is not None:
                 assignments[spec.id] = variant_name
-        policy, name, experiment, variant = self._policy_for(assignments)
+        held = {spec.id: v for spec in self.live.held() if (v := assign(spec, user_id, at_ms=ts_ms)) is not None}
+        policy, name, experiment, variant = self._policy_for(assignments, held)
         context = {feature: float(value) for feature, value in features.items()}
         choice = policy.choose(context, arms)
         decision_id = new_id()

@@ -185,3 +185,17 @@ def test_live_config_applies_the_newest_record_per_key_and_counts_bad_ones() -> 
 def test_an_unknown_default_policy_fails_at_construction() -> None:
     with pytest.raises(KeyError, match="nope"):
         Recommender(live=LiveConfig(), arms=DEFAULT_ARMS, default_policy="nope")
+
+
+def test_only_running_experiments_are_assigned_and_a_stopped_one_serves_its_control() -> None:
+    treated = next(f"u{i}" for i in range(1000) if assign(parse_spec(spec_dict(layer=None)), f"u{i}") == "treatment")
+    at = T0_MS + DAY_MS
+    for status, policy, exposed in (("running", "linucb", True), ("stopped", "popularity", False),
+                                    ("decided", "popularity", False), ("draft", "popularity", False)):
+        live = live_with(spec_dict(layer=None, status=status))
+        rec = Recommender(live=live, arms=DEFAULT_ARMS, default_policy="uniform")
+        out = rec.recommend(treated, features={}, ts_ms=at)
+        expected_policy = "uniform" if status == "draft" else policy  # a draft was never served
+        assert out.decision.policy == expected_policy, status
+        assert bool(out.exposures) is exposed and bool(out.decision.assignments) is exposed, status
+        assert (out.experiment is not None) is exposed, status
