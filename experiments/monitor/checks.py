@@ -68,7 +68,7 @@ def guardrail_check(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]]) 
     plan = {**report_spec(spec), "metrics": [{**m, "non_inferiority_margin": None} for m in guardrails],
             "sequential": {"method": "always_valid", "tuning_n": TUNING_N}}
     try:
-        analysis = build_report(spec=plan, records=list(records)).analysis
+        analysis = build_report(spec=plan, records=[dict(r) for r in records]).analysis
     except StatsError as exc:
         return HealthCheck("guardrails", "warn", f"not testable yet: {exc}")
     worse = [

@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any
 
+from infra.cli import console
 from infra.kafka.topics import EXPERIMENTS
 from infra.settings import Settings
 
@@ -17,6 +18,7 @@ def register(*, commands_parser: Any) -> None:
     for add in (_add_demo, _add_experiments, _add_features, _add_learner, _add_simulate, _add_up_down, _add_serve,
                 _add_evaluate_policy, _add_report, _add_stats):
         add(commands_parser)
+    console.register(commands_parser=commands_parser)  # the console and experiments stop|decide
 
 
 def _add_demo(commands_parser: Any) -> None:
