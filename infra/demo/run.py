@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
 from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
+from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams
 from infra.simulation.truth import write_truth
 
 logger = logging.getLogger(__name__)
@@ -48,6 +53,22 @@ class DemoOptions:
     #: Wall seconds at least per simulated hour: the learner's snapshots must reach serving
     #: while the experiment runs, as they would in real time.
     step_wall_s: float = 0.2
+    #: Users arrive (are first exposed) over this many days, so metric windows close day after
+    #: day and the console's lift over time has a point per day.
+    arrival_days: int = 4
+    #: Called with the console's address once the report is written, while every process runs.
+    while_live: Callable[[ConsoleAccess], None] | None = field(default=None, compare=False)
+    #: A progress bar over the simulated days (on the terminal's standard error).
+    progress_bar: bool = True
+
+
+@dataclass(frozen=True)
+class ConsoleAccess:
+    """Where the demo's console answers, and the token its write endpoints need."""
+
+    url: str
+    token: str
+    serve_url: str
 
 
 @dataclass
@@ -59,6 +80,7 @@ class DemoResult:
     probe: LatencyProbe
     aggregator_killed_at: float | None  # monotonic time of the SIGKILL, if any
     live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key
+    console: dict[str, Any]  # the experiment as the console answered after its restart (decision included)
     replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
     pids: list[int]  # the broker's and every worker's, restarts included
 
@@ -116,13 +138,16 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def worker_specs(serve_port: int) -> dict[str, ProcessSpec]:
-    return {
+def worker_specs(serve_port: int, console_port: int | None = None) -> dict[str, ProcessSpec]:
+    specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
     }
+    if console_port is not None:
+        specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port)))
+    return specs
 
 
 def _serving_ready(url: str) -> bool:
@@ -143,29 +168,109 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
     spec = load_spec(SPEC_PATH)
     shutil.rmtree(options.state_dir, ignore_errors=True)
     options.state_dir.mkdir(parents=True)
-    with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker:
+    with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker, \
+            _third_party_to_file(options.state_dir / "logs" / "demo-libraries.log"):
         settings = settings.model_copy(
             update={"bootstrap_servers": broker.bootstrap, "state_dir": options.state_dir.resolve()}
         )
         say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
         _publish_experiment(settings, spec)
-        port = free_port()
-        with Supervisor(state_dir=settings.state_dir, env=_worker_env(settings, broker.bootstrap)) as supervisor:
-            specs = _start_workers(supervisor, port)
-            driven = _drive(settings, options, supervisor, specs, serve_url=f"http://127.0.0.1:{port}")
+        port, console_port, token = free_port(), free_port(), secrets.token_urlsafe(16)
+        env = {**_worker_env(settings, broker.bootstrap), "TANDEM_CONSOLE_TOKEN": token}
+        with Supervisor(state_dir=settings.state_dir, env=env) as supervisor:
+            specs = _start_workers(supervisor, port, console_port)
+            access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
+            driven = _drive(settings, options, supervisor, specs, serve_url=access.serve_url)
             say("waiting for the aggregator to close every metric window")
             wait_for(lambda: _windows_closed(settings, spec.id), timeout_s=120, interval_s=1.0,
                      what="every metric window closed")
             files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
             live_metrics = _metric_records(settings, spec.id)
             replayed = _replay(settings, spec.id) if options.replay_check else None
+            console = _decide_and_restart(access, supervisor, specs["console"], spec.id, files.report,
+                                          driven.simulation.truth)
+            if options.while_live is not None:
+                options.while_live(access)
             pids = [broker.pid, *supervisor.started_pids]
         write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truth)
         write_learning_curve_png(driven.simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
     return DemoResult(
         driven.simulation, files.report, files.table, time.monotonic() - started, driven.probe,
-        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids,
+        driven.killed[0] if driven.killed else None, live_metrics, console, replayed, pids,
     )
+
+
+#: Libraries whose log lines and warnings go to the demo's log file, not to its output.
+LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "feast", "urllib3", "matplotlib", "asyncio", "py.warnings")
+
+
+@contextmanager
+def _third_party_to_file(path: Path) -> Iterator[None]:
+    """Route the libraries' log records (kafka-python's "Task ran for 0.1s ... blocking the event loop"
+    among them) and Python warnings to ``path``: the demo's output is the demo's own lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = {}
+    for name in LIBRARIES:
+        library = logging.getLogger(name)
+        saved[name] = (library.propagate, library.level)
+        library.addHandler(handler)
+        library.propagate = False
+        library.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for name, (propagate, level) in saved.items():
+            library = logging.getLogger(name)
+            library.removeHandler(handler)
+            library.propagate, library.level = propagate, level
+        handler.close()
+
+
+def _console_call(access: ConsoleAccess, method: str, path: str, body: dict[str, Any] | None = None,
+                  ) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {access.token}"}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(access.url + path, data=data, method=method, headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - our loopback URL
+        return dict(json.load(response))
+
+
+def _console_ready(access: ConsoleAccess, experiment: str) -> bool:
+    try:
+        return bool(_console_call(access, "GET", f"/api/experiments/{experiment}")["id"] == experiment)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _decide_and_restart(access: ConsoleAccess, supervisor: Supervisor, console: ProcessSpec, experiment: str,
+                        report: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """Stop (unless the automatic stop did) and decide the experiment through the console's API, restart
+    the console, and read the decision back from it."""
+    wait_for(lambda: _console_ready(access, experiment), timeout_s=90, what="the console")
+    detail = _console_call(access, "GET", f"/api/experiments/{experiment}")
+    if detail["status"] == "running":
+        _console_call(access, "POST", f"/api/experiments/{experiment}/stop",
+                      {"who": "demo", "why": "every metric window has closed"})
+    else:
+        last = detail["history"][-1]
+        say(f"the console had stopped {experiment} by itself: {last['why']}")
+    verdict = report["decision"]["verdict"]
+    record = _console_call(access, "POST", f"/api/experiments/{experiment}/decide", {
+        "who": "demo", "note": f"the report says {verdict}; the simulator's truth says {truth['decision']}"})
+    supervisor.restart(console)
+    wait_for(lambda: _console_ready(access, experiment), timeout_s=90, what="the restarted console")
+    after = _console_call(access, "GET", f"/api/experiments/{experiment}")
+    decision = after.get("decision") or {}
+    kept = decision.get("decision_id") == record["decision"]["decision_id"]
+    say(f"decision record {decision.get('decision_id')} ({decision.get('verdict')}) "
+        f"{'read back' if kept else 'NOT found'} through the console's API after its restart")
+    return after
 
 
 def _publish_experiment(settings: Settings, spec: ExperimentSpec) -> None:
@@ -184,14 +289,15 @@ def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     }
 
 
-def _start_workers(supervisor: Supervisor, port: int) -> dict[str, ProcessSpec]:
-    specs = worker_specs(port)
+def _start_workers(supervisor: Supervisor, port: int, console_port: int) -> dict[str, ProcessSpec]:
+    specs = worker_specs(port, console_port)
     for process in specs.values():
         supervisor.start(process)
-    say("started features worker, learner, serving API and experiment aggregator (4 processes)")
+    say("started features worker, learner, serving API, experiment aggregator and console (5 processes)")
     serve_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
     say(f"serving API ready on {serve_url}")
+    say(f"console (live experiment pages and API): http://127.0.0.1:{console_port}/experiments")
     return specs
 
 
@@ -244,19 +350,58 @@ async def _simulate(
     aggregator: ProcessSpec,
     killed: list[float],
 ) -> SimulationResult:
+    params = ModelParams(arrival_ms=options.arrival_days * DAY_MS)
+    bar = _DayBar(params, enabled=options.progress_bar)
+
     def progress(message: str) -> None:
-        say(message)
+        bar.update(message)
         day = _simulated_day(message)
         if options.kill_aggregator_on_day is not None and not killed and day == options.kill_aggregator_on_day:
             killed.append(time.monotonic())
             supervisor.kill("experiments")
-            say("SIGKILLed the experiment aggregator mid-run; restarting it")
+            bar.write("[demo] SIGKILLed the experiment aggregator mid-run; restarting it")
             supervisor.start(aggregator)
 
-    return await run_simulation(
-        settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
-        min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings),
-    )
+    try:
+        return await run_simulation(
+            settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
+            params=params, min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings),
+        )
+    finally:
+        bar.close()
+
+
+class _DayBar:
+    """A progress bar over the simulated days (tqdm, on standard error); the day's summary as its postfix.
+    Without a bar (or off a terminal's wish) every day's line is printed instead."""
+
+    def __init__(self, params: ModelParams, *, enabled: bool) -> None:
+        self.first_day = -7
+        self.last_day = (params.horizon_ms() - 1 - ORIGIN_MS) // DAY_MS
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.last_day - self.first_day + 1, desc="[demo] simulated days", unit="day",
+                             dynamic_ncols=True, leave=True)
+
+    def update(self, message: str) -> None:
+        day = _simulated_day(message)
+        if self._bar is None or day is None:
+            say(message)
+            return
+        self._bar.update(max(0, day - self.first_day + 1 - self._bar.n))
+        self._bar.set_postfix_str(message.split(":", 1)[1].strip().split(",")[0] + f" (day {day:+d})")
+
+    def write(self, message: str) -> None:
+        if self._bar is None:
+            print(message, flush=True)
+        else:
+            self._bar.write(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 async def _features_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
@@ -327,7 +472,7 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     return 0 if verdict == truth["decision"] else 1
 
 
-def start_detached(*, settings: Settings, port: int) -> int:
+def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -> int:
     """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them."""
     from infra.kafka import broker
 
@@ -344,10 +489,11 @@ def start_detached(*, settings: Settings, port: int) -> int:
         "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
     }
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
-    for process in worker_specs(port).values():
+    for process in worker_specs(port, console_port).values():
         supervisor.start(process)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")
     print(f"broker {settings.resolved_bootstrap()}; serving {url}; logs in {supervisor.log_dir}")
+    print(f"console http://127.0.0.1:{console_port}/experiments (writes need TANDEM_CONSOLE_TOKEN)")
     print(f"try: tandem simulate --serve-url {url} --users 300; tandem report {spec.id}; tandem down")
     return 0
