@@ -150,7 +150,7 @@ def lift_svg(points: Sequence[Mapping[str, Any]], *, width: int = 340, height: i
             f'<polygon points="{band_path}" fill="#1f4fbf" fill-opacity="0.15"/>'
             f'<line x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#8a1c1c" '
             f'stroke-dasharray="4 3"/><polyline points="{line}" fill="none" stroke="#1f4fbf" stroke-width="2"/>'
-            f'{dots}{ticks_x}<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end" '
+            f'{dots}{ticks_x}<text x="{left - 4}" y="{height - 8}" font-size="10" text-anchor="end" '
             f'fill="#6b7688">day</text></svg>')
 
 

@@ -174,16 +174,20 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply_spec(path: str, settings: Settings) -> int:
-    from experiments.spec import load_spec, spec_to_json
-    from infra.kafka.config import producer_config
+    import getpass
+    import time
+
+    from experiments.lifecycle import apply_spec, publish_spec, read_specs
+    from experiments.spec import load_spec
     from infra.kafka.topics import apply_topics
-    from streams.producer import EventPublisher
 
     spec = load_spec(path)
     apply_topics(settings)
-    with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
-    print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
+    # Through the lifecycle: a new version with who and when, refused if it changes a running one's variants.
+    spec = apply_spec(read_specs(settings).get(spec.id), spec, who=getpass.getuser(), at=int(time.time() * 1000))
+    publish_spec(settings, spec)
+    print(f"published experiment {spec.id} version {len(spec.history)}, {spec.status} "
+          f"({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
     return 0
 
 

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.lifecycle import apply_spec, publish_spec, read_specs
 from experiments.report.owner import run_report
-from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
+from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec
 from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import EmbeddedBroker, free_port
-from infra.kafka.config import producer_config
-from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
+from infra.kafka.topics import EXPERIMENT_METRICS, apply_topics
 from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
 from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams
@@ -275,8 +274,7 @@ def _decide_and_restart(access: ConsoleAccess, supervisor: Supervisor, console: 
 
 def _publish_experiment(settings: Settings, spec: ExperimentSpec) -> None:
     apply_topics(settings)
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    publish_spec(settings, apply_spec(None, spec, who="demo", at=int(time.time() * 1000), why="the demo starts"))
     say(f"experiment {spec.id}: " + ", ".join(f"{v.name} serves {v.policy}" for v in spec.variants))
 
 
@@ -481,8 +479,9 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
     apply_topics(settings)
     spec = load_spec(SPEC_PATH)
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+    current = read_specs(settings).get(spec.id)
+    if current is None or current.status != "decided":  # a decided experiment keeps its record as it is
+        publish_spec(settings, apply_spec(current, spec, who="tandem up", at=int(time.time() * 1000)))
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
