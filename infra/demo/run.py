@@ -216,7 +216,7 @@ def _third_party_to_file(path: Path) -> Iterator[None]:
         saved[name] = (library.propagate, library.level)
         library.addHandler(handler)
         library.propagate = False
-        library.setLevel(logging.INFO)
+        library.setLevel(logging.WARNING)
     logging.captureWarnings(True)
     try:
         with warnings.catch_warnings():
@@ -399,6 +399,7 @@ class _DayBar:
 
     def close(self) -> None:
         if self._bar is not None:
+            self._bar.update(self._bar.total - self._bar.n)  # the last day has no summary line of its own
             self._bar.close()
 
 
