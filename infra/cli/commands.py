@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 from infra.cli import console
-from infra.kafka.topics import EXPERIMENTS
 from infra.settings import Settings
 
 
@@ -192,15 +191,12 @@ def _apply_spec(path: str, settings: Settings) -> int:
 
 
 def _list_specs(settings: Settings) -> int:
-    from experiments.spec import spec_from_json
-    from infra.kafka.topic_reader import newest_per_key, read_topic
+    from experiments.lifecycle import read_specs
 
-    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
-        if record.value is None:
-            continue
-        spec = spec_from_json(record.value)
+    for spec in read_specs(settings).values():
         variants = ", ".join(f"{v.name}={v.weight:g}:{v.policy}" for v in spec.variants)
-        print(f"{spec.id:28} variants [{variants}]  metrics [{', '.join(m.name for m in spec.metrics)}]")
+        print(f"{spec.id:28} {spec.status:8} v{len(spec.history)} variants [{variants}]  "
+              f"metrics [{', '.join(m.name for m in spec.metrics)}]")
     return 0
 
 

@@ -113,5 +113,7 @@ def test_the_cli_stops_and_decides_and_refuses_to_decide_a_running_experiment(se
     decided = tandem("experiments", "decide", spec.id, "--note", "no ship")
     assert decided.returncode == 0, decided.stderr
     assert [d.note for d in read_decisions(settings)] == ["no ship"]
+    listed = tandem("experiments", "list")
+    assert listed.returncode == 0 and f"{spec.id}" in listed.stdout and " decided " in listed.stdout
     unknown = tandem("experiments", "stop", "nope")
     assert unknown.returncode != 0 and "'nope' is not known" in unknown.stderr
