@@ -59,6 +59,10 @@ class DemoOptions:
     while_live: Callable[[ConsoleAccess], None] | None = field(default=None, compare=False)
     #: A progress bar over the simulated days (on the terminal's standard error).
     progress_bar: bool = True
+    #: Let the console stop the experiment by itself. Off in the demo: its one experiment is the only
+    #: source of exposures, and once it stops the aggregator's event-time watermark (the minimum over
+    #: its input partitions, exposures included) stops advancing, so the open windows never close.
+    auto_stop: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def worker_specs(serve_port: int, console_port: int | None = None) -> dict[str, ProcessSpec]:
+def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop: bool = True,
+                 ) -> dict[str, ProcessSpec]:
     specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
@@ -145,7 +150,8 @@ def worker_specs(serve_port: int, console_port: int | None = None) -> dict[str, 
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
     }
     if console_port is not None:
-        specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port)))
+        specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
+                                                   *(() if auto_stop else ("--no-monitor",))))
     return specs
 
 
@@ -177,7 +183,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
         port, console_port, token = free_port(), free_port(), secrets.token_urlsafe(16)
         env = {**_worker_env(settings, broker.bootstrap), "TANDEM_CONSOLE_TOKEN": token}
         with Supervisor(state_dir=settings.state_dir, env=env) as supervisor:
-            specs = _start_workers(supervisor, port, console_port)
+            specs = _start_workers(supervisor, port, console_port, auto_stop=options.auto_stop)
             access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
             driven = _drive(settings, options, supervisor, specs, serve_url=access.serve_url)
             say("waiting for the aggregator to close every metric window")
@@ -287,8 +293,9 @@ def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     }
 
 
-def _start_workers(supervisor: Supervisor, port: int, console_port: int) -> dict[str, ProcessSpec]:
-    specs = worker_specs(port, console_port)
+def _start_workers(supervisor: Supervisor, port: int, console_port: int, *, auto_stop: bool,
+                   ) -> dict[str, ProcessSpec]:
+    specs = worker_specs(port, console_port, auto_stop=auto_stop)
     for process in specs.values():
         supervisor.start(process)
     say("started features worker, learner, serving API, experiment aggregator and console (5 processes)")
