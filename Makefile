@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration check lint types imports bench up down clean
+.PHONY: help install browser demo test test-unit test-integration check lint types imports bench up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,16 +19,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install tandem with its dev tools
 
+# The console's browser test drives Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser build: these machines reach only package registries).
+browser: ## Debian's chromium for the console's browser test, installed when missing
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 demo: $(STAMP) ## the main job: the end-to-end demo on the embedded broker
 	$(BIN)/tandem demo
 
-test: $(STAMP) ## every test, unit and integration (starts its own broker)
+test: $(STAMP) browser ## every test, unit and integration (starts its own broker)
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest -m "not integration"
 
-test-integration: $(STAMP) ## integration tests only
+test-integration: $(STAMP) browser ## integration tests only
 	$(BIN)/python -m pytest -m integration
 
 check: lint types imports ## what CI checks besides the tests: lint, types, import boundaries

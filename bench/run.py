@@ -78,7 +78,14 @@ def changes(results: dict[str, Any], previous: dict[str, Any] | None) -> list[st
 
 
 def main() -> int:
-    from bench import bench_aggregator, bench_features, bench_learner, bench_serving, bench_serving_experiments
+    from bench import (
+        bench_aggregator,
+        bench_features,
+        bench_learner,
+        bench_lifecycle,
+        bench_serving,
+        bench_serving_experiments,
+    )
 
     previous = None
     if RESULTS.exists():
@@ -95,6 +102,7 @@ def main() -> int:
         "serving_experiments": lambda: bench_serving_experiments.run(),
         "learner": lambda: bench_learner.run(),
         "aggregator": lambda: bench_aggregator.run(),
+        "lifecycle": lambda: bench_lifecycle.run(),
     }
     for name, step in steps.items():
         began = time.monotonic()

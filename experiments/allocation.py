@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments.errors import InvalidSpec
-from experiments.spec import ExperimentSpec, parse_spec, spec_from_json, spec_to_json
+from experiments.spec import ExperimentSpec, parse_spec, spec_to_json
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS
+from infra.kafka.topics import EXPERIMENT_METRICS
 from infra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,22 +113,18 @@ def next_period(
                                seed=period_seed(spec))
     data = json.loads(spec_to_json(spec))
     data["periods"] = [*data.get("periods", []), {"start": at_ms, "weights": weights}]
+    for written_by_the_lifecycle in ("status", "history"):
+        data.pop(written_by_the_lifecycle, None)
     return parse_spec(data)  # validated again: the weights cover the variants and sum to 1
 
 
 def allocate_once(settings: Settings) -> list[ExperimentSpec]:
-    """One round of the allocator process: every bandit experiment whose next period is due (event time:
-    the lowest watermark among its metric records) gets a new version on the experiments topic."""
-    from infra.kafka.config import producer_config
-    from infra.kafka.producer import KafkaPublisher
+    """One round of the allocator process: every running bandit experiment whose next period is due
+    (event time: the lowest watermark among its metric records) gets a new version, through the
+    lifecycle (who: the allocator, why: the new weights), on the experiments topic."""
+    from experiments.lifecycle import apply_spec, publish_spec, read_specs
 
-    specs = []
-    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
-        try:
-            specs.append(spec_from_json(record.value or b""))
-        except InvalidSpec:
-            continue  # dead-lettered by serving and the aggregator
-    bandits = [spec for spec in specs if spec.kind == "bandit"]
+    bandits = [spec for spec in read_specs(settings).values() if spec.kind == "bandit" and spec.status == "running"]
     if not bandits:
         return []
     metrics = [json.loads(r.value) for r in newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
@@ -139,14 +134,14 @@ def allocate_once(settings: Settings) -> list[ExperimentSpec]:
         mine = [r for r in metrics if r.get("experiment") == spec.id]
         if not mine:
             continue
-        version = next_period(spec, mine, at_ms=min(int(r["watermark_ts"]) for r in mine))
-        if version is not None:
-            updated.append(version)
-    if updated:
-        with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-            for version in updated:
-                publisher.publish_bytes(version.id.encode(), spec_to_json(version))
-                period = version.periods[-1]
-                logger.info("bandit %s: period %d from %d, weights %s", version.id, len(version.periods),
-                            period.start, {k: round(w, 4) for k, w in period.weights.items()})
+        proposed = next_period(spec, mine, at_ms=min(int(r["watermark_ts"]) for r in mine))
+        if proposed is None:
+            continue
+        period = proposed.periods[-1]
+        weights = ", ".join(f"{k} {w:.3f}" for k, w in sorted(period.weights.items()))
+        version = apply_spec(spec, proposed, who="tandem-allocator", at=period.start,
+                             why=f"bandit period {len(proposed.periods)}: {weights}")
+        publish_spec(settings, version)
+        logger.info("bandit %s: period %d from %d, weights %s", version.id, len(version.periods), period.start, weights)
+        updated.append(version)
     return updated

@@ -161,6 +161,8 @@ class SurfaceIndex:
         self.unlayered: dict[str, list[ExperimentSpec]] = {}
         self.by_id: dict[str, ExperimentSpec] = {}
         for spec in sorted(specs, key=lambda s: s.id):
+            if spec.status == "draft":
+                continue  # never served
             self.by_id[spec.id] = spec
             if spec.kind == "holdout":
                 self.holdouts.setdefault(spec.surface, []).append(spec)
@@ -195,7 +197,8 @@ def compose(
 
     ``sticky(experiment, user)`` is the variant a bandit experiment gave the user before, if any;
     a user a bandit experiment assigns for the first time is listed in ``new_sticky``.
-    Specs of other surfaces are ignored. A user in the held-out variant (the ``control``) of the
+    A stopped or decided experiment gives its users its control's parameters and exposes nobody; a
+    draft is not served. Specs of other surfaces are ignored. A user in the held-out variant (the ``control``) of the
     surface's holdout gets the defaults and no other experiment. Two experiments that set one
     parameter for the same user cannot both be admitted (``check_parameters``); should their
     records meet anyway, the first by id keeps it and the other is named in ``conflicts``.
@@ -207,6 +210,8 @@ def compose(
     holdout: tuple[str, str] | None = None
     conflicts: list[str] = []
     for spec in index.holdouts.get(surface.name, ()):
+        if spec.status != "running":
+            continue  # a stopped holdout holds nobody out
         held = assign(spec, user_id, at_ms=at_ms)
         if held is not None and holdout is None:
             holdout = (spec.id, held)
@@ -215,6 +220,13 @@ def compose(
                 return Composition(surface.name, values, sources, assignments, holdout)
     new_sticky: list[tuple[str, str]] = []
     for spec in index.candidates(surface.name, user_id):
+        if spec.status != "running":  # stopped or decided: its users get its control, and no exposure
+            control = spec.variant(spec.control)
+            if control is not None and assign(spec, user_id, at_ms=at_ms) is not None:
+                for name, value in control.params.items():
+                    if name in values and name not in sources:
+                        values[name] = value
+            continue
         before = sticky(spec.id, user_id) if sticky is not None and spec.kind == "bandit" else None
         variant_name = assign(spec, user_id, at_ms=at_ms, sticky=before)
         if variant_name is None:

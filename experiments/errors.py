@@ -13,3 +13,11 @@ class SpecConflict(InvalidSpec):
 
 class StoreError(TandemError, RuntimeError):
     """The aggregation state store could not commit; discard the object and reopen the database."""
+
+
+class TransitionRefused(TandemError, ValueError):
+    """A lifecycle change that is not allowed (the message names the field and the reason); nothing changed."""
+
+
+class UnknownExperiment(TandemError, LookupError):
+    """No spec of that id on the experiments topic."""

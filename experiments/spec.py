@@ -307,6 +307,19 @@ class Period(_Spec):
     weights: dict[Name, Annotated[float, Field(strict=True, ge=0.0, le=1.0)]]
 
 
+#: Where an experiment is in its life (``experiments.lifecycle`` changes it; serving assigns only ``running``).
+Status = Literal["draft", "running", "stopped", "decided"]
+
+
+class Transition(_Spec):
+    """One recorded change of an experiment: a new version of its spec, by whom, when and why."""
+
+    status: Status
+    who: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+    at: Instant
+    why: Annotated[str, Field(strict=True, max_length=4096)] = ""
+
+
 class ExperimentSpec(_Spec):
     """One experiment. ``kind: holdout`` is a surface's holdout: its ``control`` variant (e.g. 5 % of
     users) is served the surface's defaults and no other experiment on the surface; every request
@@ -331,6 +344,9 @@ class ExperimentSpec(_Spec):
     metrics: Annotated[tuple[Metric, ...], Field(min_length=1)]
     allocation: Allocation | None = None
     periods: tuple[Period, ...] = ()
+    status: Status = "running"
+    #: Every recorded change, oldest first; ``experiments.lifecycle`` appends, nothing else writes it.
+    history: tuple[Transition, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:

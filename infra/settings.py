@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         default=None, description="the event archive (Parquet): a path or a URL (s3://...); default <state_dir>/archive"
     )
     spark_master: str = Field(default="local[2]", min_length=1, description="the batch path's Spark master")
+    console_token: SecretStr | None = Field(
+        default=None, description="bearer token of the console's write endpoints; unset: every write is refused"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import UnknownExperiment
 from experiments.report.render import Report, build_report, render_table, write_lift_over_time_png, write_lift_png
 from experiments.spec import ExperimentSpec, spec_from_json
-from infra.errors import TandemError
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS
 from infra.settings import Settings
@@ -24,10 +24,6 @@ from infra.settings import Settings
 #: The statistics engine's names for the spec's corrections.
 CORRECTIONS = {"none": "none", "bonferroni": "bonferroni", "holm": "holm", "benjamini-hochberg": "bh"}
 MAX_HISTORY_POINTS = 40
-
-
-class UnknownExperiment(TandemError, LookupError):
-    """No spec of that id on the experiments topic."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from infra.cli import batch
-from infra.kafka.topics import EXPERIMENTS
+from infra.cli import batch, console
 from infra.settings import Settings
 
 
@@ -18,6 +17,7 @@ def register(*, commands_parser: Any) -> None:
     for add in (_add_demo, _add_experiments, _add_features, _add_learner, _add_simulate, _add_up_down, _add_serve,
                 _add_evaluate_policy, _add_report, _add_stats, batch.add_archive):
         add(commands_parser)
+    console.register(commands_parser=commands_parser)  # the console and experiments stop|decide
 
 
 def _add_demo(commands_parser: Any) -> None:
@@ -180,44 +180,35 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply_spec(path: str, settings: Settings) -> int:
+    import getpass
+    import time
+
     from experiments.admission import admit
-    from experiments.spec import load_spec, spec_to_json
+    from experiments.lifecycle import apply_spec, publish_spec, read_specs
+    from experiments.spec import load_spec
     from experiments.surfaces import load_surfaces
-    from infra.kafka.config import producer_config
     from infra.kafka.topics import apply_topics
-    from streams.producer import EventPublisher
 
     spec = load_spec(path)
     apply_topics(settings)
-    admit(spec, live=_live_specs(settings), surfaces=load_surfaces())
-    with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
-    print(f"published experiment {spec.id} ({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
+    live = read_specs(settings)
+    admit(spec, live=[s for s in live.values() if s.status != "draft"], surfaces=load_surfaces())
+    # Through the lifecycle: a new version with who and when, refused if it changes a running one's variants.
+    spec = apply_spec(live.get(spec.id), spec, who=getpass.getuser(), at=int(time.time() * 1000))
+    publish_spec(settings, spec)
+    print(f"published experiment {spec.id} version {len(spec.history)}, {spec.status} "
+          f"({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
     return 0
 
 
-def _live_specs(settings: Settings) -> list[Any]:
-    """The newest valid spec of every experiment on the experiments topic (invalid records are skipped)."""
-    from experiments.errors import InvalidSpec
-    from experiments.spec import spec_from_json
-    from infra.kafka.topic_reader import newest_per_key, read_topic
-
-    specs = []
-    for record in newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS))).values():
-        if record.value is None:
-            continue
-        try:
-            specs.append(spec_from_json(record.value))
-        except InvalidSpec as exc:
-            print(f"warning: a record on the experiments topic is not a valid spec: {exc}", file=sys.stderr)
-    return specs
-
-
 def _list_specs(settings: Settings) -> int:
-    for spec in _live_specs(settings):
+    from experiments.lifecycle import read_specs
+
+    for spec in read_specs(settings).values():
         variants = ", ".join(f"{v.name}={v.weight:g}:{'+'.join(sorted(v.params)) or 'defaults'}" for v in spec.variants)
         layer = spec.layer.name if spec.layer else "-"
-        print(f"{spec.id:28} {spec.kind:8} surface {spec.surface:10} layer {layer:16} variants [{variants}]  "
+        print(f"{spec.id:28} {spec.status:8} v{len(spec.history):<3} {spec.kind:8} surface {spec.surface:10} "
+              f"layer {layer:16} variants [{variants}]  "
               f"metrics [{', '.join(m.name for m in spec.metrics)}]")
     return 0
 

@@ -11,27 +11,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiments.admission import admit
+from experiments.lifecycle import apply_spec, publish_spec, read_specs
 from experiments.report.interactions import Interaction, interactions_from_topics
 from experiments.report.owner import run_report
-from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec, spec_to_json
+from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec
 from experiments.surfaces import load_surfaces
 from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import EmbeddedBroker, free_port
-from infra.kafka.config import producer_config
-from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
+from infra.kafka.topics import EXPERIMENT_METRICS, apply_topics
 from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
+from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams
 from infra.simulation.truth import write_truth
 
 logger = logging.getLogger(__name__)
@@ -55,6 +59,26 @@ class DemoOptions:
     #: Wall seconds at least per simulated hour: the learner's snapshots must reach serving
     #: while the experiment runs, as they would in real time.
     step_wall_s: float = 0.2
+    #: Users arrive (are first exposed) over this many days, so metric windows close day after
+    #: day and the console's lift over time has a point per day.
+    arrival_days: int = 4
+    #: Called with the console's address once the report is written, while every process runs.
+    while_live: Callable[[ConsoleAccess], None] | None = field(default=None, compare=False)
+    #: A progress bar over the simulated days (on the terminal's standard error).
+    progress_bar: bool = True
+    #: Let the console stop the experiment by itself. Off in the demo: its one experiment is the only
+    #: source of exposures, and once it stops the aggregator's event-time watermark (the minimum over
+    #: its input partitions, exposures included) stops advancing, so the open windows never close.
+    auto_stop: bool = False
+
+
+@dataclass(frozen=True)
+class ConsoleAccess:
+    """Where the demo's console answers, and the token its write endpoints need."""
+
+    url: str
+    token: str
+    serve_url: str
 
 
 @dataclass
@@ -68,6 +92,7 @@ class DemoResult:
     probe: LatencyProbe
     aggregator_killed_at: float | None  # monotonic time of the SIGKILL, if any
     live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key, every experiment
+    console: dict[str, dict[str, Any]]  # each experiment as the console answered after its restart
     replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
     pids: list[int]  # the broker's and every worker's, restarts included
     interactions: list[Interaction]  # between every pair of the concurrent experiments
@@ -126,13 +151,18 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def worker_specs(serve_port: int) -> dict[str, ProcessSpec]:
-    return {
+def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop: bool = True,
+                 ) -> dict[str, ProcessSpec]:
+    specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
     }
+    if console_port is not None:
+        specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
+                                                   *(() if auto_stop else ("--no-monitor",))))
+    return specs
 
 
 def _serving_ready(url: str) -> bool:
@@ -155,16 +185,19 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
     ids = [spec.id for spec in specs]
     shutil.rmtree(options.state_dir, ignore_errors=True)
     options.state_dir.mkdir(parents=True)
-    with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker:
+    with EmbeddedBroker(binary=settings.broker_binary, log_path=options.state_dir / "broker.log") as broker, \
+            _third_party_to_file(options.state_dir / "logs" / "demo-libraries.log"):
         settings = settings.model_copy(
             update={"bootstrap_servers": broker.bootstrap, "state_dir": options.state_dir.resolve()}
         )
         say(f"embedded broker on {broker.bootstrap}; logs in {options.state_dir / 'logs'}")
-        publish_experiments(settings, specs)
-        port = free_port()
-        with Supervisor(state_dir=settings.state_dir, env=_worker_env(settings, broker.bootstrap)) as supervisor:
-            processes = _start_workers(supervisor, port)
-            driven = _drive(settings, options, supervisor, processes, serve_url=f"http://127.0.0.1:{port}", specs=specs)
+        publish_experiments(settings, specs, who="demo")
+        port, console_port, token = free_port(), free_port(), secrets.token_urlsafe(16)
+        env = {**_worker_env(settings, broker.bootstrap), "TANDEM_CONSOLE_TOKEN": token}
+        with Supervisor(state_dir=settings.state_dir, env=env) as supervisor:
+            processes = _start_workers(supervisor, port, console_port, auto_stop=options.auto_stop)
+            access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
+            driven = _drive(settings, options, supervisor, processes, serve_url=access.serve_url, specs=specs)
             say("waiting for the aggregator to close every metric window")
             wait_for(lambda: _windows_closed(settings, ids), timeout_s=120, interval_s=1.0,
                      what="every metric window closed")
@@ -173,6 +206,10 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             live_metrics = _metric_records(settings, ids)
             interactions = interactions_from_topics(settings, specs)
             replayed = _replay(settings, ids) if options.replay_check else None
+            console = _decide_and_restart(access, supervisor, processes["console"], specs,
+                                          {k: f.report for k, f in files.items()}, driven.simulation.truths)
+            if options.while_live is not None:
+                options.while_live(access)
             pids = [broker.pid, *supervisor.started_pids]
         for spec in specs:
             write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truths[spec.id])
@@ -180,23 +217,113 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
                                  options.out_dir / f"{specs[0].id}-learning-curve.png")
     primary = files[specs[0].id]
     return DemoResult(
-        driven.simulation, primary.report, primary.table, {k: f.report for k, f in files.items()},
-        {k: f.table for k, f in files.items()}, time.monotonic() - started, driven.probe,
-        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids, interactions,
+        simulation=driven.simulation, report=primary.report, table=primary.table,
+        reports={k: f.report for k, f in files.items()}, tables={k: f.table for k, f in files.items()},
+        wall_s=time.monotonic() - started, probe=driven.probe,
+        aggregator_killed_at=driven.killed[0] if driven.killed else None, live_metrics=live_metrics,
+        console=console, replayed_metrics=replayed, pids=pids, interactions=interactions,
     )
 
 
-def publish_experiments(settings: Settings, specs: list[ExperimentSpec]) -> None:
-    """Admit each spec next to the ones before it (surfaces, layers, parameter owners), then publish."""
+#: Libraries whose log lines and warnings go to the demo's log file, not to its output.
+LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "feast", "urllib3", "matplotlib", "asyncio", "py.warnings")
+
+
+@contextmanager
+def _third_party_to_file(path: Path) -> Iterator[None]:
+    """Route the libraries' log records (kafka-python's "Task ran for 0.1s ... blocking the event loop"
+    among them) and Python warnings to ``path``: the demo's output is the demo's own lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = {}
+    for name in LIBRARIES:
+        library = logging.getLogger(name)
+        saved[name] = (library.propagate, library.level)
+        library.addHandler(handler)
+        library.propagate = False
+        library.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for name, (propagate, level) in saved.items():
+            library = logging.getLogger(name)
+            library.removeHandler(handler)
+            library.propagate, library.level = propagate, level
+        handler.close()
+
+
+def _console_call(access: ConsoleAccess, method: str, path: str, body: dict[str, Any] | None = None,
+                  ) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {access.token}"}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(access.url + path, data=data, method=method, headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - our loopback URL
+        return dict(json.load(response))
+
+
+def _console_ready(access: ConsoleAccess, experiment: str) -> bool:
+    try:
+        return bool(_console_call(access, "GET", f"/api/experiments/{experiment}")["id"] == experiment)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _decide_and_restart(access: ConsoleAccess, supervisor: Supervisor, console: ProcessSpec,
+                        specs: list[ExperimentSpec], reports: dict[str, dict[str, Any]],
+                        truths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Stop (unless the automatic stop did) every experiment and decide each A/B test through the
+    console's API (a holdout is stopped, not decided), restart the console, and read the decisions
+    back from it."""
+    ids = [spec.id for spec in specs]
+    wait_for(lambda: all(_console_ready(access, experiment) for experiment in ids), timeout_s=90,
+             what="the console")
+    records = {}
+    for spec in specs:
+        detail = _console_call(access, "GET", f"/api/experiments/{spec.id}")
+        if detail["status"] == "running":
+            _console_call(access, "POST", f"/api/experiments/{spec.id}/stop",
+                          {"who": "demo", "why": "every metric window has closed"})
+        else:
+            say(f"the console had stopped {spec.id} by itself: {detail['history'][-1]['why']}")
+        if spec.kind == "holdout":
+            continue
+        verdict = reports[spec.id]["decision"]["verdict"]
+        records[spec.id] = _console_call(access, "POST", f"/api/experiments/{spec.id}/decide", {
+            "who": "demo",
+            "note": f"the report says {verdict}; the simulator's truth says {truths[spec.id]['decision']}"})
+    supervisor.restart(console)
+    wait_for(lambda: all(_console_ready(access, experiment) for experiment in ids), timeout_s=90,
+             what="the restarted console")
+    after = {}
+    for experiment in ids:
+        after[experiment] = _console_call(access, "GET", f"/api/experiments/{experiment}")
+        if experiment not in records:
+            continue
+        decision = after[experiment].get("decision") or {}
+        kept = decision.get("decision_id") == records[experiment]["decision"]["decision_id"]
+        say(f"{experiment}: decision record {decision.get('decision_id')} ({decision.get('verdict')}) "
+            f"{'read back' if kept else 'NOT found'} through the console's API after its restart")
+    return after
+
+
+def publish_experiments(settings: Settings, specs: list[ExperimentSpec], *, who: str) -> None:
+    """Admit each spec next to the ones live (surfaces, layers, parameter owners), then publish it through
+    the lifecycle (a new version, by ``who``, now); a decided experiment keeps its record as it is."""
     apply_topics(settings)
     surfaces = load_surfaces()
-    admitted: list[ExperimentSpec] = []
+    live = read_specs(settings)
     for spec in specs:
-        admit(spec, live=admitted, surfaces=surfaces)
-        admitted.append(spec)
-    with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        for spec in specs:
-            publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+        current = live.get(spec.id)
+        if current is not None and current.status == "decided":
+            continue
+        admit(spec, live=[s for s in live.values() if s.status != "draft"], surfaces=surfaces)
+        live[spec.id] = apply_spec(current, spec, who=who, at=int(time.time() * 1000))
+        publish_spec(settings, live[spec.id])
     for spec in specs:
         layer = spec.layer.name if spec.layer else "none"
         variants = ", ".join(
@@ -218,14 +345,16 @@ def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     }
 
 
-def _start_workers(supervisor: Supervisor, port: int) -> dict[str, ProcessSpec]:
-    specs = worker_specs(port)
+def _start_workers(supervisor: Supervisor, port: int, console_port: int, *, auto_stop: bool,
+                   ) -> dict[str, ProcessSpec]:
+    specs = worker_specs(port, console_port, auto_stop=auto_stop)
     for process in specs.values():
         supervisor.start(process)
-    say("started features worker, learner, serving API and experiment aggregator (4 processes)")
+    say("started features worker, learner, serving API, experiment aggregator and console (5 processes)")
     serve_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(serve_url), timeout_s=90, what="the serving API's health")
     say(f"serving API ready on {serve_url}")
+    say(f"console (live experiment pages and API): http://127.0.0.1:{console_port}/experiments")
     return specs
 
 
@@ -281,19 +410,60 @@ async def _simulate(
     killed: list[float],
     specs: list[ExperimentSpec],
 ) -> SimulationResult:
+    params = ModelParams(arrival_ms=options.arrival_days * DAY_MS)
+    bar = _DayBar(params, enabled=options.progress_bar)
+
     def progress(message: str) -> None:
-        say(message)
+        bar.update(message)
         day = _simulated_day(message)
         if options.kill_aggregator_on_day is not None and not killed and day == options.kill_aggregator_on_day:
             killed.append(time.monotonic())
             supervisor.kill("experiments")
-            say("SIGKILLed the experiment aggregator mid-run; restarting it")
+            bar.write("[demo] SIGKILLed the experiment aggregator mid-run; restarting it")
             supervisor.start(aggregator)
 
-    return await run_simulation(
-        settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
-        min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings), specs=specs,
-    )
+    try:
+        return await run_simulation(
+            settings=settings, serve_url=serve_url, users=options.users, seed=options.seed, progress=progress,
+            params=params, min_step_wall_s=options.step_wall_s, before_experiment=lambda: _features_caught_up(settings),
+            specs=specs,
+        )
+    finally:
+        bar.close()
+
+
+class _DayBar:
+    """A progress bar over the simulated days (tqdm, on standard error); the day's summary as its postfix.
+    Without a bar (or off a terminal's wish) every day's line is printed instead."""
+
+    def __init__(self, params: ModelParams, *, enabled: bool) -> None:
+        self.first_day = -7
+        self.last_day = (params.horizon_ms() - 1 - ORIGIN_MS) // DAY_MS
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.last_day - self.first_day + 1, desc="[demo] simulated days", unit="day",
+                             dynamic_ncols=True, leave=True)
+
+    def update(self, message: str) -> None:
+        day = _simulated_day(message)
+        if self._bar is None or day is None:
+            say(message)
+            return
+        self._bar.update(max(0, day - self.first_day + 1 - self._bar.n))
+        self._bar.set_postfix_str(message.split(":", 1)[1].strip().split(",")[0] + f" (day {day:+d})")
+
+    def write(self, message: str) -> None:
+        if self._bar is None:
+            print(message, flush=True)
+        else:
+            self._bar.write(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._bar.total - self._bar.n)  # the last day has no summary line of its own
+            self._bar.close()
 
 
 async def _features_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
@@ -394,7 +564,7 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     return 0 if all(row["matches"] for row in rows if row["decided"]) else 1
 
 
-def start_detached(*, settings: Settings, port: int) -> int:
+def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -> int:
     """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them."""
     from infra.kafka import broker
 
@@ -402,17 +572,18 @@ def start_detached(*, settings: Settings, port: int) -> int:
         state = broker.daemon_up(state_file=settings.broker_state_file, binary=settings.broker_binary)
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
     specs = demo_specs()
-    publish_experiments(settings, specs)
+    publish_experiments(settings, specs, who="tandem up")
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
         "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
     }
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
-    for process in worker_specs(port).values():
+    for process in worker_specs(port, console_port).values():
         supervisor.start(process)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")
     print(f"broker {settings.resolved_bootstrap()}; serving {url}; logs in {supervisor.log_dir}")
+    print(f"console http://127.0.0.1:{console_port}/experiments (writes need TANDEM_CONSOLE_TOKEN)")
     print(f"try: tandem simulate --serve-url {url} --users 2000; tandem report {specs[0].id}; tandem down")
     return 0

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         DEAD_LETTERS,
         DECISIONS,
         EVENTS,
+        EXPERIMENT_DECISIONS,
         EXPERIMENT_METRICS,
         EXPERIMENTS,
         EXPOSURES,
@@ -52,6 +53,7 @@ __all__ = [
     "DECISIONS",
     "EVENTS",
     "EXPERIMENTS",
+    "EXPERIMENT_DECISIONS",
     "EXPERIMENT_METRICS",
     "EXPOSURES",
     "LEARNER_CHECKPOINTS",
@@ -90,8 +92,9 @@ _LAZY = {
     ),
     **dict.fromkeys(("newest_per_key", "read_topic"), "infra.kafka.topic_reader"),
     **dict.fromkeys(
-        ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_METRICS", "EXPOSURES",
-         "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport", "Topic", "apply_topics"),
+        ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_DECISIONS", "EXPERIMENT_METRICS",
+         "EXPOSURES", "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport", "Topic",
+         "apply_topics"),
         "infra.kafka.topics",
     ),
 }

@@ -51,6 +51,9 @@ LEARNER_CHECKPOINTS = Topic("learner-checkpoints", "learner app id", "streams.ev
 EXPERIMENTS = Topic("experiments", "experiment id", "experiments.spec.ExperimentSpec", compacted=True, partitions=1)
 EXPERIMENT_METRICS = Topic("experiment-metrics", "experiment/variant/metric",
                            "experiments.aggregation.stats.metric_record", compacted=True)
+#: Append-only and kept forever: a decision is never rewritten (``experiments.lifecycle.DecisionRecord``).
+EXPERIMENT_DECISIONS = Topic("experiment-decisions", "experiment id", "experiments.lifecycle.DecisionRecord",
+                             partitions=1)
 DEAD_LETTERS = Topic("dead-letters", "source topic", "streams.events.DeadLetter", retention_ms=4 * WEEK_MS)
 STICKY_ASSIGNMENTS = Topic("sticky-assignments", "experiment/user_id", "streams.events.StickyAssignment",
                            compacted=True)
@@ -58,6 +61,7 @@ STICKY_ASSIGNMENTS = Topic("sticky-assignments", "experiment/user_id", "streams.
 TOPICS: tuple[Topic, ...] = (
     EVENTS, DECISIONS, EXPOSURES, MODELS, LEARNER_CHECKPOINTS, EXPERIMENTS, EXPERIMENT_METRICS, DEAD_LETTERS,
     STICKY_ASSIGNMENTS,
+    EXPERIMENT_DECISIONS,
 )
 
 

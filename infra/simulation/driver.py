@@ -350,6 +350,14 @@ async def run_simulation(
 def simulate(settings: Settings, *, serve_url: str, users: int, seed: int, truth_path: str | Path | None = None) -> int:
     """Run the simulation, print progress and a summary, write the truth; 0 unless nothing was exposed
     or events were not delivered."""
+    from infra.simulation.power import pilot_baselines, power_warning
+
+    for spec in load_demo_specs():
+        if spec.kind == "holdout":
+            continue  # reported, not decided
+        warning = power_warning(spec, users=users, baselines=pilot_baselines(spec, seed=seed + 1))
+        if warning:
+            print(f"{spec.id}: {warning}", flush=True)
     result = asyncio.run(run_simulation(settings=settings, serve_url=serve_url, users=users, seed=seed,
                                         progress=lambda message: print(message, flush=True)))
     path = write_truth(truth_path or Path(settings.state_dir) / "simulation" / f"truth-seed{seed}.json",

@@ -49,6 +49,7 @@ class LiveConfig:
         self._specs: dict[str, ExperimentSpec] = {}
         self._ordered: tuple[ExperimentSpec, ...] = ()
         self._index = SurfaceIndex(())
+        self._held: tuple[ExperimentSpec, ...] = ()
         self._loaded: dict[str, Policy] = {}
         self._fresh: dict[tuple[str, tuple[tuple[str, Any], ...]], Policy] = {}  # (name, params) -> policy
         self._lock = threading.Lock()
@@ -58,12 +59,17 @@ class LiveConfig:
     # -- the request path --------------------------------------------------------------
 
     def specs(self) -> tuple[ExperimentSpec, ...]:
-        """The experiment specs, ordered by id."""
+        """The ``running`` experiment specs, ordered by id: the only ones assigned and exposed."""
         return self._ordered
 
     def index(self) -> SurfaceIndex:
         """The specs arranged by surface and layer for ``experiments.assignment.compose``."""
         return self._index
+
+    def held(self) -> tuple[ExperimentSpec, ...]:
+        """The ``stopped`` and ``decided`` experiments, ordered by id: their users get the control,
+        without assignment or exposure (a draft was never served and is in neither list)."""
+        return self._held
 
     def policy(self, name: str, params: Mapping[str, Any] | None = None) -> Policy:
         """The newest snapshot of ``name``, else a fresh one built with ``params`` (a variant's
@@ -111,13 +117,15 @@ class LiveConfig:
             return
         self._set_specs({**self._specs, spec.id: spec})
         self.reloads["experiments"] += 1
-        logger.info("experiment %s loaded on surface %s (%s)", spec.id, spec.surface,
+        logger.info("experiment %s %s loaded on surface %s (%s)", spec.id, spec.status, spec.surface,
                     ", ".join(f"{v.name}: {', '.join(sorted(v.params)) or 'defaults'}" for v in spec.variants))
 
     def _set_specs(self, specs: dict[str, ExperimentSpec]) -> None:
         self._specs = specs
-        self._ordered = tuple(specs[k] for k in sorted(specs))
-        self._index = SurfaceIndex(self._ordered)
+        ordered = [specs[k] for k in sorted(specs)]
+        self._ordered = tuple(spec for spec in ordered if spec.status == "running")
+        self._held = tuple(spec for spec in ordered if spec.status in ("stopped", "decided"))
+        self._index = SurfaceIndex(self._ordered + self._held)  # drafts are never served
 
     def apply_snapshot(self, key: bytes | None, value: bytes | None, **_origin: Any) -> None:
         name = (key or b"").decode("utf-8", errors="replace")

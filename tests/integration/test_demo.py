@@ -88,9 +88,10 @@ def test_shortened_run_decides_as_the_truth_and_survives_an_aggregator_sigkill(t
     live_watermark = max(r["watermark_ts"] for r in result.live_metrics)
     assert live_watermark <= min(r["watermark_ts"] for r in result.replayed_metrics)
 
-    # Every process the run started is gone: broker, four workers and the restarted aggregator.
+    # Every process the run started is gone: broker, five workers (the console among them), the restarted
+    # aggregator and the restarted console.
     broker_pid, *worker_pids = result.pids
-    assert len(worker_pids) == 5
+    assert len(worker_pids) == 7
     assert not pid_alive(broker_pid)
     assert [pid for pid in worker_pids if pid_alive(pid)] == []
     assert live_children() - children_before == set()
@@ -114,7 +115,7 @@ def test_an_interrupted_run_stops_every_process_it_started(tmp_path: Path) -> No
         )
     try:
         wait_for_line(log_path, "serving API ready", demo, timeout_s=300)
-        wait_for_line(log_path, "[demo] day -", demo, timeout_s=300)  # into the simulation
+        wait_for_line(log_path, "[demo] simulated days", demo, timeout_s=300)  # into the simulation (its bar)
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=300)
     finally:
@@ -122,6 +123,6 @@ def test_an_interrupted_run_stops_every_process_it_started(tmp_path: Path) -> No
             demo.kill()
     text = log_path.read_text()
     pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
-    assert len(pids) == 5, text  # the broker and four workers
+    assert len(pids) == 6, text  # the broker and five workers
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert demo.returncode != 0

@@ -244,3 +244,17 @@ def test_a_spec_record_with_an_unknown_parameter_is_dead_lettered_and_the_last_g
     (letter,) = letters
     assert (letter.source_topic, letter.offset, letter.stage) == ("t.experiments", 8, "serving.live_config")
     assert "variants[0].params.colour: not a parameter of surface 'home'" in letter.error
+
+
+def test_only_running_experiments_are_assigned_and_a_stopped_one_serves_its_control() -> None:
+    treated = next(f"u{i}" for i in range(1000) if assign(parse_spec(spec_dict(layer=None)), f"u{i}") == "treatment")
+    at = T0_MS + DAY_MS
+    for status, policy, exposed in (("running", "linucb", True), ("stopped", "popularity", False),
+                                    ("decided", "popularity", False), ("draft", "popularity", False)):
+        live = live_with(spec_dict(layer=None, status=status))
+        rec = Recommender(live=live, arms=DEFAULT_ARMS, default_policy="uniform")
+        out = rec.recommend(treated, features={}, ts_ms=at)
+        # a draft was never served: the surface's default ranker (popularity, as the control here)
+        assert out.decision.policy == policy, status
+        assert bool(out.exposures) is exposed and bool(out.decision.assignments) is exposed, status
+        assert (out.experiment is not None) is exposed, status
