@@ -63,11 +63,18 @@ def list_page(experiments: Sequence[Mapping[str, Any]]) -> str:
                  f"{rows}</table>")
 
 
+def _params(params: Mapping[str, Any]) -> str:
+    """A variant's parameters, a policy by its name: ``ranker=linucb, num_items=5`` (``defaults``: none)."""
+    shown = [f"{k}={v['policy'] if isinstance(v, Mapping) else v}" for k, v in sorted(params.items())]
+    return ", ".join(shown) or "defaults"
+
+
 def detail_page(d: Mapping[str, Any]) -> str:
     spec = d["spec"]
-    variants = ", ".join(f"{v['name']} ({v['weight']:g}, {v['policy']})" for v in spec["variants"])
+    variants = ", ".join(f"{v['name']} ({v['weight']:g}: {_params(v.get('params') or {})})" for v in spec["variants"])
     head = (f"<p><a href=/experiments>all experiments</a></p><h1>{escape(d['id'])} {_badge(d['status'])}</h1>"
-            f"<p class=muted>{escape(spec.get('description', ''))} — version {d['version']}, control "
+            f"<p class=muted>{escape(spec.get('description', ''))} — {escape(spec.get('kind', 'ab'))} on surface "
+            f"{escape(spec.get('surface', 'home'))}, version {d['version']}, control "
             f"<b>{escape(spec['control'])}</b>, variants "
             f"{escape(variants)}</p>")
     return _page(d["id"], head + _metrics(d["statistics"]) + _lift(d["lift_over_time"]) + _health(d["health"])

@@ -352,10 +352,12 @@ def simulate(settings: Settings, *, serve_url: str, users: int, seed: int, truth
     or events were not delivered."""
     from infra.simulation.power import pilot_baselines, power_warning
 
-    for spec in load_demo_specs():
+    specs = load_demo_specs()
+    held_out = sum(s.variant(s.control).weight for s in specs if s.kind == "holdout")  # type: ignore[union-attr]
+    for spec in specs:
         if spec.kind == "holdout":
             continue  # reported, not decided
-        warning = power_warning(spec, users=users, baselines=pilot_baselines(spec, seed=seed + 1))
+        warning = power_warning(spec, users=users, baselines=pilot_baselines(spec, seed=seed + 1), held_out=held_out)
         if warning:
             print(f"{spec.id}: {warning}", flush=True)
     result = asyncio.run(run_simulation(settings=settings, serve_url=serve_url, users=users, seed=seed,

@@ -6,11 +6,11 @@ margin; with too few users the interval is wider than the margin and the verdict
 proportion guardrail the users needed per arm to show non-inferiority at the spec's
 one-sided alpha with 80 % power when the truth is no change come from the engine's power
 calculator (``experiments.stats.proportion_sample_size_per_arm``), with the control's
-baseline from a small offline pilot of the same model; the total adds the holdout and the
+baseline from a small offline pilot of the same model; the total adds the holdouts and the
 smallest variant's weight.
 
 >>> from experiments.spec import load_spec, DEMO_SPEC_PATH
->>> needs = required_users(load_spec(DEMO_SPEC_PATH), baselines={"retention_d7": 0.86})
+>>> needs = required_users(load_spec(DEMO_SPEC_PATH), baselines={"retention_d7": 0.86}, held_out=0.05)
 >>> [(n.metric, n.per_arm > 10_000, n.users > 2 * n.per_arm) for n in needs]
 [('retention_d7', True, True)]
 """
@@ -37,10 +37,12 @@ class Requirement:
     users: int  # simulated users, with the holdout and the smallest variant's share
 
 
-def required_users(spec: ExperimentSpec, *, baselines: Mapping[str, float], power: float = POWER) -> list[Requirement]:
-    """What each proportion guardrail with a margin and a known baseline needs."""
+def required_users(spec: ExperimentSpec, *, baselines: Mapping[str, float], power: float = POWER,
+                   held_out: float = 0.0) -> list[Requirement]:
+    """What each proportion guardrail with a margin and a known baseline needs; ``held_out`` is the
+    share of users the surface's holdout keeps out of every experiment."""
     holdout = spec.layer.holdout if spec.layer is not None else 0.0
-    share = min(v.weight for v in spec.variants) * (1.0 - holdout)
+    share = min(v.weight for v in spec.variants) * (1.0 - holdout) * (1.0 - held_out)
     out = []
     for metric in spec.metrics:
         baseline = baselines.get(metric.name)
@@ -56,9 +58,10 @@ def required_users(spec: ExperimentSpec, *, baselines: Mapping[str, float], powe
     return out
 
 
-def power_warning(spec: ExperimentSpec, *, users: int, baselines: Mapping[str, float]) -> str | None:
+def power_warning(spec: ExperimentSpec, *, users: int, baselines: Mapping[str, float],
+                  held_out: float = 0.0) -> str | None:
     """A warning naming each guardrail that ``users`` simulated users cannot resolve, or None."""
-    short = [need for need in required_users(spec, baselines=baselines) if users < need.users]
+    short = [need for need in required_users(spec, baselines=baselines, held_out=held_out) if users < need.users]
     if not short:
         return None
     lines = [f"WARNING: {users} users are too few for this experiment's guardrails; its verdict will be noise:"]

@@ -10,7 +10,7 @@ SPEC = load_spec(DEMO_SPEC_PATH)
 
 
 def test_the_requirement_is_the_engines_one_sided_sample_size_scaled_by_holdout_and_weight() -> None:
-    (need,) = required_users(SPEC, baselines={"retention_d7": 0.86, "plays_7d": 12.0})
+    (need,) = required_users(SPEC, baselines={"retention_d7": 0.86, "plays_7d": 12.0}, held_out=0.05)
     per_arm = proportion_sample_size_per_arm(baseline=0.86, relative_mde=-0.01, alpha=0.1, power=0.8)
     assert need.metric == "retention_d7" and need.per_arm == -(-per_arm // 1)
     assert need.users == -(-need.per_arm // (0.5 * 0.95))
