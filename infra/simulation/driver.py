@@ -353,7 +353,7 @@ def simulate(settings: Settings, *, serve_url: str, users: int, seed: int, truth
     from infra.simulation.power import pilot_baselines, power_warning
 
     specs = load_demo_specs()
-    held_out = sum(s.variant(s.control).weight for s in specs if s.kind == "holdout")  # type: ignore[union-attr]
+    held_out = sum(v.weight for s in specs if s.kind == "holdout" for v in s.variants if v.name == s.control)
     for spec in specs:
         if spec.kind == "holdout":
             continue  # reported, not decided
