@@ -53,7 +53,7 @@ class ArchiverStats:
 class _Pending:
     """One partition's records since its last flush: offsets contiguous from the resume point."""
 
-    records: list[tuple[int, bytes | None, bytes]] = field(default_factory=list)
+    records: list[tuple[int, bytes | None, bytes | None]] = field(default_factory=list)
     size: int = 0
 
 
