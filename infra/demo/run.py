@@ -16,7 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.report.owner import run_report
 from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
@@ -29,6 +29,9 @@ from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
 from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
 from infra.simulation.truth import write_truth
+
+if TYPE_CHECKING:
+    from experiments.batch import CheckResult
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class DemoOptions:
     #: Wall seconds at least per simulated hour: the learner's snapshots must reach serving
     #: while the experiment runs, as they would in real time.
     step_wall_s: float = 0.2
+    #: After the run, archive the topics and recompute every metric in batch: stream = batch.
+    batch_check: bool = True
 
 
 @dataclass
@@ -61,6 +66,7 @@ class DemoResult:
     live_metrics: list[dict[str, Any]]  # the experiment-metrics topic, newest per key
     replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
     pids: list[int]  # the broker's and every worker's, restarts included
+    consistency: CheckResult | None = None  # the stream's figures against the archive's (DuckDB)
 
 
 class LatencyProbe(threading.Thread):
@@ -159,12 +165,13 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             files = run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
             live_metrics = _metric_records(settings, spec.id)
             replayed = _replay(settings, spec.id) if options.replay_check else None
+            consistency = _stream_equals_batch(settings, spec.id) if options.batch_check else None
             pids = [broker.pid, *supervisor.started_pids]
         write_truth(options.out_dir / f"{spec.id}-truth.json", driven.simulation.truth)
         write_learning_curve_png(driven.simulation.learning_curve, options.out_dir / f"{spec.id}-learning-curve.png")
     return DemoResult(
         driven.simulation, files.report, files.table, time.monotonic() - started, driven.probe,
-        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids,
+        driven.killed[0] if driven.killed else None, live_metrics, replayed, pids, consistency,
     )
 
 
@@ -223,6 +230,16 @@ def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, spe
 def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:
     records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
     return [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+
+
+def _stream_equals_batch(settings: Settings, experiment: str) -> CheckResult:
+    """Archive the topics (the archiver in this process, to their end), then compare the
+    stream's figures with a recomputation from the archive (docs/batch.md)."""
+    from experiments.batch import Archiver, check_experiment
+
+    say("archiving the topics to Parquet and recomputing every metric in batch (DuckDB)")
+    Archiver(settings=settings, flush_interval_s=5.0).run(idle_exit_s=3.0)
+    return check_experiment(settings=settings, experiment=experiment, engines=("duckdb",))
 
 
 def _replay(settings: Settings, experiment: str) -> list[dict[str, Any]]:
@@ -321,6 +338,9 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
         rates = "  ".join(f"{row['variant']} {row['play_rate']:.2f}" for row in curve if row["day"] == day)
         say(f"  day {day:+d}: {rates}")
     say(f"serving probe during the run: {json.dumps(result.probe.summary())}")
+    if result.consistency is not None:
+        for line in result.consistency.lines():
+            say(line)
     verdict = result.report["decision"]["verdict"]
     say(f"report decision: {verdict}; truth: {truth['decision']}; wall time {result.wall_s:.0f} s")
     say(f"wrote {options.out_dir}/")
