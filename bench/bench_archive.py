@@ -4,8 +4,8 @@
 
 Prints JSON: ``rate_eps`` (records archived per second, from the first record polled to the
 end of the last flush: decoding, Parquet files, dead letters, commits) and
-``raw_consumer_eps`` (a consumer group that only counts the same records). The ratio is
-what travels between machines; the target is >= 0.5.
+``raw_consumer_eps`` (a consumer group that only counts the same records), each the best of
+three alternated rounds. The ratio is what travels between machines; the target is >= 0.5.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.topics import DECISIONS, EVENTS, EXPOSURES, apply_topics
 from infra.settings import Settings, load_settings
 from streams.producer import EventPublisher
+
+ROUNDS = 3
 
 
 def publish(settings: Settings, *, users: int, days: int) -> int:
@@ -67,14 +69,21 @@ def run(*, users: int = 3000, days: int = 21) -> dict[str, Any]:
         settings = load_settings({}, bootstrap_servers=broker.bootstrap, state_dir=Path(workdir) / "state")
         apply_topics(settings)
         total = publish(settings, users=users, days=days)
-        raw = raw_consumer_rate(settings, total)
-        # The production defaults: batches of at most 200,000 records, 64 MiB or 30 s.
-        stats = Archiver(settings=settings).run(idle_exit_s=3.0)
-        busy = (stats.last_flush_at or 0.0) - (stats.first_record_at or 0.0)
-        rate = stats.records / busy if busy > 0 else 0.0
-        archive = Archive(settings.archive)
+        # Alternated rounds, best of each: on a shared machine a single pair of runs measured
+        # ratios from 0.4 to 1.5 depending on what else ran at that moment.
+        raws, rates = [], []
+        for round_ in range(ROUNDS):
+            raws.append(raw_consumer_rate(settings, total))
+            archive_dir = Path(workdir) / f"archive-{round_}"
+            # The production defaults: batches of at most 200,000 records, 64 MiB or 30 s.
+            archiver = Archiver(settings=settings, archive_url=str(archive_dir), group=f"bench-archiver-{round_}")
+            stats = archiver.run(idle_exit_s=3.0)
+            busy = (stats.last_flush_at or 0.0) - (stats.first_record_at or 0.0)
+            rates.append(stats.records / busy if busy > 0 else 0.0)
+        raw, rate = max(raws), max(rates)
+        archive = Archive(str(archive_dir))
         archived = sum(archive.read_table(topic).num_rows for topic in RECORD_ID)
-        size = sum(f.stat().st_size for f in Path(settings.archive).rglob("*.parquet"))
+        size = sum(f.stat().st_size for f in archive_dir.rglob("*.parquet"))
     return {
         "records": total,
         "archived": archived,
@@ -84,6 +93,9 @@ def run(*, users: int = 3000, days: int = 21) -> dict[str, Any]:
         "raw_consumer_eps": round(raw),
         "ratio": round(rate / raw, 3) if raw else None,
         "target_ratio": 0.5,
+        "rounds": ROUNDS,
+        "rate_eps_each": [round(r) for r in rates],
+        "raw_consumer_eps_each": [round(r) for r in raws],
     }
 
 

@@ -182,11 +182,17 @@ class Archive:
         if table.num_rows == 0:
             return []
         days = pc.strftime(pc.cast(table.column("ts"), pa.timestamp("ms", tz="UTC")), format="%Y-%m-%d")
-        dates = sorted(pc.unique(days).to_pylist())
+        order = pc.sort_indices(days)
+        table, days = table.take(order), days.take(order)
+        # One pass: the rows of each date are one run of the sorted table.
+        runs = pc.run_end_encode(days.combine_chunks() if isinstance(days, pa.ChunkedArray) else days)
+        ends = runs.run_ends.to_pylist()
+        dates = runs.values.to_pylist()
+        starts = [0, *ends[:-1]]
         return [
-            self.write_file(topic, partition, first, last, table.filter(pc.equal(days, date)), date=date,
+            self.write_file(topic, partition, first, last, table.slice(start, end - start), date=date,
                             of=len(dates))
-            for date in dates
+            for date, start, end in zip(dates, starts, ends, strict=True)
         ]
 
     def write_file(self, topic: str, partition: int, first: int, last: int, table: pa.Table, *, date: str,
