@@ -80,6 +80,8 @@ def changes(results: dict[str, Any], previous: dict[str, Any] | None) -> list[st
 def main() -> int:
     from bench import (
         bench_aggregator,
+        bench_archive,
+        bench_batch,
         bench_features,
         bench_learner,
         bench_lifecycle,
@@ -103,6 +105,8 @@ def main() -> int:
         "learner": lambda: bench_learner.run(),
         "aggregator": lambda: bench_aggregator.run(),
         "lifecycle": lambda: bench_lifecycle.run(),
+        "archive": lambda: bench_archive.run(),
+        "batch": lambda: bench_batch.run(),
     }
     for name, step in steps.items():
         began = time.monotonic()

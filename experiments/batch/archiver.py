@@ -23,21 +23,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.batch.archive import Archive, rows_of
+from experiments.batch.archive import Archive
+from experiments.batch.decoding import decode_partition_batch
 from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
 from infra.settings import Settings
-from streams.errors import InvalidRecord
-from streams.events import Decision, Exposure, ListeningEvent, dead_letter, decode, encode_dead_letter
+from streams.events import dead_letter, encode_dead_letter
 
 logger = logging.getLogger(__name__)
 
 STAGE = "experiments.archive"
 ARCHIVED: tuple[Topic, ...] = (EVENTS, EXPOSURES, DECISIONS)
-_SCHEMAS: dict[str, type[ListeningEvent] | type[Exposure] | type[Decision]] = {
-    "events": ListeningEvent, "exposures": Exposure, "decisions": Decision,
-}
 MAX_POLL_RECORDS = 5000
 
 
@@ -56,7 +53,7 @@ class ArchiverStats:
 class _Pending:
     """One partition's records since its last flush: offsets contiguous from the resume point."""
 
-    records: list[tuple[int, bytes | None, bytes]] = field(default_factory=list)
+    records: list[tuple[int, bytes | None, bytes | None]] = field(default_factory=list)
     size: int = 0
 
 
@@ -178,24 +175,20 @@ class Archiver:
             if not pending.records:
                 continue
             role = self._roles[topic]
-            valid: list[tuple[int, int, Any]] = []
-            for offset, key, value in pending.records:
-                try:
-                    valid.append((partition, offset, decode(value, _SCHEMAS[role])))  # type: ignore[misc]
-                except InvalidRecord as exc:
-                    letter = dead_letter(raw_value=value, raw_key=key, source_topic=topic, partition=partition,
-                                         offset=offset, error=exc, stage=STAGE)
-                    publisher.publish_bytes(topic.encode(), encode_dead_letter(letter))
-                    letters += 1
+            table, rejected = decode_partition_batch(role, partition, pending.records)
+            for bad in rejected:
+                letter = dead_letter(raw_value=bad.value, raw_key=bad.key, source_topic=topic, partition=partition,
+                                     offset=bad.offset, error=bad.error, stage=STAGE)
+                publisher.publish_bytes(topic.encode(), encode_dead_letter(letter))
+                letters += 1
             first, last = pending.records[0][0], pending.records[-1][0]
-            batches.append((role, partition, first, last, valid))
+            batches.append((role, partition, first, last, table))
         if letters:
             publisher.flush()
             self.stats.dead_letters += letters
-        for role, partition, first, last, valid in batches:
-            if valid:  # a batch of dead letters only leaves no file: a restart repeats its letters
-                rows = list(rows_of(valid, role))
-                self.stats.files += len(self.archive.write_batch(role, partition, first, last, rows))
+        for role, partition, first, last, table in batches:
+            # A batch of dead letters only leaves no file: a restart repeats its letters (same ids).
+            self.stats.files += len(self.archive.write_batch(role, partition, first, last, table))
             self.stats.batches += 1
             if self._crash_after_batches is not None and self.stats.batches >= self._crash_after_batches:
                 os.kill(os.getpid(), signal.SIGKILL)

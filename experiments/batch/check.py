@@ -37,6 +37,8 @@ class Difference:
     engine: str
 
     def describe(self) -> str:
+        if self.field == "record":
+            return f"{self.metric} / {self.variant}: no record on experiment-metrics"
         return (f"{self.metric} / {self.variant}: {self.field} stream {self.stream!r} != {self.engine} "
                 f"{self.batch!r} ({self.users} users involved)")
 

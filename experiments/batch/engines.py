@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
 from experiments.batch.archive import SCHEMAS, Archive
 from experiments.batch.compiler import CompiledQuery
 from experiments.batch.errors import BatchError
@@ -69,8 +72,15 @@ class DuckDBEngine:
         if self.threads is not None:
             connection.execute(f"SET threads = {int(self.threads)}")
         for topic in INPUTS:
-            paths = archive.local_paths(topic)
-            relation = connection.read_parquet(paths) if paths else connection.from_arrow(SCHEMAS[topic].empty_table())
+            if not isinstance(archive.filesystem, pafs.LocalFileSystem):
+                # S3 and the other pyarrow filesystems: DuckDB scans a pyarrow dataset over them.
+                files = archive.checked_files(topic)
+                dataset = pads.dataset(files, schema=SCHEMAS[topic], format="parquet", filesystem=archive.filesystem)
+                relation = connection.from_arrow(dataset)
+            else:
+                paths = archive.local_paths(topic)
+                relation = (connection.read_parquet(paths) if paths
+                            else connection.from_arrow(SCHEMAS[topic].empty_table()))
             relation.create_view(topic)
         return connection
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.admission import admit
 from experiments.lifecycle import apply_spec, publish_spec, read_specs
@@ -37,6 +37,9 @@ from infra.settings import Settings
 from infra.simulation.driver import SimulationResult, run_simulation
 from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams
 from infra.simulation.truth import write_truth
+
+if TYPE_CHECKING:
+    from experiments.batch import CheckResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class DemoOptions:
     #: source of exposures, and once it stops the aggregator's event-time watermark (the minimum over
     #: its input partitions, exposures included) stops advancing, so the open windows never close.
     auto_stop: bool = False
+    #: After the run, archive the topics and recompute every metric in batch: stream = batch.
+    batch_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class DemoResult:
     replayed_metrics: list[dict[str, Any]] | None  # an undisturbed aggregation of the same topics
     pids: list[int]  # the broker's and every worker's, restarts included
     interactions: list[Interaction]  # between every pair of the concurrent experiments
+    consistency: dict[str, CheckResult]  # per experiment: the stream's figures against the archive's
 
 
 class LatencyProbe(threading.Thread):
@@ -206,6 +212,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             live_metrics = _metric_records(settings, ids)
             interactions = interactions_from_topics(settings, specs)
             replayed = _replay(settings, ids) if options.replay_check else None
+            consistency = _stream_equals_batch(settings, ids) if options.batch_check else {}
             console = _decide_and_restart(access, supervisor, processes["console"], specs,
                                           {k: f.report for k, f in files.items()}, driven.simulation.truths)
             if options.while_live is not None:
@@ -222,6 +229,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
         wall_s=time.monotonic() - started, probe=driven.probe,
         aggregator_killed_at=driven.killed[0] if driven.killed else None, live_metrics=live_metrics,
         console=console, replayed_metrics=replayed, pids=pids, interactions=interactions,
+        consistency=consistency,
     )
 
 
@@ -388,6 +396,17 @@ def _metric_records(settings: Settings, experiments: list[str]) -> list[dict[str
     records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
     return [json.loads(r.value) for k, r in records.items()
             if k and k.decode().split("/", 1)[0] in experiments and r.value is not None]
+
+
+def _stream_equals_batch(settings: Settings, experiments: list[str]) -> dict[str, CheckResult]:
+    """Archive the topics (the archiver in this process, to their end), then compare each experiment's
+    stream figures with a recomputation from the archive (docs/batch.md)."""
+    from experiments.batch import Archiver, check_experiment
+
+    say("archiving the topics to Parquet and recomputing every metric in batch (DuckDB)")
+    Archiver(settings=settings, flush_interval_s=5.0).run(idle_exit_s=3.0)
+    return {experiment: check_experiment(settings=settings, experiment=experiment, engines=("duckdb",))
+            for experiment in experiments}
 
 
 def _replay(settings: Settings, experiments: list[str]) -> list[dict[str, Any]]:
@@ -560,8 +579,12 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
         else:
             say(f"{row['experiment']} (holdout, reported not decided): the report says {row['decision']}, "
                 f"the truth {row['truth']}")
+    for experiment, check in result.consistency.items():
+        for line in check.lines():
+            say(f"{experiment}: {line}")
     say(f"wall time {result.wall_s:.0f} s; wrote {options.out_dir}/ (summary in {summary.name})")
-    return 0 if all(row["matches"] for row in rows if row["decided"]) else 1
+    decided = all(row["matches"] for row in rows if row["decided"])
+    return 0 if decided and all(check.equal for check in result.consistency.values()) else 1
 
 
 def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -> int:

@@ -72,6 +72,10 @@ def test_shortened_run_decides_as_the_truth_and_survives_an_aggregator_sigkill(t
     assert set(rows) == {"discovery_vs_bandit", "home_num_items", "home_holdout"}
     assert all(row["matches"] for row in rows.values() if row["decided"]), rows
     assert rows["home_holdout"]["decided"] is False and all(row["srm_passed"] for row in rows.values()), rows
+    # Stream = batch: every experiment's figures recomputed from the Parquet archive (DuckDB) are equal.
+    assert set(result.consistency) == set(rows)
+    assert all(check.equal for check in result.consistency.values()), {
+        k: check.lines() for k, check in result.consistency.items()}
 
     # Isolation: the aggregator was SIGKILLed and restarted mid-run; serving answered throughout.
     assert result.aggregator_killed_at is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -80,3 +81,16 @@ def test_a_foreign_file_is_reported_by_its_path(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), stray)
     with pytest.raises(CorruptArchiveFile, match=rf"^{stray}: not a file name the archiver writes"):
         archive.read_table("events")
+
+
+def test_duckdb_reads_an_archive_through_any_pyarrow_filesystem(tmp_path: Path) -> None:
+    # A filesystem that is not the local one (as S3 would be), rooted at the archive.
+    from experiments.batch.recompute import recompute as batch
+    from tests.unit.experiments.batch.logs import S, as_figures, oracle, random_log, write_archive
+
+    log = random_log(4, users=8, records=200)
+    write_archive(log, tmp_path)
+    archive = Archive(str(tmp_path))
+    archive.filesystem, archive.root = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "."
+    result = batch(SPEC, archive, engine=DuckDBEngine(), closed_upto=T0 + 50 * S)
+    assert as_figures(result.stats) == oracle(SPEC, log, T0 + 50 * S)
