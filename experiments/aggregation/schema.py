@@ -5,15 +5,19 @@ CREATE TABLE IF NOT EXISTS agg_specs (
     experiment   TEXT PRIMARY KEY,
     spec_json    TEXT NOT NULL
 );
--- raw events kept for the lookback horizon; also the dedupe set for event_id
+-- event ids seen within the lookback (dedupe); no raw event is kept
 CREATE TABLE IF NOT EXISTS agg_events (
     event_id     TEXT PRIMARY KEY,
     user_id      TEXT NOT NULL,
-    ts           BIGINT NOT NULL,
-    event_type   TEXT NOT NULL,
-    item_id      TEXT,
-    genre        TEXT,
-    ms_played    BIGINT NOT NULL
+    ts           BIGINT NOT NULL
+);
+-- a user's history: one row per event-time bucket, its summary per event type as JSON
+-- ({"play": [n, ms_played, [items], [genres]], ...})
+CREATE TABLE IF NOT EXISTS agg_buckets (
+    user_id      TEXT NOT NULL,
+    bucket_start BIGINT NOT NULL,
+    summary      TEXT NOT NULL,
+    PRIMARY KEY (user_id, bucket_start)
 );
 -- exposure ids seen within the horizon (dedupe)
 CREATE TABLE IF NOT EXISTS agg_exposures (
@@ -74,7 +78,9 @@ UPSERT_SPEC = (
     "INSERT INTO agg_specs (experiment, spec_json) VALUES (?, ?) "
     "ON CONFLICT (experiment) DO UPDATE SET spec_json = excluded.spec_json"
 )
-INSERT_EVENT = "INSERT INTO agg_events VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = "INSERT INTO agg_events (event_id, user_id, ts) VALUES (?, ?, ?)"
+DELETE_BUCKET = "DELETE FROM agg_buckets WHERE user_id = ? AND bucket_start = ?"
+INSERT_BUCKET = "INSERT INTO agg_buckets (user_id, bucket_start, summary) VALUES (?, ?, ?)"
 DELETE_EVENT = "DELETE FROM agg_events WHERE event_id = ?"
 INSERT_EXPOSURE = "INSERT INTO agg_exposures (exposure_id, ts) VALUES (?, ?)"
 DELETE_EXPOSURE = "DELETE FROM agg_exposures WHERE exposure_id = ?"

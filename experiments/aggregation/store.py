@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from experiments.aggregation import schema as sql
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, record_key
-from experiments.aggregation.windows import Contribution, MetricEvent
+from experiments.aggregation.windows import Contribution, TypeSummary
 from experiments.errors import InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
 from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES
@@ -76,6 +76,7 @@ class AggregationStore:
         allowed_lateness_ms: int,
         topics: Mapping[str, str] | None = None,
         min_retention_ms: int = 0,
+        resolution_ms: int = 1,
     ) -> None:
         topics = dict(topics or default_topics())
         roles = [topic.name for topic in INPUTS]
@@ -91,7 +92,9 @@ class AggregationStore:
         self._offsets: dict[tuple[str, int], int] = {
             (t, p): o for t, p, o in self._conn.execute("SELECT * FROM agg_offsets")
         }
-        self.state = AggregationState(allowed_lateness_ms=allowed_lateness_ms, min_retention_ms=min_retention_ms)
+        self.state = AggregationState(
+            allowed_lateness_ms=allowed_lateness_ms, min_retention_ms=min_retention_ms, resolution_ms=resolution_ms
+        )
         self._load()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -112,7 +115,12 @@ class AggregationStore:
         meta = dict(q("SELECT name, value FROM agg_meta").fetchall())
         self.state.load(
             specs=[spec_from_json(raw) for (raw,) in q("SELECT spec_json FROM agg_specs")],
-            events=[MetricEvent(*row) for row in q("SELECT * FROM agg_events")],
+            events=q("SELECT event_id, user_id, ts FROM agg_events").fetchall(),
+            buckets=[
+                (user, start, etype, TypeSummary.from_row(row))
+                for user, start, summary in q("SELECT user_id, bucket_start, summary FROM agg_buckets")
+                for etype, row in json.loads(summary).items()
+            ],
             exposures=q("SELECT exposure_id, ts FROM agg_exposures").fetchall(),
             anchors=[
                 (e, u, Anchor(v, ts, x, bool(multi)))
@@ -242,12 +250,21 @@ class AggregationStore:
             for e, u in j.anchors
             for a in [state.anchors[e][u]]
         ]
+        buckets = state.buckets
+        kept = [
+            (user, start, json.dumps({etype: summary.to_row() for etype, summary in sorted(bucket.items())}))
+            for user, start in sorted(j.buckets)
+            for bucket in [buckets.get(user, {}).get(start)]
+            if bucket is not None
+        ]
         x = self._conn.executemany
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             x(sql.UPSERT_SPEC, [(s.id, spec_to_json(s).decode("utf-8")) for s in j.specs])
             x(sql.DELETE_EVENT, [(i,) for i in j.pruned_events])
-            x(sql.INSERT_EVENT, j.events.values())
+            x(sql.INSERT_EVENT, [(i, state.events[i].user_id, ts) for i, ts in j.events.items()])
+            x(sql.DELETE_BUCKET, sorted(j.buckets))
+            x(sql.INSERT_BUCKET, kept)
             x(sql.DELETE_EXPOSURE, [(i,) for i in j.pruned_exposures])
             x(sql.INSERT_EXPOSURE, j.exposures.items())
             x(sql.UPSERT_ANCHOR, anchors)

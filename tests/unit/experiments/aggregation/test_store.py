@@ -85,7 +85,7 @@ def snapshot(store: AggregationStore, path: Path) -> tuple:
     with sqlite3.connect(path) as conn:
         tables = {
             table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 (fixed names)
-            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_exposures",
+            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_buckets", "agg_exposures",
                           "agg_late_records", "agg_partition_watermarks", "agg_offsets")
         }
     return store.metric_records("exp"), store.stored_offsets(), tables
