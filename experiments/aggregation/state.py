@@ -382,8 +382,9 @@ class AggregationState:
         journal, self.journal = self.journal, Journal()
         return journal
 
-    def metric_records(self, experiment: str) -> list[dict]:
-        """The current ``experiment-metrics`` records of one experiment (empty if unknown)."""
+    def metric_records(self, experiment: str, *, partition: int | None = None) -> list[dict]:
+        """The current ``experiment-metrics`` records of one experiment (empty if unknown); with
+        ``partition``, as the partials of that input partition."""
         spec = self.specs.get(experiment)
         if spec is None:
             return []
@@ -393,7 +394,7 @@ class AggregationState:
                 experiment=experiment, variant=variant.name, metric=metric,
                 stats=self.stats.get((experiment, variant.name, metric.name)) or SufficientStats(),
                 exposed=counts[0], watermark_ts=watermark,
-                late_records=self.late.get(experiment, 0), multi_variant_users=counts[1],
+                late_records=self.late.get(experiment, 0), multi_variant_users=counts[1], partition=partition,
             )
             for variant in spec.variants
             for counts in [self.counts.get((experiment, variant.name), (0, 0))]

@@ -36,8 +36,14 @@ def _add_experiments(commands_parser: Any) -> None:
     aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
     aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
     aggregate.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    aggregate.add_argument(
+        "--resolution", default="1ms",
+        help="event-time bucket of each user's history: 1ms keeps windows exact, 1d bounds state by users and days",
+    )
     aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
-    metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
+    metrics = actions.add_parser(
+        "metrics", help="an experiment's sufficient statistics: the partials on experiment-metrics, summed"
+    )
     metrics.add_argument("experiment")
     experiments.set_defaults(handler=cmd_experiments)
 
@@ -205,6 +211,7 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
     aggregator = Aggregator(
         settings=settings,
         allowed_lateness_ms=parse_duration(args.allowed_lateness),
+        resolution_ms=parse_duration(args.resolution),
         crash_after_commits=args.crash_after_commits,
     )
     signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())
@@ -215,12 +222,19 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_metrics(experiment: str, settings: Settings) -> int:
-    from experiments.aggregation.aggregator import open_store
+    from experiments.aggregation.stats import merge_partials
+    from infra.kafka.topic_reader import read_topic
+    from infra.kafka.topics import EXPERIMENT_METRICS
 
-    with open_store(settings) as store:
-        records = store.metric_records(experiment)
+    # Every aggregator process publishes the partials of its partitions: sum the newest of each.
+    topic = settings.topic(EXPERIMENT_METRICS)
+    records = merge_partials([
+        json.loads(record.value)
+        for record in read_topic(settings, topic)
+        if record.value and record.key and record.key.decode().startswith(f"{experiment}/")
+    ])
     if not records:
-        print(f"no metrics for experiment {experiment!r} in {settings.state_dir}", file=sys.stderr)
+        print(f"no metrics for experiment {experiment!r} on {topic}", file=sys.stderr)
         return 1
     for record in records:
         print(json.dumps(record))

@@ -233,9 +233,15 @@ def test_late_records_are_dead_letters_and_counted(tmp_path):
 
 def test_metric_records_have_the_documented_format(tmp_path):
     store = open_store(tmp_path / "s.db")
+    store.declare_partitions([(EVENTS, 0)])  # the store owns input partition 0
     changed = store.register_spec(SPEC)
-    assert len(changed) == 6  # every (variant, metric) is new
-    for record in store.metric_records("exp"):
+    assert len(changed) == 6  # every (variant, metric) of partition 0 is new: published as partials
+    for record in changed:
+        assert list(record) == [*RECORD_FIELDS, "partition", "terms"] and record["partition"] == 0
+        assert record["record_id"].startswith(f"exp/{record['variant']}/{record['metric']}/0@0:")
+        assert set(record["terms"]) == {"sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum",
+                                        "pre_sum_sq", "pre_cross_sum"}
+    for record in store.metric_records("exp"):  # the totals, as a reader summing the partials gets them
         assert list(record) == RECORD_FIELDS
         assert record["record_id"].startswith(f"exp/{record['variant']}/{record['metric']}@0:")
         json.dumps(record, allow_nan=False)
