@@ -47,7 +47,7 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> int:
-    from bench import bench_aggregator, bench_features, bench_learner, bench_serving
+    from bench import bench_aggregator, bench_aggregator_scale, bench_features, bench_learner, bench_serving
 
     results: dict[str, Any] = {"machine": machine()}
     steps = {
@@ -55,6 +55,7 @@ def main() -> int:
         "serving": lambda: bench_serving.run(),
         "learner": lambda: bench_learner.run(),
         "aggregator": lambda: bench_aggregator.run(),
+        "aggregator_scale": lambda: bench_aggregator_scale.run(),
     }
     for name, step in steps.items():
         began = time.monotonic()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from experiments.assignment import assign, assign_all, check_layers, in_holdout, layer_bucket, unit_hash
-from experiments.errors import InvalidSpec, SpecConflict, StoreError
+from experiments.errors import FencedWrite, InvalidSpec, SpecConflict, StoreError
 from experiments.spec import (
     DEMO_SPEC_PATH,
     LAYER_BUCKETS,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from experiments.synthetic import SyntheticLog, synthetic_log
 
 __all__ = [
+    "FencedWrite",
     "DEMO_SPEC_PATH",
     "LAYER_BUCKETS",
     "SPECS_DIR",

@@ -132,7 +132,8 @@ class AggregationState:
     def _install(self, spec: ExperimentSpec) -> None:
         self.specs[spec.id] = spec
         self.anchors.setdefault(spec.id, {})
-        self._horizon = max([self.min_retention_ms] + [s.lookback for s in self.specs.values()])
+        # metrics never change while an experiment runs, so the horizon only grows
+        self._horizon = max(self._horizon, spec.lookback)
 
     # ---- records -----------------------------------------------------------------------
     def apply_event(self, event: ListeningEvent, partition: Partition) -> str | None:

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from experiments.aggregation import schema as sql
 from experiments.aggregation.backends import connect
+from experiments.aggregation.foldable import MAX_PRE_PERIOD_MS, check_foldable
 from experiments.aggregation.state import AggregationState, Anchor
 from experiments.aggregation.stats import SufficientStats, merge_partials, record_key
 from experiments.aggregation.windows import Contribution, TypeSummary
@@ -86,6 +87,7 @@ class AggregationStore:
         resolution_ms: int = 1,
         owner: str | None = None,
         claim_on_demand: bool = True,
+        max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
     ) -> None:
         topics = dict(topics or default_topics())
         roles = [topic.name for topic in INPUTS]
@@ -95,6 +97,8 @@ class AggregationStore:
         # A lone store (tests, replays) owns a partition when its first record comes; the
         # aggregator claims what the group assigns and leaves other partitions alone.
         self._claim_on_demand = claim_on_demand
+        # a spec asking for a longer pre-period is a dead letter; its last good version runs on
+        self._max_pre_period_ms = max_pre_period_ms
         self._state_args = {
             "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
             "resolution_ms": resolution_ms,
@@ -349,6 +353,7 @@ class AggregationStore:
         spec = spec_from_json(record.value)
         if record.key is not None and record.key != spec.id.encode("utf-8"):
             return f"key: {record.key!r} does not match the spec id {spec.id!r}"
+        check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms)
         self._register(spec)
         return None
 

@@ -178,12 +178,18 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply_spec(path: str, settings: Settings) -> int:
+    from experiments.aggregation.foldable import check_foldable
+    from experiments.errors import InvalidSpec
     from experiments.spec import load_spec, spec_to_json
     from infra.kafka.config import producer_config
     from infra.kafka.topics import apply_topics
     from streams.producer import EventPublisher
 
     spec = load_spec(path)
+    try:
+        check_foldable(spec)  # refused here rather than dead-lettered by the aggregator
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{path}: {exc}") from None
     apply_topics(settings)
     with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))

@@ -305,3 +305,23 @@ def test_a_process_that_lost_a_partition_cannot_commit_it(new_target):
     assert all(d.partition == 0 or d.source_topic == EXPERIMENTS for d in result.dead_letters)
     first.close()
     second.close()
+
+
+def test_a_spec_the_aggregator_cannot_fold_is_a_dead_letter_and_the_last_good_one_runs_on(new_target):
+    store = AggregationStore(new_target(), allowed_lateness_ms=0, max_pre_period_ms=60 * S)
+    apply(store, SourceRecord(EXPERIMENTS, 0, 0, b"exp", spec_to_json(SPEC)))
+    too_long = json.loads(spec_to_json(SPEC))
+    too_long["description"] = "a new version"
+    too_long["metrics"][0]["covariate"]["length"] = 61 * S
+    exposure = encode(Exposure(exposure_id="x1", experiment="exp", variant="a", user_id="u1", ts=T0))
+    result = apply(
+        store,
+        SourceRecord(EXPERIMENTS, 0, 1, b"exp", json.dumps(too_long).encode()),
+        SourceRecord(EXPOSURES, 0, 0, b"u1", exposure),
+    )
+    assert [d.offset for d in result.dead_letters] == [1]
+    assert "metrics[0].covariate.length: 0.000706019 days is longer than the aggregator keeps" in (
+        result.dead_letters[0].error)
+    assert store.spec("exp") == SPEC  # the last good version, still aggregated
+    assert {r["exposed"] for r in store.metric_records("exp") if r["variant"] == "a"} == {1}
+    store.close()
