@@ -77,6 +77,10 @@ def _add_simulate(commands_parser: Any) -> None:
 def _add_up_down(commands_parser: Any) -> None:
     up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
     up.add_argument("--port", type=int, default=8080, help="the serving API's port")
+    up.add_argument(
+        "--store", choices=["sqlite", "postgres"], default="sqlite",
+        help="the aggregator's state: SQLite, or PostgreSQL (TANDEM_POSTGRES_DSN, else an embedded server)",
+    )
     up.set_defaults(handler=cmd_up)
     down = commands_parser.add_parser("down", help="stop what `tandem up` started")
     down.set_defaults(handler=cmd_down)
@@ -153,15 +157,21 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.demo.run import start_detached
 
-    return start_detached(settings=settings, port=args.port)
+    return start_detached(settings=settings, port=args.port, store=args.store)
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.demo.run import postgres_data_dir
     from infra.demo.supervisor import stop_recorded
     from infra.kafka import broker
 
     for name in stop_recorded(settings.state_dir):
         print(f"stopped {name}")
+    if (postgres_data_dir(settings) / "postmaster.pid").exists():
+        from infra.postgres import EmbeddedPostgres
+
+        EmbeddedPostgres(data_dir=postgres_data_dir(settings)).stop()
+        print("stopped postgres")
     if broker.daemon_down(state_file=settings.broker_state_file):
         print("stopped the broker")
     return 0

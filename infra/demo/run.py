@@ -221,8 +221,13 @@ def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, spe
 
 
 def _metric_records(settings: Settings, experiment: str) -> list[dict[str, Any]]:
+    """The totals: the newest partial of each partition, summed (docs/aggregation.md)."""
+    from experiments.aggregation.stats import merge_partials
+
     records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
-    return [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+    return merge_partials(
+        [json.loads(r.value) for k, r in records.items() if k and k.decode().startswith(f"{experiment}/")]
+    )
 
 
 def _replay(settings: Settings, experiment: str) -> list[dict[str, Any]]:
@@ -327,8 +332,14 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     return 0 if verdict == truth["decision"] else 1
 
 
-def start_detached(*, settings: Settings, port: int) -> int:
-    """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them."""
+def postgres_data_dir(settings: Settings) -> Path:
+    return settings.state_dir / "postgres"
+
+
+def start_detached(*, settings: Settings, port: int, store: str = "sqlite") -> int:
+    """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them.
+    With ``store="postgres"`` the aggregator keeps its state in an embedded PostgreSQL server
+    (``infra.postgres``) unless ``TANDEM_POSTGRES_DSN`` already names one."""
     from infra.kafka import broker
 
     if settings.embedded and not settings.bootstrap_servers:
@@ -343,6 +354,15 @@ def start_detached(*, settings: Settings, port: int) -> int:
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
         "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
     }
+    if store == "postgres":
+        if settings.postgres_dsn is not None:
+            children["TANDEM_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+        else:
+            from infra.postgres import EmbeddedPostgres
+
+            server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
+            children["TANDEM_POSTGRES_DSN"] = server.dsn
+            print(f"postgres {server.dsn} (data in {server.data_dir})")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
     for process in worker_specs(port).values():
         supervisor.start(process)
