@@ -111,7 +111,10 @@ CLAIM_PART = (
 INSERT_EVENT = "INSERT INTO agg_events (part, event_id, user_id, ts) VALUES (?, ?, ?, ?)"
 DELETE_EVENT = "DELETE FROM agg_events WHERE part = ? AND event_id = ?"
 DELETE_BUCKET = "DELETE FROM agg_buckets WHERE part = ? AND user_id = ? AND bucket_start = ?"
-INSERT_BUCKET = "INSERT INTO agg_buckets (part, user_id, bucket_start, summary) VALUES (?, ?, ?, ?)"
+UPSERT_BUCKET = (
+    "INSERT INTO agg_buckets (part, user_id, bucket_start, summary) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (part, user_id, bucket_start) DO UPDATE SET summary = excluded.summary"
+)
 INSERT_EXPOSURE = "INSERT INTO agg_exposures (part, exposure_id, ts) VALUES (?, ?, ?)"
 DELETE_EXPOSURE = "DELETE FROM agg_exposures WHERE part = ? AND exposure_id = ?"
 UPSERT_ANCHOR = (

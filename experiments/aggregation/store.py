@@ -440,16 +440,18 @@ class AggregationStore:
             for a in [state.anchors[e][u]]
         ]
         buckets = state.buckets
-        kept = [
-            (part, user, start, json.dumps({etype: summary.to_row() for etype, summary in sorted(bucket.items())}))
-            for user, start in sorted(j.buckets)
-            for bucket in [buckets.get(user, {}).get(start)]
-            if bucket is not None
-        ]
+        kept, gone = [], []
+        for user, start in sorted(j.buckets):
+            bucket = buckets.get(user, {}).get(start)
+            if bucket is None:
+                gone.append((part, user, start))
+            else:
+                summary = json.dumps({etype: row.to_row() for etype, row in sorted(bucket.items())})
+                kept.append((part, user, start, summary))
         x(sql.DELETE_EVENT, [(part, i) for i in j.pruned_events])
         x(sql.INSERT_EVENT, [(part, i, state.events[i].user_id, ts) for i, ts in j.events.items()])
-        x(sql.DELETE_BUCKET, [(part, u, s) for u, s in sorted(j.buckets)])
-        x(sql.INSERT_BUCKET, kept)
+        x(sql.DELETE_BUCKET, gone)
+        x(sql.UPSERT_BUCKET, kept)
         x(sql.DELETE_EXPOSURE, [(part, i) for i in j.pruned_exposures])
         x(sql.INSERT_EXPOSURE, [(part, i, ts) for i, ts in j.exposures.items()])
         x(sql.UPSERT_ANCHOR, anchors)
