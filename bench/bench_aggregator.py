@@ -79,7 +79,7 @@ def run(*, users: int = 3000, days: int = 21) -> dict[str, Any]:
         "rate_eps": round(rate),
         "raw_consumer_eps": round(raw),
         "ratio": round(rate / raw, 3) if raw else None,
-        "target_ratio": 0.3,
+        "target_ratio": 0.5,
     }
 
 

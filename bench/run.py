@@ -80,6 +80,7 @@ def changes(results: dict[str, Any], previous: dict[str, Any] | None) -> list[st
 def main() -> int:
     from bench import (
         bench_aggregator,
+        bench_aggregator_scale,
         bench_archive,
         bench_batch,
         bench_features,
@@ -107,6 +108,7 @@ def main() -> int:
         "lifecycle": lambda: bench_lifecycle.run(),
         "archive": lambda: bench_archive.run(),
         "batch": lambda: bench_batch.run(),
+        "aggregator_scale": lambda: bench_aggregator_scale.run(),
     }
     for name, step in steps.items():
         began = time.monotonic()

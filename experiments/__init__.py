@@ -25,7 +25,7 @@ from experiments.assignment import (
     layer_bucket,
     unit_hash,
 )
-from experiments.errors import InvalidSpec, SpecConflict, StoreError
+from experiments.errors import FencedWrite, InvalidSpec, SpecConflict, StoreError
 from experiments.spec import (
     DEFAULT_SURFACE,
     DEMO_SPEC_PATH,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SURFACE",
+    "FencedWrite",
     "DEMO_SPEC_PATH",
     "DEMO_SPEC_PATHS",
     "RANKER",

@@ -21,3 +21,7 @@ class TransitionRefused(TandemError, ValueError):
 
 class UnknownExperiment(TandemError, LookupError):
     """No spec of that id on the experiments topic."""
+
+
+class FencedWrite(StoreError):
+    """A commit for a partition that another process has claimed since: nothing was written."""

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     console_token: SecretStr | None = Field(
         default=None, description="bearer token of the console's write endpoints; unset: every write is refused"
     )
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... of the aggregation store (several aggregator processes); default: SQLite",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from infra.kafka.broker import EmbeddedBroker
+from infra.postgres import EmbeddedPostgres
 from infra.settings import Settings, load_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
@@ -64,3 +65,16 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
 @pytest.fixture
 def group_id() -> str:
     return f"group-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL server per test session, started by the project (infra/postgres.py)."""
+    with EmbeddedPostgres(data_dir=tmp_path_factory.mktemp("postgres") / "data") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres: EmbeddedPostgres) -> Callable[[], str]:
+    """Makes an empty database on the session's server and returns its DSN (one per test or example)."""
+    return lambda: postgres.create_database(f"t{uuid.uuid4().hex[:12]}")

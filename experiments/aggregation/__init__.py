@@ -1,4 +1,5 @@
-"""Exposure-anchored experiment metrics: pure window logic, watermark, SQLite state store.
+"""Exposure-anchored experiment metrics: pure window logic, watermark, the state store (SQLite or
+PostgreSQL, per input partition, fenced) and the partial records readers sum (docs/aggregation.md).
 
 The aggregation worker (``experiments.aggregation.aggregator``: ``Aggregator``, a kafka-python
 consumer group around ``AggregationStore``) and its helpers are imported on first use.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from experiments.aggregation.foldable import MAX_PRE_PERIOD_MS, check_foldable
 from experiments.aggregation.state import AggregationState, Anchor
-from experiments.aggregation.stats import SufficientStats, metric_record, record_key
+from experiments.aggregation.stats import SufficientStats, merge_partials, metric_record, record_key
 from experiments.aggregation.store import (
     INPUTS,
     AggregationStore,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ALLOWED_LATENESS_MS",
     "INPUTS",
+    "MAX_PRE_PERIOD_MS",
     "AggregationState",
     "AggregationStore",
     "Aggregator",
@@ -57,11 +60,13 @@ __all__ = [
     "SpecFeed",
     "SufficientStats",
     "WatermarkTracker",
+    "check_foldable",
     "contribution",
     "database_path",
     "default_topics",
     "group_id",
     "measure_value",
+    "merge_partials",
     "metric_record",
     "open_store",
     "record_key",

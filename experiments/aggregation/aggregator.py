@@ -1,11 +1,14 @@
 """The aggregation worker: a plain kafka-python consumer group around ``AggregationStore``.
 
-Deliberately not Faust. Each polled batch is applied and committed to SQLite
-together with the next offset of every partition in it (one transaction); on
-(re)assignment every partition is sought to the offset stored in the database,
-so a crash at any point replays exactly what was not stored, and records below a
-stored offset are skipped. Kafka offsets are committed only as a courtesy (lag
-tools read them); the database is the truth.
+Deliberately not Faust. Each polled batch is applied and committed to the store
+(SQLite, or PostgreSQL when ``TANDEM_POSTGRES_DSN`` is set) together with the next
+offset of every partition in it (one transaction); on (re)assignment the process
+claims the partitions it received (fencing out their previous owner), loads their
+state and seeks every partition to the offset stored with it, so a crash at any
+point replays exactly what was not stored, and records below a stored offset are
+skipped. Kafka offsets are committed only as a courtesy (lag tools read them); the
+database is the truth. Start it K times in one group: each process publishes the
+partials of its partitions, and readers sum them (docs/aggregation.md).
 
 What the database holds is then published: dead letters before anything else
 is polled, and the metric records that changed. A crash between the database
@@ -30,6 +33,7 @@ from typing import Any
 from experiments.aggregation import AggregationStore, BatchResult, SourceRecord
 from experiments.aggregation.stats import record_key
 from experiments.aggregation.store import INPUTS
+from experiments.errors import FencedWrite
 from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ALLOWED_LATENESS_MS = 30 * 60 * 1000
 MAX_POLL_RECORDS = 5000
+#: Event-time resolution of each user's history: 1 ms keeps every window exact to the millisecond.
+DEFAULT_RESOLUTION_MS = 1
 
 
 @dataclass
@@ -61,10 +67,26 @@ def database_path(settings: Settings) -> Path:
     return settings.state_dir / "experiments.db"
 
 
-def open_store(settings: Settings, *, allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS) -> AggregationStore:
+def store_target(settings: Settings) -> str | Path:
+    """Where the state lives: ``TANDEM_POSTGRES_DSN`` if set, else the SQLite file in the state dir."""
+    if settings.postgres_dsn is not None:
+        return settings.postgres_dsn.get_secret_value()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return database_path(settings)
+
+
+def open_store(
+    settings: Settings,
+    *,
+    allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
+    resolution_ms: int = DEFAULT_RESOLUTION_MS,
+    claim_on_demand: bool = True,
+) -> AggregationStore:
     topics = {topic.name: settings.topic(topic) for topic in INPUTS}
-    return AggregationStore(database_path(settings), allowed_lateness_ms=allowed_lateness_ms, topics=topics)
+    return AggregationStore(
+        store_target(settings), allowed_lateness_ms=allowed_lateness_ms, topics=topics, resolution_ms=resolution_ms,
+        claim_on_demand=claim_on_demand,
+    )
 
 
 class Aggregator:
@@ -75,6 +97,7 @@ class Aggregator:
         *,
         settings: Settings,
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
+        resolution_ms: int = DEFAULT_RESOLUTION_MS,
         crash_after_commits: int | None = None,
         group: str | None = None,
         publish: bool = True,
@@ -86,7 +109,9 @@ class Aggregator:
         # Fault injection for the crash tests: SIGKILL itself right after the Nth database
         # commit, before anything of that batch is published or committed to Kafka.
         self._crash_after_commits = crash_after_commits
-        self.store = open_store(settings, allowed_lateness_ms=allowed_lateness_ms)
+        self._store_args = {"allowed_lateness_ms": allowed_lateness_ms, "resolution_ms": resolution_ms}
+        # The group decides which partitions are this process's: claim those, never on demand.
+        self.store = open_store(settings, claim_on_demand=False, **self._store_args)
         self.stats = AggregatorStats()
         self._stop = threading.Event()
         self._metrics_topic = settings.topic(EXPERIMENT_METRICS)
@@ -110,17 +135,20 @@ class Aggregator:
 
         reassigned = _subscribe(consumer, self._inputs)
         specs = SpecFeed(self.settings, self._specs_topic, start=store.stored_offsets())
+        self._reassigned = reassigned
         try:
             self._publish_outbox(publisher)
             self._account(store.apply_batch(specs.read_to_end()))
-            self._publish_all_metrics(publisher)
             last_record = time.monotonic()
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS)
                 if reassigned.is_set():
-                    # What this poll fetched may start anywhere: drop it and seek to the stored offsets.
+                    # What this poll fetched may start anywhere: drop it, claim what is ours now and
+                    # seek to the offsets stored with its state.
                     reassigned.clear()
                     self._seek_to_stored_offsets(consumer)
+                    self._publish_outbox(publisher)
+                    self._publish_all_metrics(publisher)
                     continue
                 records = [
                     SourceRecord(r.topic, r.partition, r.offset, r.key, r.value)
@@ -139,7 +167,7 @@ class Aggregator:
             specs.close()
             consumer.close(autocommit=False)
             publisher.close()
-            store.close()
+            self.store.close()
         return self.stats
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
@@ -147,7 +175,17 @@ class Aggregator:
         """One polled batch: stored with its offsets, its metric records published, offsets committed."""
         # Serving publishes a spec before it exposes anyone to it, so reading the specs
         # to their end now covers every experiment this batch can name.
-        self._account(self.store.apply_batch(specs.read_to_end() + records))
+        try:
+            self._account(self.store.apply_batch(specs.read_to_end() + records))
+        except FencedWrite as exc:
+            # Another process owns some of these partitions now: forget every state held here
+            # and wait for the group's new assignment (the next poll delivers it).
+            logger.warning("%s; reloading from the store", exc)
+            self.store.close()
+            self.store = open_store(self.settings, claim_on_demand=False, **self._store_args)
+            specs.restart(self.store.stored_offsets())
+            self._reassigned.set()
+            return
         if self.stats.first_batch_at is None:
             self.stats.first_batch_at = received_at
         if self._crash_after_commits is not None and self.stats.batches >= self._crash_after_commits:
@@ -170,6 +208,7 @@ class Aggregator:
 
     def _seek_to_stored_offsets(self, consumer: Any) -> None:
         assigned = list(consumer.assignment())
+        self.store.claim({tp.partition for tp in assigned})
         stored = self.store.stored_offsets()
         for partition in assigned:
             offset = stored.get((partition.topic, partition.partition))
@@ -203,8 +242,8 @@ class Aggregator:
         if not self.publish:
             return
         for experiment in self.store.experiments():
-            for record in self.store.metric_records(experiment):
-                key = record_key(record["experiment"], record["variant"], record["metric"])
+            for record in self.store.partial_records(experiment):
+                key = record_key(record["experiment"], record["variant"], record["metric"], record["partition"])
                 publisher.publish_bytes(key.encode(), json.dumps(record).encode())
         publisher.flush()
 
@@ -249,8 +288,13 @@ class SpecFeed:
         partitions = self._consumer.partitions_for_topic(topic) or {0}
         self._assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
         self._consumer.assign(self._assigned)
+        self._topic = topic
+        self.restart(start)
+
+    def restart(self, start: dict[tuple[str, int], int]) -> None:
+        """Read on from these stored offsets (the beginning where none is stored)."""
         for tp in self._assigned:
-            offset = start.get((topic, tp.partition))
+            offset = start.get((self._topic, tp.partition))
             if offset is None:
                 self._consumer.seek_to_beginning(tp)
             else:

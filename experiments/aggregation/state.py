@@ -11,9 +11,15 @@ Rules (docs/architecture.md, "Time and watermarks"):
   the windows and fixes the variant. An exposure that arrives out of order but is earlier
   re-anchors the user, as long as no window would change after closing. A user seen in
   another variant stays in the first one and is flagged (``multi_variant_users``).
-* Raw events are kept per user (exact, keyed by event_id for dedupe) for ``lookback`` =
-  longest window end + longest CUPED pre-window behind the closing point, then pruned: no
-  open window, and no window of an exposure that is not late, can reach further back.
+* No raw event is kept. Each event is folded, on arrival, into its user's history: one
+  summary per event-time bucket (``resolution_ms``) and event type (count, ms played, the
+  items and genres). Windows and CUPED pre-windows are evaluated over those buckets when
+  they close, so the cost of an event does not depend on how many experiments are live, and
+  a user's state is bounded by the buckets of the lookback (longest window end + longest
+  pre-window), not by the user's events. At a resolution of 1 ms (the default) a bucket is an
+  instant and every figure equals today's exact window over raw events; at a coarser
+  resolution (a day in production) a window counts the buckets that start inside it.
+  What is remembered per event is its id and time, for dedupe, over the same lookback.
 * A user's metric window closes when ``watermark - allowed_lateness >= window end``; its
   value is then computed once and added to the statistics. A record older than that point
   that would change a closed window (an event inside it, of a type the metric reads; an
@@ -25,11 +31,18 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
-from operator import attrgetter
+from typing import NamedTuple
 
 from experiments.aggregation.stats import SufficientStats, metric_record
 from experiments.aggregation.watermark import Partition, WatermarkTracker
-from experiments.aggregation.windows import Contribution, MetricEvent, contribution, touches
+from experiments.aggregation.windows import (
+    Bucket,
+    Contribution,
+    TypeSummary,
+    bucket_contribution,
+    bucket_start,
+    touches,
+)
 from experiments.errors import SpecConflict
 from experiments.spec import ExperimentSpec
 from streams.events import Exposure, ListeningEvent
@@ -37,7 +50,11 @@ from streams.events import Exposure, ListeningEvent
 #: Fields of a spec that may change while the experiment runs; any other change is refused.
 MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction", "periods"})  # periods: a bandit's
 
-_TS = attrgetter("ts")
+class SeenEvent(NamedTuple):
+    """What is remembered of an accepted event: enough to drop a duplicate of it."""
+
+    ts: int
+    user_id: str
 
 
 @dataclass(slots=True)
@@ -57,8 +74,10 @@ class Journal:
     specs: list[ExperimentSpec] = field(default_factory=list)
     #: Net effect: an id stored and pruned again within one journal never reaches the database;
     #: persist deletions before insertions (an id pruned and then seen again is in both).
-    events: dict[str, MetricEvent] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
     pruned_events: list[str] = field(default_factory=list)
+    #: (user, bucket start) whose summary changed or went away: the store rewrites them from memory.
+    buckets: set[tuple[str, int]] = field(default_factory=set)
     exposures: dict[str, int] = field(default_factory=dict)
     pruned_exposures: list[str] = field(default_factory=list)
     anchors: set[tuple[str, str]] = field(default_factory=set)
@@ -68,12 +87,16 @@ class Journal:
 
 
 class AggregationState:
-    def __init__(self, *, allowed_lateness_ms: int, min_retention_ms: int = 0) -> None:
+    def __init__(self, *, allowed_lateness_ms: int, min_retention_ms: int = 0, resolution_ms: int = 1) -> None:
+        if resolution_ms < 1:
+            raise ValueError("resolution_ms: must be at least 1")
         self.tracker = WatermarkTracker(allowed_lateness_ms=allowed_lateness_ms)
         self.min_retention_ms = min_retention_ms
+        self.resolution_ms = resolution_ms
         self.specs: dict[str, ExperimentSpec] = {}
-        self.events: dict[str, MetricEvent] = {}
-        self.user_events: dict[str, list[MetricEvent]] = {}  # sorted by ts
+        self.events: dict[str, SeenEvent] = {}  # dedupe over the lookback
+        self.buckets: dict[str, dict[int, Bucket]] = {}  # user -> bucket start -> event type -> summary
+        self.bucket_starts: dict[str, list[int]] = {}  # user -> sorted bucket starts
         self.exposure_ts: dict[str, int] = {}
         self.anchors: dict[str, dict[str, Anchor]] = {}  # experiment -> user -> anchor
         self.user_anchors: dict[str, dict[str, Anchor]] = {}  # user -> experiment -> anchor
@@ -82,7 +105,7 @@ class AggregationState:
         self.counts: dict[tuple[str, str], list[int]] = {}  # (exp, variant) -> [exposed, multi-variant]
         self.journal = Journal()
         self._closing: list[tuple[int, str, str, str, int]] = []  # (end, exp, user, metric, anchor ts)
-        self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 1 exposure, id)
+        self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 1 exposure | 2 bucket, id or user)
         self._closed_upto: int | None = None
         self._horizon = min_retention_ms
 
@@ -109,7 +132,8 @@ class AggregationState:
     def _install(self, spec: ExperimentSpec) -> None:
         self.specs[spec.id] = spec
         self.anchors.setdefault(spec.id, {})
-        self._horizon = max([self.min_retention_ms] + [s.lookback for s in self.specs.values()])
+        # metrics never change while an experiment runs, so the horizon only grows
+        self._horizon = max(self._horizon, spec.lookback)
 
     # ---- records -----------------------------------------------------------------------
     def apply_event(self, event: ListeningEvent, partition: Partition) -> str | None:
@@ -126,12 +150,13 @@ class AggregationState:
         if event.event_id in self.events:
             return None
         closed = self._closed_upto
-        if closed is not None and event.ts < closed:
+        start = bucket_start(event.ts, self.resolution_ms)
+        if closed is not None and start < closed:
             etype = event.type.value
             hit = sorted(
                 exp for exp, anchor in self.user_anchors.get(event.user_id, {}).items()
                 if any(
-                    anchor.ts + m.end_offset <= closed and touches(m, anchor.ts, etype, event.ts)
+                    anchor.ts + m.end_offset <= closed and touches(m, anchor.ts, etype, start)
                     for m in self.specs[exp].metrics
                 )
             )
@@ -145,18 +170,31 @@ class AggregationState:
                 )
             if event.ts < closed - self._horizon:
                 return None  # no open window and no acceptable future exposure can reach it
-        outcome = MetricEvent.of(event)
-        self.events[outcome.event_id] = outcome
-        events = self.user_events.get(outcome.user_id)
-        if events is None:
-            self.user_events[outcome.user_id] = [outcome]
-        elif events[-1].ts <= outcome.ts:
-            events.append(outcome)
-        else:
-            insort(events, outcome, key=_TS)
-        heapq.heappush(self._expiry, (outcome.ts, 0, outcome.event_id))
-        self.journal.events[outcome.event_id] = outcome
+        user = event.user_id
+        self.events[event.event_id] = SeenEvent(event.ts, user)
+        heapq.heappush(self._expiry, (event.ts, 0, event.event_id))
+        self.journal.events[event.event_id] = event.ts
+        self._bucket(user, start).setdefault(event.type.value, TypeSummary()).fold(
+            event.ms_played, event.item_id, event.genre
+        )
+        self.journal.buckets.add((user, start))
         return None
+
+    def _bucket(self, user: str, start: int) -> Bucket:
+        buckets = self.buckets.get(user)
+        if buckets is None:
+            buckets = self.buckets[user] = {}
+        bucket = buckets.get(start)
+        if bucket is None:
+            bucket = buckets[start] = {}
+            starts = self.bucket_starts.setdefault(user, [])
+            if not starts or starts[-1] < start:
+                starts.append(start)
+            else:
+                insort(starts, start)
+            # a bucket can go once its last instant is behind the horizon: queue it at that instant
+            heapq.heappush(self._expiry, (start + self.resolution_ms - 1, 2, user))
+        return bucket
 
     def _exposure(self, exposure: Exposure) -> str | None:
         exp, user = exposure.experiment, exposure.user_id
@@ -242,10 +280,9 @@ class AggregationState:
                 continue  # re-anchored: a fresher entry exists
             metric = self.specs[exp].metric(name)
             assert metric is not None
-            events = self.user_events.get(user, [])
-            lo = bisect_left(events, anchor.ts - metric.pre_length, key=_TS)
-            hi = bisect_left(events, anchor.ts + metric.end_offset, lo=lo, key=_TS)
-            value = contribution(metric, events[lo:hi], anchor.ts)
+            value = bucket_contribution(
+                metric, self._history(user, anchor.ts - metric.pre_length, anchor.ts + metric.end_offset), anchor.ts
+            )
             key = (exp, anchor.variant, name)
             stats = self.stats.get(key)
             if stats is None:
@@ -253,8 +290,18 @@ class AggregationState:
             stats.add(value)
             self.journal.contributions.append((exp, user, name, anchor.variant, value))
 
+    def _history(self, user: str, lo: int, hi: int) -> list[tuple[int, Bucket]]:
+        """The user's buckets starting in ``[lo, hi)``, in time order."""
+        starts = self.bucket_starts.get(user)
+        if not starts:
+            return []
+        buckets = self.buckets[user]
+        first = bisect_left(starts, lo)
+        last = bisect_left(starts, hi, lo=first)
+        return [(start, buckets[start]) for start in starts[first:last]]
+
     def _prune(self) -> None:
-        """Forget raw events and exposure ids no window can need any more.
+        """Forget buckets, event ids and exposure ids no window can need any more.
 
         Runs whenever the watermark moves, so what is remembered (and so what a duplicate of a
         very old record does) depends only on the sequence of records, never on batch sizes.
@@ -264,25 +311,36 @@ class AggregationState:
         while expiry and expiry[0][0] < bound:
             _, kind, record_id = heapq.heappop(expiry)
             if kind == 0:
-                outcome = self.events.pop(record_id, None)
-                if outcome is not None:
+                if self.events.pop(record_id, None) is not None:
                     if self.journal.events.pop(record_id, None) is None:
                         self.journal.pruned_events.append(record_id)
-                    events = self.user_events.get(outcome.user_id)
-                    if events is not None:  # else an earlier pop already dropped the user's old events
-                        del events[: bisect_left(events, bound, key=_TS)]
-                        if not events:
-                            del self.user_events[outcome.user_id]
+            elif kind == 2:
+                self._drop_buckets(record_id, bound)
             elif self.exposure_ts.pop(record_id, None) is not None:
                 if self.journal.exposures.pop(record_id, None) is None:
                     self.journal.pruned_exposures.append(record_id)
+
+    def _drop_buckets(self, user: str, bound: int) -> None:
+        """Drop the user's buckets whose last instant is before ``bound``."""
+        starts = self.bucket_starts.get(user)
+        if starts is None:
+            return  # an earlier entry already dropped them
+        gone = bisect_left(starts, bound - self.resolution_ms + 1)
+        buckets = self.buckets[user]
+        for start in starts[:gone]:
+            del buckets[start]
+            self.journal.buckets.add((user, start))
+        del starts[:gone]
+        if not starts:
+            del self.bucket_starts[user], self.buckets[user]
 
     # ---- loading and reading -----------------------------------------------------------
     def load(
         self,
         *,
         specs: list[ExperimentSpec],
-        events: list[MetricEvent],
+        events: list[tuple[str, str, int]],
+        buckets: list[tuple[str, int, str, TypeSummary]],
         exposures: list[tuple[str, int]],
         anchors: list[tuple[str, str, Anchor]],
         stats: dict[tuple[str, str, str], SufficientStats],
@@ -293,10 +351,16 @@ class AggregationState:
         """Restore persisted state (the journal stays empty)."""
         for spec in specs:
             self._install(spec)
-        for outcome in sorted(events, key=_TS):
-            self.events[outcome.event_id] = outcome
-            self.user_events.setdefault(outcome.user_id, []).append(outcome)
-            self._expiry.append((outcome.ts, 0, outcome.event_id))
+        for event_id, user, ts in events:
+            self.events[event_id] = SeenEvent(ts, user)
+            self._expiry.append((ts, 0, event_id))
+        for user, start, etype, summary in sorted(buckets, key=lambda row: (row[0], row[1])):
+            user_buckets = self.buckets.setdefault(user, {})
+            if start not in user_buckets:
+                user_buckets[start] = {}
+                self.bucket_starts.setdefault(user, []).append(start)
+                self._expiry.append((start + self.resolution_ms - 1, 2, user))
+            user_buckets[start][etype] = summary
         for exposure_id, ts in exposures:
             self.exposure_ts[exposure_id] = ts
             self._expiry.append((ts, 1, exposure_id))
@@ -319,8 +383,9 @@ class AggregationState:
         journal, self.journal = self.journal, Journal()
         return journal
 
-    def metric_records(self, experiment: str) -> list[dict]:
-        """The current ``experiment-metrics`` records of one experiment (empty if unknown)."""
+    def metric_records(self, experiment: str, *, partition: int | None = None) -> list[dict]:
+        """The current ``experiment-metrics`` records of one experiment (empty if unknown); with
+        ``partition``, as the partials of that input partition."""
         spec = self.specs.get(experiment)
         if spec is None:
             return []
@@ -330,7 +395,7 @@ class AggregationState:
                 experiment=experiment, variant=variant.name, metric=metric,
                 stats=self.stats.get((experiment, variant.name, metric.name)) or SufficientStats(),
                 exposed=counts[0], watermark_ts=watermark,
-                late_records=self.late.get(experiment, 0), multi_variant_users=counts[1],
+                late_records=self.late.get(experiment, 0), multi_variant_users=counts[1], partition=partition,
             )
             for variant in spec.variants
             for counts in [self.counts.get((experiment, variant.name), (0, 0))]

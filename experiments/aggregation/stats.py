@@ -45,6 +45,12 @@ class ExactSum:
     def value(self) -> float:
         return math.fsum(self._partials)
 
+    @property
+    def terms(self) -> list[float]:
+        """Non-overlapping floats whose exact sum is this sum: a reader adding the terms of every
+        partition's record gets the total exactly, as one process would have."""
+        return list(self._partials)
+
 
 def _total(name: str) -> property:
     def value(stats: SufficientStats) -> float:
@@ -88,8 +94,9 @@ class SufficientStats:
             sums["pre_cross_sum"].add(c.pre * y)
 
 
-def record_key(experiment: str, variant: str, metric: str) -> str:
-    return f"{experiment}/{variant}/{metric}"
+def record_key(experiment: str, variant: str, metric: str, partition: int | None = None) -> str:
+    base = f"{experiment}/{variant}/{metric}"
+    return base if partition is None else f"{base}/{partition}"
 
 
 def metric_record(
@@ -102,11 +109,14 @@ def metric_record(
     watermark_ts: int,
     late_records: int,
     multi_variant_users: int,
+    partition: int | None = None,
 ) -> dict[str, Any]:
-    """The record published (key ``experiment/variant/metric``) to ``experiment-metrics``."""
+    """The record of one (experiment, variant, metric): the total, or with ``partition`` the partial
+    of one input partition, published to ``experiment-metrics`` with key
+    ``experiment/variant/metric/partition`` (docs/aggregation.md)."""
     ratio = metric.kind == "ratio"
     cuped = metric.covariate is not None
-    key = record_key(experiment, variant, metric.name)
+    key = record_key(experiment, variant, metric.name, partition)
     record: dict[str, Any] = {
         "v": RECORD_VERSION,
         "record_id": "",
@@ -130,6 +140,50 @@ def metric_record(
         "late_records": late_records,
         "multi_variant_users": multi_variant_users,
     }
+    if partition is not None:
+        record["partition"] = partition
+        record["terms"] = {name: stats._sums[name].terms for name in SufficientStats.FIELDS}
     content = json.dumps(record, sort_keys=True).encode("utf-8")
     record["record_id"] = f"{key}@{watermark_ts}:{blake2b(content, digest_size=6).hexdigest()}"
     return record
+
+
+#: Fields of a record that add up over partitions (the sums are added exactly from their terms).
+_COUNTS = ("n", "exposed", "in_progress", "late_records", "multi_variant_users")
+
+
+def merge_partials(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The total per (experiment, variant, metric) from the newest record of each partition.
+
+    ``records`` may hold several versions per key, in topic order: the newest per
+    ``experiment/variant/metric/partition`` counts. Records without a partition (a single-process
+    total) pass through as they are. The watermark of a total is its slowest partition's.
+    """
+    newest: dict[tuple[str, str, str], dict[Any, dict[str, Any]]] = {}
+    for record in records:
+        key = (record["experiment"], record["variant"], record["metric"])
+        newest.setdefault(key, {})[record.get("partition")] = record
+    merged = []
+    for parts in newest.values():
+        if None in parts or len(parts) == 1 and "terms" not in next(iter(parts.values())):
+            merged.append(parts.get(None) or next(iter(parts.values())))
+            continue
+        ordered = [parts[p] for p in sorted(parts)]
+        first = ordered[0]
+        total = {k: v for k, v in first.items() if k not in ("partition", "terms")}
+        for name in _COUNTS:
+            total[name] = sum(int(r[name]) for r in ordered)
+        for name in SufficientStats.FIELDS:
+            if first.get(name) is None:
+                continue
+            exact = ExactSum()
+            for r in ordered:
+                for term in r["terms"][name]:
+                    exact.add(term)
+            total[name] = exact.value
+        total["watermark_ts"] = min(int(r["watermark_ts"]) for r in ordered)
+        content = json.dumps({**total, "record_id": ""}, sort_keys=True).encode("utf-8")
+        total_key = record_key(total["experiment"], total["variant"], total["metric"])
+        total["record_id"] = f"{total_key}@{total['watermark_ts']}:{blake2b(content, digest_size=6).hexdigest()}"
+        merged.append(total)
+    return merged

@@ -1,9 +1,13 @@
-"""SQLite-backed aggregation store: state and consumed offsets committed in one transaction.
+"""The aggregation store: per-partition state and consumed offsets committed in one transaction.
 
-The whole state lives in memory (``AggregationState``) and is written through to SQLite once
-per batch, together with the next offset of every partition the batch touched. After a
-crash, reopen the database, seek each partition to ``stored_offsets()`` and replay: records
-below a stored offset are skipped, so nothing is applied twice.
+The state of each input partition lives in memory (one ``AggregationState`` per partition
+number: ``events`` and ``exposures`` are co-partitioned by user) and is written through to
+SQLite or PostgreSQL once per batch, together with the next offset of every partition the
+batch touched. After a crash, reopen the database, seek each partition to
+``stored_offsets()`` and replay: records below a stored offset are skipped, so nothing is
+applied twice. A process owns a partition from ``claim`` (which bumps the partition's
+generation) until another process claims it; a commit that finds another generation is
+refused (``FencedWrite``) and writes nothing.
 
 >>> store = AggregationStore(":memory:", allowed_lateness_ms=0)
 >>> result = store.apply_batch([SourceRecord("tandem.events", 0, 0, b"u1", b"not json")])
@@ -15,17 +19,21 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
+import os
+import socket
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from experiments.aggregation import schema as sql
+from experiments.aggregation.backends import connect
+from experiments.aggregation.foldable import MAX_PRE_PERIOD_MS, check_foldable
 from experiments.aggregation.state import AggregationState, Anchor
-from experiments.aggregation.stats import SufficientStats, record_key
-from experiments.aggregation.windows import Contribution, MetricEvent
-from experiments.errors import InvalidSpec, StoreError
+from experiments.aggregation.stats import SufficientStats, merge_partials, record_key
+from experiments.aggregation.windows import Contribution, TypeSummary
+from experiments.errors import FencedWrite, InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
 from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES
 from streams.errors import InvalidRecord
@@ -76,23 +84,64 @@ class AggregationStore:
         allowed_lateness_ms: int,
         topics: Mapping[str, str] | None = None,
         min_retention_ms: int = 0,
+        resolution_ms: int = 1,
+        owner: str | None = None,
+        claim_on_demand: bool = True,
+        max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
     ) -> None:
         topics = dict(topics or default_topics())
         roles = [topic.name for topic in INPUTS]
         if sorted(topics) != sorted(roles):
             raise ValueError(f"topics: needs exactly the keys {', '.join(roles)}")
         self._roles = {name: role for role, name in topics.items()}
-        self._conn = sqlite3.connect(str(path), isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # atomic; a power cut may lose the tail
-        self._conn.executescript(sql.SCHEMA)
+        # A lone store (tests, replays) owns a partition when its first record comes; the
+        # aggregator claims what the group assigns and leaves other partitions alone.
+        self._claim_on_demand = claim_on_demand
+        # a spec asking for a longer pre-period is a dead letter; its last good version runs on
+        self._max_pre_period_ms = max_pre_period_ms
+        self._state_args = {
+            "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
+            "resolution_ms": resolution_ms,
+        }
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conn, self._dialect = connect(path)
+        self._db_errors = self._dialect.errors
+        self._create_schema()
         self._broken = False
         self._emitted: dict[str, dict[str, Any]] = {}
-        self._offsets: dict[tuple[str, int], int] = {
-            (t, p): o for t, p, o in self._conn.execute("SELECT * FROM agg_offsets")
-        }
-        self.state = AggregationState(allowed_lateness_ms=allowed_lateness_ms, min_retention_ms=min_retention_ms)
-        self._load()
+        self._offsets: dict[tuple[str, int], int] = {}
+        self.specs: dict[str, ExperimentSpec] = {}
+        self.states: dict[int, AggregationState] = {}  # owned partitions
+        self._generations: dict[int, int] = {}
+        self._pending_specs: list[ExperimentSpec] = []
+        q = self._conn.execute
+        for (raw,) in q("SELECT spec_json FROM agg_specs").fetchall():
+            spec = spec_from_json(raw)
+            self.specs[spec.id] = spec
+        specs_topic = topics[EXPERIMENTS.name]
+        self._offsets.update(
+            ((t, p), o) for t, p, o in q(
+                "SELECT topic, partition_id, next_offset FROM agg_offsets WHERE topic = ?", (specs_topic,)
+            ).fetchall()
+        )
+        # A scratch state checks spec changes even before any partition is owned.
+        self._spec_check = AggregationState(**self._state_args)
+        for spec in self.specs.values():
+            self._spec_check.register_spec(spec)
+        self._spec_check.take_journal()
+        if claim_on_demand:  # a lone store owns every partition it has ever seen
+            for (part,) in q("SELECT part FROM agg_parts ORDER BY part").fetchall():
+                self._claim(part)
+
+    def _create_schema(self) -> None:
+        if self._dialect.name == "postgresql":
+            # two processes creating the tables at once would collide on the catalog
+            self._conn.execute("BEGIN")
+            self._conn.execute("SELECT pg_advisory_xact_lock(7315)")
+            self._conn.executescript(sql.SCHEMA)
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.executescript(sql.SCHEMA)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
@@ -104,67 +153,147 @@ class AggregationStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _load(self) -> None:
+    # ---- ownership ---------------------------------------------------------------------
+    def claim(self, parts: Iterable[int]) -> None:
+        """Own these partitions from now on: bump their generation (fencing out any earlier owner)
+        and load their state and offsets as committed; forget every other partition."""
+        self._check()
+        wanted = sorted(set(parts))
+        for part in [p for p in self.states if p not in wanted]:
+            self._drop(part)
+        for part in wanted:
+            if part not in self.states:
+                self._claim(part)
+
+    def _drop(self, part: int) -> None:
+        del self.states[part]
+        self._generations.pop(part, None)
+        self._offsets = {tp: o for tp, o in self._offsets.items() if self._part_of(tp) != part}
+        self._emitted = {k: r for k, r in self._emitted.items() if r.get("partition") != part}
+
+    def _part_of(self, tp: tuple[str, int]) -> int:
+        return sql.SHARED if self._roles.get(tp[0]) == EXPERIMENTS.name else tp[1]
+
+    def _claim(self, part: int) -> AggregationState:
+        q = self._conn.execute
+        try:
+            q(self._dialect.begin)
+            (generation,) = q(sql.CLAIM_PART, (part, self.owner)).fetchone()
+            state = self._load(part)
+            offsets = q(
+                "SELECT topic, partition_id, next_offset FROM agg_offsets WHERE part = ?", (part,)
+            ).fetchall()
+            q("COMMIT")
+        except self._db_errors as exc:
+            self._rollback()
+            raise StoreError(f"claiming partition {part} failed: {exc}") from exc
+        self._generations[part] = generation
+        self._offsets.update(((t, p), o) for t, p, o in offsets)
+        self.states[part] = state
+        logger.info("partition %d claimed by %s (generation %d)", part, self.owner, generation)
+        return state
+
+    def _load(self, part: int) -> AggregationState:
         q = self._conn.execute
         stats: dict[tuple[str, str, str], SufficientStats] = {}
-        for e, v, m, value, den, pre in q(sql.LOAD_CONTRIBUTIONS):
+        for e, v, m, value, den, pre in q(sql.LOAD_CONTRIBUTIONS, (part,)).fetchall():
             stats.setdefault((e, v, m), SufficientStats()).add(Contribution(value, den, pre))
-        meta = dict(q("SELECT name, value FROM agg_meta").fetchall())
-        self.state.load(
-            specs=[spec_from_json(raw) for (raw,) in q("SELECT spec_json FROM agg_specs")],
-            events=[MetricEvent(*row) for row in q("SELECT * FROM agg_events")],
-            exposures=q("SELECT exposure_id, ts FROM agg_exposures").fetchall(),
+        (watermark,) = q("SELECT watermark FROM agg_parts WHERE part = ?", (part,)).fetchone()
+        state = AggregationState(**self._state_args)  # type: ignore[arg-type]
+        state.load(
+            specs=list(self.specs.values()),
+            events=q("SELECT event_id, user_id, ts FROM agg_events WHERE part = ?", (part,)).fetchall(),
+            buckets=[
+                (user, start, etype, TypeSummary.from_row(row))
+                for user, start, summary in q(
+                    "SELECT user_id, bucket_start, summary FROM agg_buckets WHERE part = ?", (part,)
+                ).fetchall()
+                for etype, row in json.loads(summary).items()
+            ],
+            exposures=q("SELECT exposure_id, ts FROM agg_exposures WHERE part = ?", (part,)).fetchall(),
             anchors=[
                 (e, u, Anchor(v, ts, x, bool(multi)))
-                for e, u, v, ts, x, multi in q("SELECT * FROM agg_first_exposures")
+                for e, u, v, ts, x, multi in q(
+                    "SELECT experiment, user_id, variant, ts, exposure_id, multi_variant "
+                    "FROM agg_first_exposures WHERE part = ?", (part,)
+                ).fetchall()
             ],
             stats=stats,
-            late=dict(q("SELECT experiment, n FROM agg_late_records").fetchall()),
-            partitions={(t, p): ts for t, p, ts in q("SELECT * FROM agg_partition_watermarks")},
-            watermark=meta.get("watermark"),
+            late=dict(q("SELECT experiment, n FROM agg_late_records WHERE part = ?", (part,)).fetchall()),
+            partitions={
+                (t, p): ts for t, p, ts in q(
+                    "SELECT topic, partition_id, max_ts FROM agg_partition_watermarks WHERE part = ?", (part,)
+                ).fetchall()
+            },
+            watermark=watermark,
         )
+        return state
+
+    def _state(self, part: int) -> AggregationState:
+        state = self.states.get(part)
+        return state if state is not None else self._claim(part)
 
     # ---- reading -----------------------------------------------------------------------
     def stored_offsets(self) -> dict[tuple[str, int], int]:
-        """The next offset to consume per (topic, partition), as committed with the state."""
+        """The next offset to consume per (topic, partition) of the owned partitions and the specs."""
         return dict(self._offsets)
 
     def experiments(self) -> list[str]:
-        return sorted(self.state.specs)
+        return sorted(self.specs)
 
     def spec(self, experiment: str) -> ExperimentSpec | None:
-        return self.state.specs.get(experiment)
+        return self.specs.get(experiment)
+
+    def partial_records(self, experiment: str) -> list[dict[str, Any]]:
+        """The ``experiment-metrics`` records of each owned partition (what this process publishes)."""
+        return [record for part in sorted(self.states) for record in self._partials(part, experiment)]
+
+    def _partials(self, part: int, experiment: str) -> list[dict[str, Any]]:
+        return self.states[part].metric_records(experiment, partition=part)
 
     def metric_records(self, experiment: str) -> list[dict[str, Any]]:
-        return self.state.metric_records(experiment)
+        """The totals over the owned partitions, as a reader summing their partials gets them."""
+        if experiment not in self.specs:
+            return []
+        partials = self.partial_records(experiment)
+        if not partials:  # no partition owned yet: zeros, from the spec alone
+            return self._spec_check.metric_records(experiment)
+        return merge_partials(partials)
 
     def outbox(self) -> list[OutboxItem]:
         """Dead letters and metric records committed but not yet cleared (one per id: order is free)."""
-        rows = self._conn.execute("SELECT outbox_id, kind, record_key, payload FROM agg_outbox ORDER BY outbox_id")
+        owned = [sql.SHARED, *sorted(self.states)]
+        marks = ", ".join("?" * len(owned))
+        rows = self._conn.execute(
+            f"SELECT outbox_id, kind, record_key, payload FROM agg_outbox WHERE part IN ({marks}) "  # noqa: S608 (placeholders)
+            "ORDER BY outbox_id", owned,
+        ).fetchall()
         return [OutboxItem(*row) for row in rows]
 
     def clear_outbox(self, outbox_ids: Iterable[str]) -> None:
         """Forget outbox items once the broker has acknowledged them."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute(self._dialect.begin)
         self._conn.executemany(sql.DELETE_OUTBOX, [(i,) for i in outbox_ids])
         self._conn.execute("COMMIT")
 
     @property
     def watermark(self) -> int | None:
-        return self.state.tracker.watermark
+        """The slowest owned partition's watermark (None until each has one)."""
+        marks = [state.tracker.watermark for state in self.states.values()]
+        return None if not marks or None in marks else min(marks)  # type: ignore[type-var]
 
     # ---- writing -----------------------------------------------------------------------
     def register_spec(self, spec: ExperimentSpec) -> list[dict[str, Any]]:
         """Register a spec outside a batch; returns the metric records that changed."""
         self._check()
-        self.state.register_spec(spec)
+        self._register(spec)
         return self._commit({})
 
     def declare_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Make input partitions hold the watermark back until each has delivered a record."""
+        """Make input partitions hold their partition's watermark back until each has delivered a record."""
         self._check()
-        for partition in partitions:
-            self.state.declare_partition(partition)
+        for topic, partition in partitions:
+            self._state(partition).declare_partition((topic, partition))
         self._commit({})
 
     def apply_batch(self, records: Iterable[SourceRecord]) -> BatchResult:
@@ -181,21 +310,29 @@ class AggregationStore:
         return result
 
     def _apply(self, records: Iterable[SourceRecord], result: BatchResult, offsets: dict) -> None:
-        state, roles, stored = self.state, self._roles, self._offsets
+        roles, stored = self._roles, self._offsets
         for record in records:
             tp = (record.topic, record.partition)
             if record.offset < offsets.get(tp, stored.get(tp, -1)):
                 result.skipped += 1
                 continue
+            role = roles.get(record.topic)
+            if role in (EVENTS.name, EXPOSURES.name) and record.partition not in self.states:
+                if not self._claim_on_demand:
+                    result.skipped += 1  # fetched before the partition moved away: not ours to apply
+                    continue
+                self._claim(record.partition)
+                if record.offset < stored.get(tp, -1):  # the claim loaded a newer offset
+                    result.skipped += 1
+                    continue
             offsets[tp] = record.offset + 1
             result.applied += 1
-            role = roles.get(record.topic)
             reason: str | Exception | None
             try:
                 if role == EVENTS.name:
-                    reason = state.apply_event(decode(record.value or b"", ListeningEvent), tp)
+                    reason = self.states[record.partition].apply_event(decode(record.value or b"", ListeningEvent), tp)
                 elif role == EXPOSURES.name:
-                    reason = state.apply_exposure(decode(record.value or b"", Exposure), tp)
+                    reason = self.states[record.partition].apply_exposure(decode(record.value or b"", Exposure), tp)
                 elif role == EXPERIMENTS.name:
                     reason = self._apply_spec(record)
                 else:
@@ -216,61 +353,118 @@ class AggregationStore:
         spec = spec_from_json(record.value)
         if record.key is not None and record.key != spec.id.encode("utf-8"):
             return f"key: {record.key!r} does not match the spec id {spec.id!r}"
-        self.state.register_spec(spec)
+        check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms)
+        self._register(spec)
         return None
+
+    def _register(self, spec: ExperimentSpec) -> None:
+        if not self._spec_check.register_spec(spec):  # raises SpecConflict for an unsafe change
+            return
+        self._spec_check.take_journal()
+        self.specs[spec.id] = spec
+        self._pending_specs.append(spec)
+        for state in self.states.values():
+            state.register_spec(spec)
 
     def _check(self) -> None:
         if self._broken:
             raise StoreError("a previous commit failed: discard this store and reopen the database")
 
+    def _rollback(self) -> None:
+        self._broken = True
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
     def _commit(
         self, offsets: dict[tuple[str, int], int], dead_letters: Iterable[DeadLetter] = ()
     ) -> list[dict[str, Any]]:
-        state = self.state
         changed = self._changed_records()
         outbox = [
-            (f"dead_letter:{d.dead_letter_id}", "dead_letter", d.source_topic, d.model_dump_json())
+            (self._part_of((d.source_topic, d.partition)) if d.source_topic in self._roles else sql.SHARED,
+             f"dead_letter:{d.dead_letter_id}", "dead_letter", d.source_topic, d.model_dump_json())
             for d in dead_letters
         ] + [
-            (f"metric:{key}", "metric", key, json.dumps(record))
+            (record["partition"], f"metric:{key}", "metric", key, json.dumps(record))
             for record in changed
-            for key in [record_key(record["experiment"], record["variant"], record["metric"])]
+            for key in [record_key(record["experiment"], record["variant"], record["metric"], record["partition"])]
         ]
-        j = state.take_journal()
-        anchors = [
-            (e, u, a.variant, a.ts, a.exposure_id, int(a.multi))
-            for e, u in j.anchors
-            for a in [state.anchors[e][u]]
-        ]
+        specs, self._pending_specs = self._pending_specs, []
+        parts = sorted(self.states)
         x = self._conn.executemany
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            x(sql.UPSERT_SPEC, [(s.id, spec_to_json(s).decode("utf-8")) for s in j.specs])
-            x(sql.DELETE_EVENT, [(i,) for i in j.pruned_events])
-            x(sql.INSERT_EVENT, j.events.values())
-            x(sql.DELETE_EXPOSURE, [(i,) for i in j.pruned_exposures])
-            x(sql.INSERT_EXPOSURE, j.exposures.items())
-            x(sql.UPSERT_ANCHOR, anchors)
-            x(sql.INSERT_CONTRIBUTION, [(e, u, m, v, *c) for e, u, m, v, c in j.contributions])
-            x(sql.UPSERT_LATE, [(e, state.late[e]) for e in j.late])
-            x(sql.UPSERT_PARTITION, [(t, p, state.tracker.partitions[(t, p)]) for t, p in j.partitions])
-            x(sql.UPSERT_META, [("watermark", state.tracker.watermark)])
-            x(sql.UPSERT_OFFSET, [(t, p, o) for (t, p), o in offsets.items()])
+            self._conn.execute(self._dialect.begin)
+            self._fence(parts)
+            x(sql.UPSERT_SPEC, [(s.id, spec_to_json(s).decode("utf-8")) for s in specs])
+            for part in parts:
+                self._write_part(part)
+            shared = [(sql.SHARED, t, p, o) for (t, p), o in offsets.items() if self._part_of((t, p)) == sql.SHARED]
+            x(sql.UPSERT_SHARED_OFFSET.format(greatest=self._dialect.greatest), shared)
+            x(sql.UPSERT_OFFSET, [
+                (self._part_of((t, p)), t, p, o) for (t, p), o in offsets.items()
+                if self._part_of((t, p)) != sql.SHARED
+            ])
             x(sql.UPSERT_OUTBOX, outbox)
             self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._broken = True
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+        except FencedWrite:
+            self._rollback()
+            raise
+        except self._db_errors as exc:
+            self._rollback()
             raise StoreError(f"commit failed, nothing of this batch was stored: {exc}") from exc
         self._offsets.update(offsets)
         return changed
 
+    def _fence(self, parts: list[int]) -> None:
+        """Inside the commit's transaction: every partition written is still ours."""
+        if not parts:
+            return
+        marks = ", ".join("?" * len(parts))
+        rows = self._conn.execute(
+            f"SELECT part, owner, generation FROM agg_parts WHERE part IN ({marks}) ORDER BY part"  # noqa: S608
+            + self._dialect.lock_rows, parts,
+        ).fetchall()
+        current = {part: (owner, generation) for part, owner, generation in rows}
+        lost = [p for p in parts if current.get(p) != (self.owner, self._generations[p])]
+        if lost:
+            raise FencedWrite(
+                f"partitions {lost}: claimed by another process since this one loaded them; nothing was written"
+            )
+
+    def _write_part(self, part: int) -> None:
+        state = self.states[part]
+        j = state.take_journal()
+        x = self._conn.executemany
+        anchors = [
+            (part, e, u, a.variant, a.ts, a.exposure_id, int(a.multi))
+            for e, u in sorted(j.anchors)
+            for a in [state.anchors[e][u]]
+        ]
+        buckets = state.buckets
+        kept, gone = [], []
+        for user, start in sorted(j.buckets):
+            bucket = buckets.get(user, {}).get(start)
+            if bucket is None:
+                gone.append((part, user, start))
+            else:
+                summary = json.dumps({etype: row.to_row() for etype, row in sorted(bucket.items())})
+                kept.append((part, user, start, summary))
+        x(sql.DELETE_EVENT, [(part, i) for i in j.pruned_events])
+        x(sql.INSERT_EVENT, [(part, i, state.events[i].user_id, ts) for i, ts in j.events.items()])
+        x(sql.DELETE_BUCKET, gone)
+        x(sql.UPSERT_BUCKET, kept)
+        x(sql.DELETE_EXPOSURE, [(part, i) for i in j.pruned_exposures])
+        x(sql.INSERT_EXPOSURE, [(part, i, ts) for i, ts in j.exposures.items()])
+        x(sql.UPSERT_ANCHOR, anchors)
+        x(sql.INSERT_CONTRIBUTION, [(part, e, u, m, v, *c) for e, u, m, v, c in j.contributions])
+        x(sql.UPSERT_LATE, [(part, e, state.late[e]) for e in sorted(j.late)])
+        x(sql.UPSERT_PARTITION, [(part, t, p, state.tracker.partitions[(t, p)]) for t, p in sorted(j.partitions)])
+        self._conn.execute(sql.SET_WATERMARK, (state.tracker.watermark, part))
+
     def _changed_records(self) -> list[dict[str, Any]]:
         changed = []
-        for experiment in sorted(self.state.specs):
-            for record in self.state.metric_records(experiment):
-                key = record_key(record["experiment"], record["variant"], record["metric"])
+        for experiment in sorted(self.specs):
+            for record in self.partial_records(experiment):
+                key = record_key(record["experiment"], record["variant"], record["metric"], record["partition"])
                 if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
                     self._emitted[key] = record
                     changed.append(record)

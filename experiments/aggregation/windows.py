@@ -89,3 +89,98 @@ def touches(metric: Metric, anchor_ts: int, event_type: str, ts: int) -> bool:
         return False
     lo, hi = window_bounds(metric, anchor_ts)
     return lo <= ts < hi or anchor_ts - metric.pre_length <= ts < anchor_ts
+
+
+# ---- per-user history in event-time buckets ---------------------------------------------------
+class TypeSummary:
+    """What metrics read of one event type inside one bucket: count, ms played, items, genres.
+
+    The item and genre sets are what ``distinct_items``/``distinct_genres`` need; they live only
+    as long as their bucket (the lookback horizon), so they are bounded by the items a user
+    touches in that span, not by the user's events.
+    """
+
+    __slots__ = ("n", "ms_played", "items", "genres")
+
+    def __init__(self, n: int = 0, ms_played: int = 0, items: Iterable[str] = (), genres: Iterable[str] = ()) -> None:
+        self.n = n
+        self.ms_played = ms_played
+        self.items = set(items)
+        self.genres = set(genres)
+
+    def fold(self, ms_played: int, item_id: str | None, genre: str | None) -> None:
+        self.n += 1
+        self.ms_played += ms_played
+        if item_id is not None:
+            self.items.add(item_id)
+        if genre is not None:
+            self.genres.add(genre)
+
+    def to_row(self) -> list:
+        return [self.n, self.ms_played, sorted(self.items), sorted(self.genres)]
+
+    @classmethod
+    def from_row(cls, row: list) -> TypeSummary:
+        return cls(row[0], row[1], row[2], row[3])
+
+
+#: One bucket: event type -> summary.
+Bucket = dict[str, TypeSummary]
+
+
+def bucket_start(ts: int, resolution_ms: int) -> int:
+    """The bucket an event time falls in (UTC-aligned: a day bucket starts at midnight UTC)."""
+    return ts - ts % resolution_ms
+
+
+def bucket_measure(measure: Measure, buckets: Iterable[tuple[int, Bucket]], lo: int, hi: int) -> float:
+    """The measure over the buckets whose start lies in ``[lo, hi)``.
+
+    With a resolution of 1 ms a bucket is an instant, and this equals ``measure_value`` over the
+    raw events; with a coarser resolution a window counts the whole buckets that start inside it.
+    """
+    types = measure.types
+    agg = measure.agg
+    n = ms = 0
+    items: set[str] = set()
+    genres: set[str] = set()
+    for start, bucket in buckets:
+        if not lo <= start < hi:
+            continue
+        for etype, summary in bucket.items():
+            if types is not None and etype not in types:
+                continue
+            n += summary.n
+            if agg == "sum_ms_played":
+                ms += summary.ms_played
+            elif agg == "distinct_items":
+                items |= summary.items
+            elif agg == "distinct_genres":
+                genres |= summary.genres
+    if agg == "count":
+        return float(n)
+    if agg == "sum_ms_played":
+        return float(ms)
+    if agg == "active":
+        return 1.0 if n else 0.0
+    if agg == "distinct_items":
+        return float(len(items))
+    if agg == "distinct_genres":
+        return float(len(genres))
+    raise ValueError(f"agg: unknown aggregation {agg!r}")
+
+
+def bucket_contribution(metric: Metric, buckets: list[tuple[int, Bucket]], anchor_ts: int) -> Contribution:
+    """``contribution`` over a user's bucketed history instead of raw events."""
+    lo, hi = window_bounds(metric, anchor_ts)
+    if metric.kind == "ratio":
+        assert metric.numerator is not None and metric.denominator is not None
+        return Contribution(
+            bucket_measure(metric.numerator, buckets, lo, hi), bucket_measure(metric.denominator, buckets, lo, hi), None
+        )
+    assert metric.measure is not None
+    value = bucket_measure(metric.measure, buckets, lo, hi)
+    pre = None
+    if metric.covariate is not None:
+        pre = bucket_measure(metric.measure, buckets, anchor_ts - metric.covariate.length, anchor_ts)
+    return Contribution(value, None, pre)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.aggregation.stats import merge_partials
 from experiments.errors import UnknownExperiment
 from experiments.report.render import Report, build_report, render_table, write_lift_over_time_png, write_lift_png
 from experiments.spec import ExperimentSpec, spec_from_json
@@ -79,10 +80,8 @@ def history(spec: dict[str, Any], versions: list[dict[str, Any]]) -> list[tuple[
 
 
 def _newest_only(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in records:
-        newest[(record["variant"], record["metric"])] = record
-    return list(newest.values())
+    """The totals: the newest record of each partition per (variant, metric), summed."""
+    return merge_partials(records)
 
 
 def run_report(*, settings: Settings, experiment: str, out_dir: Path) -> ReportFiles:

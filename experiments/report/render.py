@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.aggregation.stats import merge_partials
 from experiments.stats.engine import analyse
 from experiments.stats.results import Analysis, Comparison, Interval, MetricResult, Result
 
@@ -30,14 +31,15 @@ _PRE = ("pre_sum", "pre_sum_sq", "pre_cross_sum")
 
 
 def _newest(records: Iterable[dict], experiment: str) -> dict[tuple[str, str], dict]:
-    newest: dict[tuple[str, str], dict] = {}
+    """The total per (variant, metric): the newest partial of each partition, summed."""
+    newest: dict[tuple[str, str, Any], dict] = {}
     for r in records:
         if r.get("experiment") != experiment:
             continue
-        key = (r["variant"], r["metric"])
+        key = (r["variant"], r["metric"], r.get("partition"))
         if key not in newest or r.get("watermark_ts", 0) >= newest[key].get("watermark_ts", 0):
             newest[key] = r
-    return newest
+    return {(r["variant"], r["metric"]): r for r in merge_partials(list(newest.values()))}
 
 
 def _variant_input(kind: str, name: str, rec: dict | None, with_pre: bool) -> dict:

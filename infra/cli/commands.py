@@ -37,12 +37,18 @@ def _add_experiments(commands_parser: Any) -> None:
     aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
     aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
     aggregate.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    aggregate.add_argument(
+        "--resolution", default="1ms",
+        help="event-time bucket of each user's history: 1ms keeps windows exact, 1d bounds state by users and days",
+    )
     aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
     allocate = actions.add_parser("allocate", help="move bandit experiments' weights (Thompson sampling), "
                                                    "a new spec version per period")
     allocate.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     allocate.add_argument("--once", action="store_true", help="one round, then exit")
-    metrics = actions.add_parser("metrics", help="an experiment's sufficient statistics, from the database")
+    metrics = actions.add_parser(
+        "metrics", help="an experiment's sufficient statistics: the partials on experiment-metrics, summed"
+    )
     metrics.add_argument("experiment")
     batch.add_experiment_actions(actions)  # recompute, add-metric, check: the batch path
     experiments.set_defaults(handler=cmd_experiments)
@@ -77,6 +83,10 @@ def _add_simulate(commands_parser: Any) -> None:
 def _add_up_down(commands_parser: Any) -> None:
     up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
     up.add_argument("--port", type=int, default=8080, help="the serving API's port")
+    up.add_argument(
+        "--store", choices=["sqlite", "postgres"], default="sqlite",
+        help="the aggregator's state: SQLite, or PostgreSQL (TANDEM_POSTGRES_DSN, else an embedded server)",
+    )
     up.set_defaults(handler=cmd_up)
     down = commands_parser.add_parser("down", help="stop what `tandem up` started")
     down.set_defaults(handler=cmd_down)
@@ -153,15 +163,21 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.demo.run import start_detached
 
-    return start_detached(settings=settings, port=args.port)
+    return start_detached(settings=settings, port=args.port, store=args.store)
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.demo.run import postgres_data_dir
     from infra.demo.supervisor import stop_recorded
     from infra.kafka import broker
 
     for name in stop_recorded(settings.state_dir):
         print(f"stopped {name}")
+    if (postgres_data_dir(settings) / "postmaster.pid").exists():
+        from infra.postgres import EmbeddedPostgres
+
+        EmbeddedPostgres(data_dir=postgres_data_dir(settings)).stop()
+        print("stopped postgres")
     if broker.daemon_down(state_file=settings.broker_state_file):
         print("stopped the broker")
     return 0
@@ -184,6 +200,7 @@ def _apply_spec(path: str, settings: Settings) -> int:
     import time
 
     from experiments.admission import admit
+    from experiments.errors import InvalidSpec
     from experiments.lifecycle import apply_spec, publish_spec, read_specs
     from experiments.spec import load_spec
     from experiments.surfaces import load_surfaces
@@ -192,7 +209,10 @@ def _apply_spec(path: str, settings: Settings) -> int:
     spec = load_spec(path)
     apply_topics(settings)
     live = read_specs(settings)
-    admit(spec, live=[s for s in live.values() if s.status != "draft"], surfaces=load_surfaces())
+    try:
+        admit(spec, live=[s for s in live.values() if s.status != "draft"], surfaces=load_surfaces())
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{path}: {exc}") from None
     # Through the lifecycle: a new version with who and when, refused if it changes a running one's variants.
     spec = apply_spec(live.get(spec.id), spec, who=getpass.getuser(), at=int(time.time() * 1000))
     publish_spec(settings, spec)
@@ -220,6 +240,7 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
     aggregator = Aggregator(
         settings=settings,
         allowed_lateness_ms=parse_duration(args.allowed_lateness),
+        resolution_ms=parse_duration(args.resolution),
         crash_after_commits=args.crash_after_commits,
     )
     signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())
@@ -247,12 +268,19 @@ def _allocate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_metrics(experiment: str, settings: Settings) -> int:
-    from experiments.aggregation.aggregator import open_store
+    from experiments.aggregation.stats import merge_partials
+    from infra.kafka.topic_reader import read_topic
+    from infra.kafka.topics import EXPERIMENT_METRICS
 
-    with open_store(settings) as store:
-        records = store.metric_records(experiment)
+    # Every aggregator process publishes the partials of its partitions: sum the newest of each.
+    topic = settings.topic(EXPERIMENT_METRICS)
+    records = merge_partials([
+        json.loads(record.value)
+        for record in read_topic(settings, topic)
+        if record.value and record.key and record.key.decode().startswith(f"{experiment}/")
+    ])
     if not records:
-        print(f"no metrics for experiment {experiment!r} in {settings.state_dir}", file=sys.stderr)
+        print(f"no metrics for experiment {experiment!r} on {topic}", file=sys.stderr)
         return 1
     for record in records:
         print(json.dumps(record))

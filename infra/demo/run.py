@@ -393,9 +393,12 @@ def _drive(settings: Settings, options: DemoOptions, supervisor: Supervisor, pro
 
 
 def _metric_records(settings: Settings, experiments: list[str]) -> list[dict[str, Any]]:
+    """Every experiment's totals: the newest partial of each partition, summed (docs/aggregation.md)."""
+    from experiments.aggregation.stats import merge_partials
+
     records = newest_per_key(read_topic(settings, settings.topic(EXPERIMENT_METRICS)))
-    return [json.loads(r.value) for k, r in records.items()
-            if k and k.decode().split("/", 1)[0] in experiments and r.value is not None]
+    return merge_partials([json.loads(r.value) for k, r in records.items()
+                           if k and k.decode().split("/", 1)[0] in experiments and r.value is not None])
 
 
 def _stream_equals_batch(settings: Settings, experiments: list[str]) -> dict[str, CheckResult]:
@@ -587,8 +590,14 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     return 0 if decided and all(check.equal for check in result.consistency.values()) else 1
 
 
-def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -> int:
-    """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them."""
+def postgres_data_dir(settings: Settings) -> Path:
+    return settings.state_dir / "postgres"
+
+
+def start_detached(*, settings: Settings, port: int, console_port: int = 8090, store: str = "sqlite") -> int:
+    """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them.
+    With ``store="postgres"`` the aggregator keeps its state in an embedded PostgreSQL server
+    (``infra.postgres``) unless ``TANDEM_POSTGRES_DSN`` already names one."""
     from infra.kafka import broker
 
     if settings.embedded and not settings.bootstrap_servers:
@@ -601,6 +610,24 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090) -
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
         "TANDEM_TOPIC_PREFIX": settings.topic_prefix,
     }
+    if store == "postgres":
+        if settings.postgres_dsn is not None:
+            children["TANDEM_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+        else:
+            from infra.postgres import EmbeddedPostgres
+
+            server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
+            children["TANDEM_POSTGRES_DSN"] = server.dsn
+            print(f"postgres {server.dsn} (data in {server.data_dir})")
+    if store == "postgres":
+        if settings.postgres_dsn is not None:
+            children["TANDEM_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+        else:
+            from infra.postgres import EmbeddedPostgres
+
+            server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
+            children["TANDEM_POSTGRES_DSN"] = server.dsn
+            print(f"postgres {server.dsn} (data in {server.data_dir})")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
     for process in worker_specs(port, console_port).values():
         supervisor.start(process)

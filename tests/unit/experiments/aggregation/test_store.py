@@ -1,11 +1,12 @@
-"""The SQLite store: batches of any size with crashes and replays equal one clean pass."""
+"""The store, on SQLite and on PostgreSQL (one suite over both): batches of any size with crashes
+and replays equal one clean pass; a process that lost a partition cannot commit it."""
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.aggregation import AggregationStore, SourceRecord
-from experiments.errors import StoreError
+from experiments.aggregation.backends import connect
+from experiments.errors import FencedWrite, StoreError
 from experiments.spec import parse_spec, spec_to_json
 from streams.events import Exposure, ListeningEvent, encode
 
@@ -77,17 +79,29 @@ def make_log(seed: int, size: int = 400) -> list[SourceRecord]:
     return log
 
 
-def open_store(path: Path) -> AggregationStore:
-    return AggregationStore(path, allowed_lateness_ms=1500)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def new_target(request: pytest.FixtureRequest) -> Callable[[], str | Path]:
+    """Makes an empty database of the store under test: a SQLite file, or a PostgreSQL database
+    on the session's server."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("new_postgres_database")  # type: ignore[no-any-return]
+    return lambda: Path(tempfile.mkdtemp()) / "s.db"
 
 
-def snapshot(store: AggregationStore, path: Path) -> tuple:
-    with sqlite3.connect(path) as conn:
+def open_store(target: str | Path) -> AggregationStore:
+    return AggregationStore(target, allowed_lateness_ms=1500)
+
+
+def snapshot(store: AggregationStore, target: str | Path) -> tuple:
+    conn, _ = connect(target)
+    try:
         tables = {
             table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 (fixed names)
-            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_exposures",
+            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_buckets", "agg_exposures",
                           "agg_late_records", "agg_partition_watermarks", "agg_offsets")
         }
+    finally:
+        conn.close()
     return store.metric_records("exp"), store.stored_offsets(), tables
 
 
@@ -103,38 +117,37 @@ def run_once(log: list[SourceRecord], path: Path) -> tuple:
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10**6), plan=st.lists(st.tuples(st.integers(1, 120), st.sampled_from(
     ["commit", "commit", "crash_before_commit", "crash_after_commit", "replay_last"])), min_size=1))
-def test_batches_with_crashes_and_replays_equal_one_pass(seed, plan):
+def test_batches_with_crashes_and_replays_equal_one_pass(new_target, seed, plan):
     log = make_log(seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        expected, expected_letters = run_once(log, Path(tmp) / "once.db")
-        path = Path(tmp) / "crashy.db"
-        store = open_store(path)
-        store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
-        letters: dict[str, str] = {}
-        position, last_start, step = 0, 0, 0
-        while position < len(log):
-            size, action = plan[step % len(plan)]
-            step += 1
-            batch = log[position:position + size]
-            if action == "crash_before_commit":  # the process died while applying: nothing stored
-                store.close()
-                store = open_store(path)  # ... and the restarted one gets the same records
-            letters.update((d.dead_letter_id, d.error) for d in store.apply_batch(batch).dead_letters)
-            last_start, position = position, position + len(batch)
-            if action in ("crash_after_commit", "replay_last"):
-                store.close()
-                store = open_store(path)  # the consumer seeks to stored offsets, sees old records again
-                replay = store.apply_batch(log[last_start:position])
-                assert replay.applied == 0 and replay.skipped == len(batch) and not replay.dead_letters
-        assert snapshot(store, path) == expected
-        assert letters == expected_letters
-        store.close()
+    expected, expected_letters = run_once(log, new_target())
+    path = new_target()
+    store = open_store(path)
+    store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
+    letters: dict[str, str] = {}
+    position, last_start, step = 0, 0, 0
+    while position < len(log):
+        size, action = plan[step % len(plan)]
+        step += 1
+        batch = log[position:position + size]
+        if action == "crash_before_commit":  # the process died while applying: nothing stored
+            store.close()
+            store = open_store(path)  # ... and the restarted one gets the same records
+        letters.update((d.dead_letter_id, d.error) for d in store.apply_batch(batch).dead_letters)
+        last_start, position = position, position + len(batch)
+        if action in ("crash_after_commit", "replay_last"):
+            store.close()
+            store = open_store(path)  # the consumer seeks to stored offsets, sees old records again
+            replay = store.apply_batch(log[last_start:position])
+            assert replay.applied == 0 and replay.skipped == len(batch) and not replay.dead_letters
+    assert snapshot(store, path) == expected
+    assert letters == expected_letters
+    store.close()
 
 
-def test_failed_commit_breaks_the_store_and_a_reopen_replays(tmp_path, monkeypatch):
+def test_failed_commit_breaks_the_store_and_a_reopen_replays(new_target, monkeypatch):
     log = make_log(7, size=200)
-    expected, _ = run_once(log, tmp_path / "once.db")
-    path = tmp_path / "s.db"
+    expected, _ = run_once(log, new_target())
+    path = new_target()
     store = open_store(path)
     store.declare_partitions([(EVENTS, 0), (EVENTS, 1), (EXPOSURES, 0)])
     store.apply_batch(log[:100])
@@ -148,7 +161,7 @@ def test_failed_commit_breaks_the_store_and_a_reopen_replays(tmp_path, monkeypat
 
         def executemany(self, statement, rows):
             if "agg_offsets" in statement:
-                raise sqlite3.OperationalError("disk I/O error")
+                raise store._db_errors[0]("disk I/O error")
             return self._conn.executemany(statement, rows)
 
     monkeypatch.setattr(store, "_conn", FailingConnection(store._conn))
@@ -156,17 +169,19 @@ def test_failed_commit_breaks_the_store_and_a_reopen_replays(tmp_path, monkeypat
         store.apply_batch(log[100:150])
     with pytest.raises(StoreError, match="reopen"):
         store.apply_batch(log[150:])
+    store.close()
     store = open_store(path)
     store.apply_batch(log)  # replay everything: what was stored is skipped
     assert snapshot(store, path) == expected
+    store.close()
 
 
 def apply(store: AggregationStore, *records: SourceRecord):
     return store.apply_batch(list(records))
 
 
-def test_dead_letters_name_the_reason(tmp_path):
-    store = open_store(tmp_path / "s.db")
+def test_dead_letters_name_the_reason(new_target):
+    store = open_store(new_target())
     event = ListeningEvent(event_id="e1", user_id="u1", ts=T0, type="play", item_id="i")
     result = apply(
         store,
@@ -197,10 +212,11 @@ def test_dead_letters_name_the_reason(tmp_path):
     assert all(d.stage == "experiments.aggregation" for d in result.dead_letters)
     assert result.dead_letters[0].raw_value() == b'{"event_id": "e1", "user_id": '
     assert result.applied == 9
+    store.close()
 
 
-def test_late_records_are_dead_letters_and_counted(tmp_path):
-    store = AggregationStore(tmp_path / "s.db", allowed_lateness_ms=1000)
+def test_late_records_are_dead_letters_and_counted(new_target):
+    store = AggregationStore(new_target(), allowed_lateness_ms=1000)
     store.register_spec(SPEC)
     store.declare_partitions([(EVENTS, 0), (EXPOSURES, 0)])
 
@@ -229,13 +245,20 @@ def test_late_records_are_dead_letters_and_counted(tmp_path):
     assert (plays["n"], plays["sum"], plays["late_records"], plays["exposed"], plays["in_progress"]) == (
         1, 1.0, 2, 2, 1)
     assert plays["watermark_ts"] == T0 + 30 * S
+    store.close()
 
 
-def test_metric_records_have_the_documented_format(tmp_path):
-    store = open_store(tmp_path / "s.db")
+def test_metric_records_have_the_documented_format(new_target):
+    store = open_store(new_target())
+    store.declare_partitions([(EVENTS, 0)])  # the store owns input partition 0
     changed = store.register_spec(SPEC)
-    assert len(changed) == 6  # every (variant, metric) is new
-    for record in store.metric_records("exp"):
+    assert len(changed) == 6  # every (variant, metric) of partition 0 is new: published as partials
+    for record in changed:
+        assert list(record) == [*RECORD_FIELDS, "partition", "terms"] and record["partition"] == 0
+        assert record["record_id"].startswith(f"exp/{record['variant']}/{record['metric']}/0@0:")
+        assert set(record["terms"]) == {"sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum",
+                                        "pre_sum_sq", "pre_cross_sum"}
+    for record in store.metric_records("exp"):  # the totals, as a reader summing the partials gets them
         assert list(record) == RECORD_FIELDS
         assert record["record_id"].startswith(f"exp/{record['variant']}/{record['metric']}@0:")
         json.dumps(record, allow_nan=False)
@@ -243,13 +266,15 @@ def test_metric_records_have_the_documented_format(tmp_path):
     assert kinds == {"plays": (True, False), "ret": (True, True), "skip_rate": (False, True)}
     assert store.metric_records("nope") == []
     assert store.register_spec(SPEC) == []  # nothing changed, nothing to publish
+    store.close()
 
 
-def test_specs_survive_a_restart_and_running_specs_cannot_change_shape(tmp_path):
-    store = open_store(tmp_path / "s.db")
+def test_specs_survive_a_restart_and_running_specs_cannot_change_shape(new_target):
+    target = new_target()
+    store = open_store(target)
     store.register_spec(SPEC)
     store.close()
-    store = open_store(tmp_path / "s.db")
+    store = open_store(target)
     assert store.experiments() == ["exp"] and store.spec("exp") == SPEC
     longer = SPEC.model_copy(update={"end": SPEC.end + S})
     store.register_spec(longer)  # extending an experiment is fine
@@ -258,3 +283,45 @@ def test_specs_survive_a_restart_and_running_specs_cannot_change_shape(tmp_path)
     result = apply(store, SourceRecord(EXPERIMENTS, 0, 0, b"exp", json.dumps(changed).encode()))
     assert "metrics: cannot change while experiment 'exp' runs" in result.dead_letters[0].error
     assert store.spec("exp") == longer
+    store.close()
+
+
+def test_a_process_that_lost_a_partition_cannot_commit_it(new_target):
+    target = new_target()
+    log = make_log(3, size=200)
+    first = AggregationStore(target, allowed_lateness_ms=1500, claim_on_demand=False, owner="first")
+    first.claim([0, 1])
+    first.apply_batch(log[:100])
+    second = AggregationStore(target, allowed_lateness_ms=1500, claim_on_demand=False, owner="second")
+    second.claim([0])  # the group moved partition 0 to another process, which loaded its state
+    _, _, stored = snapshot(second, target)
+    with pytest.raises(FencedWrite, match=r"partitions \[0\]: claimed by another process"):
+        first.apply_batch(log[100:])
+    assert snapshot(second, target)[2] == stored  # the fenced commit wrote nothing, not even partition 1
+    with pytest.raises(StoreError, match="reopen"):
+        first.apply_batch(log[100:])
+    result = second.apply_batch(log[100:])  # the new owner goes on from partition 0's stored offsets
+    assert result.applied > 0
+    assert all(d.partition == 0 or d.source_topic == EXPERIMENTS for d in result.dead_letters)
+    first.close()
+    second.close()
+
+
+def test_a_spec_the_aggregator_cannot_fold_is_a_dead_letter_and_the_last_good_one_runs_on(new_target):
+    store = AggregationStore(new_target(), allowed_lateness_ms=0, max_pre_period_ms=60 * S)
+    apply(store, SourceRecord(EXPERIMENTS, 0, 0, b"exp", spec_to_json(SPEC)))
+    too_long = json.loads(spec_to_json(SPEC))
+    too_long["description"] = "a new version"
+    too_long["metrics"][0]["covariate"]["length"] = 61 * S
+    exposure = encode(Exposure(exposure_id="x1", experiment="exp", variant="a", user_id="u1", ts=T0))
+    result = apply(
+        store,
+        SourceRecord(EXPERIMENTS, 0, 1, b"exp", json.dumps(too_long).encode()),
+        SourceRecord(EXPOSURES, 0, 0, b"u1", exposure),
+    )
+    assert [d.offset for d in result.dead_letters] == [1]
+    assert "metrics[0].covariate.length: 0.000706019 days is longer than the aggregator keeps" in (
+        result.dead_letters[0].error)
+    assert store.spec("exp") == SPEC  # the last good version, still aggregated
+    assert {r["exposed"] for r in store.metric_records("exp") if r["variant"] == "a"} == {1}
+    store.close()

@@ -1,0 +1,69 @@
+"""The core's memory: bounded by users and event-time buckets, not by events."""
+
+from __future__ import annotations
+
+import random
+
+from experiments.aggregation.state import AggregationState
+from experiments.aggregation.windows import bucket_measure, bucket_start
+from experiments.spec import parse_spec
+from streams.events import Exposure, ListeningEvent
+
+T0 = 1_767_225_600_000  # midnight UTC
+D = 86_400_000
+SPEC = parse_spec({
+    "id": "exp", "salt": "s", "start": T0, "end": T0 + 60 * D, "control": "a",
+    "variants": [{"name": "a", "weight": 0.5, "policy": "p"}, {"name": "b", "weight": 0.5, "policy": "q"}],
+    "metrics": [
+        {"name": "plays", "role": "success", "kind": "mean", "direction": "increase",
+         "measure": "plays", "window": {"length": "7d"}, "covariate": {"length": "7d"}},
+        {"name": "items", "role": "success", "kind": "mean", "direction": "increase",
+         "measure": "distinct_items", "window": {"length": "7d"}},
+    ],
+})
+PARTS = [("tandem.events", 0), ("tandem.exposures", 0)]
+
+
+def run(events_per_user: int, *, users: int = 20, resolution_ms: int = D) -> AggregationState:
+    rng = random.Random(events_per_user)
+    state = AggregationState(allowed_lateness_ms=0, resolution_ms=resolution_ms)
+    state.register_spec(SPEC)
+    for user in range(users):
+        state.apply_exposure(Exposure(exposure_id=f"x{user}", experiment="exp", variant="ab"[user % 2],
+                                      user_id=f"u{user}", ts=T0 + 7 * D + user), PARTS[1])
+    # every user's events spread over the 14 days around the exposure; the watermark stays behind
+    for i in range(events_per_user * users):
+        ts = T0 + rng.randrange(14 * D)
+        state.apply_event(ListeningEvent(event_id=f"e{i}", user_id=f"u{i % users}", ts=ts, type="play",
+                                         item_id=f"i{rng.randrange(5)}"), PARTS[0])
+    return state
+
+
+def test_buckets_per_user_do_not_grow_with_events():
+    few, many = run(10), run(100)
+    rows = [sum(len(b) for b in s.buckets.values()) for s in (few, many)]
+    assert rows[0] < rows[1] <= 20 * 14  # at most one bucket per user and day of the span, whatever the events
+    assert len(many.events) == 2000  # ids are kept for dedupe over the lookback: the one per-event memory
+
+
+def test_a_day_resolution_counts_the_days_that_start_in_the_window():
+    state = AggregationState(allowed_lateness_ms=0, resolution_ms=D)
+    state.register_spec(SPEC)
+    f = T0 + 7 * D + 5 * 3_600_000  # exposed at 05:00 on day 7
+    state.apply_exposure(Exposure(exposure_id="x", experiment="exp", variant="a", user_id="u", ts=f), PARTS[1])
+    times = [f - 7 * D - 1, f - 1, f + 1, f + 7 * D - 1, T0 + 14 * D + 1]
+    for i, ts in enumerate(times):
+        state.apply_event(ListeningEvent(event_id=f"e{i}", user_id="u", ts=ts, type="play", item_id="i"), PARTS[0])
+    history = list(state.buckets["u"].items())
+    assert [start for start, _ in history] == sorted({bucket_start(ts, D) for ts in times})
+    # the window [f, f + 7d) holds the buckets of days 8..14: day 14's two plays (f + 7d - 1 and
+    # T0 + 14d + 1); the pre-window [f - 7d, f) holds days 1..7: day 7's two (f - 1 and f + 1)
+    window = bucket_measure(SPEC.metrics[0].measure, history, f, f + 7 * D)
+    pre = bucket_measure(SPEC.metrics[0].measure, history, f - 7 * D, f)
+    assert (window, pre) == (2.0, 2.0)
+    state.apply_exposure(Exposure(exposure_id="y", experiment="exp", variant="a", user_id="v", ts=T0 + 30 * D),
+                         PARTS[1])
+    state.apply_event(ListeningEvent(event_id="z", user_id="v", ts=T0 + 30 * D, type="play", item_id="i"), PARTS[0])
+    plays = {r["metric"]: r for r in state.metric_records("exp") if r["variant"] == "a"}["plays"]
+    assert (plays["n"], plays["sum"], plays["pre_sum"]) == (1, window, pre)
+    assert "u" not in state.buckets  # closed and behind the lookback: forgotten
