@@ -78,8 +78,9 @@ def policy_costs(*, decisions: int = 2000, warm: int = 500, seed: int = 1) -> di
     return out
 
 
-def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
-    """Topics, the spec, a trained LinUCB snapshot, and Feast rows for every other user."""
+def _prepare(settings: Any, *, users: int, specs: list[Any] | None = None) -> dict[str, Any]:
+    """Topics, the specs (default: the demo's ranker experiment), a trained LinUCB snapshot, and
+    Feast rows for every other user."""
     from experiments.spec import load_spec, spec_to_json
     from feature_store import FeatureStoreClient, FeatureStoreSettings
     from infra.kafka.config import producer_config
@@ -93,7 +94,7 @@ def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
     rng = random.Random(7)
     defaults = default_features()
     apply_topics(settings)
-    spec = load_spec(SPEC_FILE)
+    specs = specs if specs is not None else [load_spec(SPEC_FILE)]
     linucb = make_policy("linucb", seed=1)
     for _ in range(500):
         context = {k: float(v) for k, v in _features(rng, defaults).items()}
@@ -101,7 +102,8 @@ def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
     snapshot = ModelSnapshot(snapshot_id="bench", policy="linucb", version=linucb.version, ts=T0_MS,
                              updates=linucb.version, state=linucb.to_state())
     with EventPublisher(config=producer_config(settings), topic=settings.topic(EXPERIMENTS)) as publisher:
-        publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
+        for spec in specs:
+            publisher.publish_bytes(spec.id.encode(), spec_to_json(spec))
         publisher.publish_bytes(b"linucb", encode(snapshot), topic=settings.topic(MODELS))
     store = FeatureStoreClient(settings=FeatureStoreSettings(repo_path=settings.feast_dir, write_offline=False),
                                defaults=defaults)
@@ -110,7 +112,7 @@ def _prepare(settings: Any, *, users: int) -> dict[str, Any]:
                 for i in range(0, users, 2)]
         for start in range(0, len(rows), 2000):
             store.write_rows(rows[start:start + 2000])
-    return {"experiment": spec.id, "known_users": len(rows), "users": users,
+    return {"experiments": len(specs), "known_users": len(rows), "users": users,
             "linucb_snapshot_version": linucb.version}
 
 

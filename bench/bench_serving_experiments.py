@@ -1,14 +1,14 @@
-"""Benchmark: serving's request path with 1 and with 100 live experiments (10 layers of 10).
+"""Benchmark: serving with 1 and with 100 live experiments (10 layers of 10).
 
-The request path is measured in process, without HTTP: the surface composition (holdout,
-every layer's bucket, the variant of each experiment the user is in), the ranker's choice
-(LinUCB on the user's features), the decision and one exposure per experiment whose parameter
-shaped the response. HTTP, the feature read and the log are the same with 1 or 100
-experiments, so this is the part that can grow; ``bench.bench_serving`` measures them. The two
-configurations run in alternating rounds of the same users, so the machine's noise falls on
-both alike. Also: the cost of one ``assign`` (a spec, a user) in microseconds.
+``serving_experiments``: the p99 latency of ``POST /recommend`` at a fixed offered load (the
+serving process and load generator of ``bench.bench_serving``: a Feast read, the surface
+composition, LinUCB's choice, the decision and exposure records logged to the embedded broker)
+with 1 experiment and with 100, in alternating rounds (each figure is the median of its rounds'
+p99), so the machine's noise falls on both alike. Also, in process without HTTP, the request
+path's own time with 1 and 100 experiments (what can grow), and the cost of one ``assign``
+(a spec, a user) in microseconds.
 
-    python -m bench.bench_serving_experiments [--requests 20000]
+    python -m bench.bench_serving_experiments [--rps 300] [--duration 10] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def live_experiments(count: int) -> list[ExperimentSpec]:
         layer, slot = divmod(index, 10)
         width = 10_000 // min(10, count)
         buckets = (slot * width, (slot + 1) * width if slot < 9 and count > 1 else 10_000)
+        params: tuple[dict[str, Any], dict[str, Any]]
         if layer == 0:
             params = ({"ranker": {"policy": "popularity"}}, {"ranker": {"policy": "linucb"}})
         elif layer == 1:
@@ -112,10 +113,62 @@ def assignment_cost(*, users: int = 50_000) -> float:
     return round((time.perf_counter() - began) / users * 1e6, 3)
 
 
-def run(*, requests: int = 20_000) -> dict[str, Any]:
+def http_p99(specs: list[ExperimentSpec], *, rps: float, duration_s: float, warmup_s: float = 2.0,
+             users: int = 10_000) -> dict[str, Any]:
+    """One round: a broker, the specs, a serving process, and the offered load's latency."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from bench.bench_serving import ROOT, _offer_load, _prepare, _stop, _wait_healthy
+    from infra.kafka.broker import EmbeddedBroker, free_port
+    from infra.settings import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-experiments-") as tmp, \
+            EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
+        settings = load_settings({}, bootstrap_servers=broker.bootstrap, topic_prefix="bench.",
+                                 state_dir=Path(tmp) / "state")
+        _prepare(settings, users=users, specs=specs)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": broker.bootstrap, "TANDEM_TOPIC_PREFIX": "bench.",
+               "TANDEM_STATE_DIR": str(settings.state_dir), "PYTHONPATH": str(ROOT)}
+        with open(Path(tmp) / "server.log", "wb") as log:
+            server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve", str(port)],
+                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                health = _wait_healthy(url, server, Path(tmp) / "server.log")
+                result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
+            finally:
+                _stop(server)
+    assert len(health["experiments"]) == len(specs), "the server did not load every experiment"
+    return {k: result[k] for k in ("p50_ms", "p99_ms", "errors", "achieved_rps")}
+
+
+def over_http(*, rps: float, duration_s: float, rounds: int) -> dict[str, Any]:
+    configurations = {"1": live_experiments(1), "100": live_experiments(100)}
+    trials: dict[str, list[dict[str, Any]]] = {name: [] for name in configurations}
+    for _ in range(rounds):
+        for name, specs in configurations.items():
+            trials[name].append(http_p99(specs, rps=rps, duration_s=duration_s))
+    p99 = {name: sorted(t["p99_ms"] for t in runs)[len(runs) // 2] for name, runs in trials.items()}
     return {
-        "what": "in-process request path (composition, LinUCB choice, records); 1 vs 100 experiments in 10 layers",
-        **request_path(requests=requests),
+        "serving_experiments": p99,
+        "serving_experiments_p99_ratio": round(p99["100"] / p99["1"], 3),
+        "serving_experiments_rounds": trials,
+        "offered_rps": rps,
+    }
+
+
+def run(*, rps: float = 300.0, duration_s: float = 10.0, rounds: int = 3, requests: int = 20_000) -> dict[str, Any]:
+    in_process = request_path(requests=requests)
+    return {
+        "what": "POST /recommend p99 at a fixed load with 1 vs 100 experiments in 10 layers (median of rounds)",
+        **over_http(rps=rps, duration_s=duration_s, rounds=rounds),
+        "request_path_in_process": {
+            "p99_ms": in_process["serving_experiments"], "detail": in_process["serving_experiments_detail"]},
         "assignment_us_per_experiment": assignment_cost(),
         "target": {"serving_experiments_p99_ratio": "<= 1.2"},
     }
@@ -123,9 +176,11 @@ def run(*, requests: int = 20_000) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rps", type=float, default=300.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print(json.dumps(run(requests=args.requests), indent=2))
+    print(json.dumps(run(rps=args.rps, duration_s=args.duration, rounds=args.rounds), indent=2))
 
 
 if __name__ == "__main__":

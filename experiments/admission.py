@@ -11,29 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from experiments.assignment import check_holdouts, check_layers, check_parameters
-from experiments.errors import InvalidSpec
 from experiments.spec import ExperimentSpec
-from experiments.surfaces import Surface
-
-
-def check_against_surfaces(spec: ExperimentSpec, surfaces: Mapping[str, Surface]) -> None:
-    """The spec's surface exists and every parameter its variants set is one of it, of the right type."""
-    surface = surfaces.get(spec.surface)
-    if surface is None:
-        raise InvalidSpec(f"experiment spec {spec.id!r}: surface: unknown surface {spec.surface!r} "
-                          f"(one of {', '.join(sorted(surfaces))})")
-    for i, variant in enumerate(spec.variants):
-        for name, value in variant.params.items():
-            parameter = surface.parameter(name)
-            where = f"variants[{i}].params.{name}"
-            if parameter is None:
-                known = ", ".join(p.name for p in surface.parameters)
-                raise InvalidSpec(f"experiment spec {spec.id!r}: {where}: not a parameter of surface "
-                                  f"{surface.name!r} ({known})")
-            try:
-                parameter.check(value.model_dump() if hasattr(value, "model_dump") else value)
-            except ValueError as exc:
-                raise InvalidSpec(f"experiment spec {spec.id!r}: {where}: {exc}") from None
+from experiments.surfaces import Surface, check_against_surfaces
 
 
 def admit(spec: ExperimentSpec, *, live: Iterable[ExperimentSpec], surfaces: Mapping[str, Surface]) -> None:

@@ -22,13 +22,13 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
 import numpy as np
 
 from experiments.spec import ExperimentSpec, parse_spec, spec_to_json
+from experiments.stats.moments import Moments
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS
 from infra.settings import Settings
@@ -36,21 +36,8 @@ from infra.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ArmStats:
-    """A variant's sufficient statistics of the allocation metric."""
-
-    n: int
-    sum: float
-    sum_sq: float
-
-    @property
-    def mean(self) -> float:
-        return self.sum / self.n
-
-    @property
-    def variance(self) -> float:
-        return max(self.sum_sq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)
+#: A variant's sufficient statistics of the allocation metric.
+ArmStats = Moments
 
 
 def thompson_weights(

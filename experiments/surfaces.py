@@ -22,12 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.errors import InvalidSpec
 from experiments.validation import describe, load_yaml
+
+if TYPE_CHECKING:
+    from experiments.spec import ExperimentSpec
 
 SURFACES_PATH = Path(__file__).resolve().parent / "surfaces.yaml"
 #: The parameter that names the policy choosing what a surface shows; a variant's ``policy`` sets it.
@@ -134,3 +137,23 @@ def parse_surfaces(data: Any) -> dict[str, Surface]:
 
 def load_surfaces(path: str | Path = SURFACES_PATH) -> dict[str, Surface]:
     return load_yaml(path, parse_surfaces)
+
+
+def check_against_surfaces(spec: ExperimentSpec, surfaces: Mapping[str, Surface]) -> None:
+    """The spec's surface exists and every parameter its variants set is one of it, of the right type."""
+    surface = surfaces.get(spec.surface)
+    if surface is None:
+        raise InvalidSpec(f"experiment spec {spec.id!r}: surface: unknown surface {spec.surface!r} "
+                          f"(one of {', '.join(sorted(surfaces))})")
+    for i, variant in enumerate(spec.variants):
+        for name, value in variant.params.items():
+            parameter = surface.parameter(name)
+            where = f"variants[{i}].params.{name}"
+            if parameter is None:
+                known = ", ".join(p.name for p in surface.parameters)
+                raise InvalidSpec(f"experiment spec {spec.id!r}: {where}: not a parameter of surface "
+                                  f"{surface.name!r} ({known})")
+            try:
+                parameter.check(value.model_dump() if hasattr(value, "model_dump") else value)
+            except ValueError as exc:
+                raise InvalidSpec(f"experiment spec {spec.id!r}: {where}: {exc}") from None

@@ -35,6 +35,7 @@ from experiments.aggregation.stats import SufficientStats, merge_partials, recor
 from experiments.aggregation.windows import Contribution, TypeSummary
 from experiments.errors import FencedWrite, InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
+from experiments.surfaces import check_against_surfaces, load_surfaces
 from infra.kafka.topics import EVENTS, EXPERIMENTS, EXPOSURES
 from streams.errors import InvalidRecord
 from streams.events import DeadLetter, Exposure, ListeningEvent, dead_letter, decode
@@ -99,6 +100,7 @@ class AggregationStore:
         self._claim_on_demand = claim_on_demand
         # a spec asking for a longer pre-period is a dead letter; its last good version runs on
         self._max_pre_period_ms = max_pre_period_ms
+        self._surfaces = load_surfaces()
         self._state_args = {
             "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
             "resolution_ms": resolution_ms,
@@ -354,6 +356,7 @@ class AggregationStore:
         if record.key is not None and record.key != spec.id.encode("utf-8"):
             return f"key: {record.key!r} does not match the spec id {spec.id!r}"
         check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms)
+        check_against_surfaces(spec, self._surfaces)  # as serving checks it: both keep the last good version
         self._register(spec)
         return None
 

@@ -50,9 +50,8 @@ def bandit_report(spec: ExperimentSpec, exposures: Iterable[Exposure], events: I
             if metric.kind == "ratio" or anchor.ts + metric.end_offset > closed_upto:
                 continue
             value = contribution(metric, by_user.get(user, ()), anchor.ts).value
-            old = cells.get((metric.name, anchor.variant, period), PeriodCell(0, 0.0, 0.0))
-            cells[(metric.name, anchor.variant, period)] = PeriodCell(old.n + 1, old.sum + value,
-                                                                      old.sum_sq + value * value)
+            key = (metric.name, anchor.variant, period)
+            cells[key] = cells.get(key, PeriodCell()).add(value)
     weights = [{v.name: v.weight for v in spec.variants}] + [dict(p.weights) for p in spec.periods]
     effects = {}
     for metric in spec.metrics:

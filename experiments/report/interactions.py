@@ -31,33 +31,15 @@ from scipy import stats as scipy_stats
 from experiments.aggregation.windows import MetricEvent, contribution
 from experiments.spec import ExperimentSpec, Metric
 from experiments.stats.correction import adjust
+from experiments.stats.moments import Moments
 from infra.kafka.topic_reader import read_topic
 from infra.kafka.topics import EVENTS, EXPOSURES, Topic
 from infra.settings import Settings
 from streams.errors import InvalidRecord
 from streams.events import Exposure, ListeningEvent, RecordT, decode
 
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """Sufficient statistics of one metric over the users in one (A variant, B variant) cell."""
-
-    n: int = 0
-    sum: float = 0.0
-    sum_sq: float = 0.0
-
-    def add(self, value: float) -> Cell:
-        return Cell(self.n + 1, self.sum + value, self.sum_sq + value * value)
-
-    @property
-    def mean(self) -> float:
-        return self.sum / self.n
-
-    @property
-    def variance(self) -> float:
-        """Sample variance (n - 1)."""
-        return max(self.sum_sq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)
-
+#: Sufficient statistics of one metric over the users in one (A variant, B variant) cell.
+Cell = Moments
 
 #: (metric, A's variant, B's variant) -> cell, for one ordered pair (A, B).
 Cells = Mapping[tuple[str, str, str], Cell]

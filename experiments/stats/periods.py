@@ -26,22 +26,10 @@ from dataclasses import dataclass
 
 from scipy import stats as scipy_stats
 
+from experiments.stats.moments import Moments
 
-@dataclass(frozen=True, slots=True)
-class PeriodCell:
-    """A variant's users who arrived in one period: count, sum and sum of squares of the metric."""
-
-    n: int
-    sum: float
-    sum_sq: float
-
-    @property
-    def mean(self) -> float:
-        return self.sum / self.n
-
-    @property
-    def variance(self) -> float:
-        return max(self.sum_sq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)
+#: A variant's users who arrived in one period: count, sum and sum of squares of the metric.
+PeriodCell = Moments
 
 
 @dataclass(frozen=True, slots=True)

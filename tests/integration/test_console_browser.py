@@ -63,6 +63,6 @@ def test_the_console_in_chromium_shows_the_demo_experiment(tmp_path: Path) -> No
         assert check in health
     assert any("decided" in row and "demo" in row for row in seen["history"]), seen["history"]
     assert "the report says" in seen["decision"]
-    assert result.console["decision"]["note"].startswith("the report says")
+    assert result.console[EXPERIMENT]["decision"]["note"].startswith("the report says")
     for name in ("console-experiments.png", "console-experiment.png"):
         assert (REPORT / name).stat().st_size > 10_000

@@ -325,3 +325,16 @@ def test_a_spec_the_aggregator_cannot_fold_is_a_dead_letter_and_the_last_good_on
     assert store.spec("exp") == SPEC  # the last good version, still aggregated
     assert {r["exposed"] for r in store.metric_records("exp") if r["variant"] == "a"} == {1}
     store.close()
+
+
+def test_a_spec_setting_a_parameter_its_surface_lacks_is_a_dead_letter_and_the_last_good_one_runs_on(new_target):
+    store = AggregationStore(new_target(), allowed_lateness_ms=0)
+    apply(store, SourceRecord(EXPERIMENTS, 0, 0, b"exp", spec_to_json(SPEC)))
+    unknown = json.loads(spec_to_json(SPEC))
+    unknown["description"] = "a new version"
+    unknown["variants"][0]["params"] = {"colour": "red"}  # what serving would refuse too
+    result = apply(store, SourceRecord(EXPERIMENTS, 0, 1, b"exp", json.dumps(unknown).encode()))
+    assert [d.offset for d in result.dead_letters] == [1]
+    assert "variants[0].params.colour: not a parameter of surface 'home'" in result.dead_letters[0].error
+    assert store.spec("exp") == SPEC
+    store.close()
