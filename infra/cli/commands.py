@@ -81,7 +81,7 @@ def _add_simulate(commands_parser: Any) -> None:
 
 
 def _add_up_down(commands_parser: Any) -> None:
-    up = commands_parser.add_parser("up", help="broker, topics, the demo experiment and the four workers, detached")
+    up = commands_parser.add_parser("up", help="broker, topics, the demo's experiments and the five workers, detached")
     up.add_argument("--port", type=int, default=8080, help="the serving API's port")
     up.add_argument(
         "--store", choices=["sqlite", "postgres"], default="sqlite",

@@ -3,7 +3,7 @@ three concurrent experiments on the home surface (the ranker, the layout, and th
 holdout), and the reports that catch a bandit winning plays and losing retention.
 
 Everything it starts it stops, also on Ctrl-C: the broker is a context manager,
-the four workers run under a ``Supervisor``, each in its own process and log.
+the five workers run under a ``Supervisor``, each in its own process and log.
 """
 
 from __future__ import annotations
@@ -104,11 +104,16 @@ class DemoResult:
     consistency: dict[str, CheckResult]  # per experiment: the stream's figures against the archive's
 
 
+#: The probe's event time: 2025-01-01, before the demo's experiments (and its simulated days).
+PROBE_TS = 1_735_689_600_000
+
+
 class LatencyProbe(threading.Thread):
     """Asks serving for a recommendation every ``interval_s`` and records latency and errors.
 
-    Without an event time the request falls outside the experiment, so the probe is
-    never exposed and changes no experiment figure.
+    It asks at an event time before every experiment starts (``PROBE_TS``), so the probe is
+    never assigned or exposed and changes no experiment figure, and no watermark: with the
+    wall clock it would be exposed at today's date, a window the simulation never closes.
     """
 
     def __init__(self, url: str, *, interval_s: float = 0.05) -> None:
@@ -119,7 +124,7 @@ class LatencyProbe(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        body = json.dumps({"user_id": "latency-probe"}).encode()
+        body = json.dumps({"user_id": "latency-probe", "ts": PROBE_TS}).encode()
         while not self._stop_event.wait(self.interval_s):
             request = urllib.request.Request(  # noqa: S310 - our loopback URL
                 f"{self.url}/recommend", data=body, headers={"Content-Type": "application/json"}
@@ -205,8 +210,15 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
             driven = _drive(settings, options, supervisor, processes, serve_url=access.serve_url, specs=specs)
             say("waiting for the aggregator to close every metric window")
-            wait_for(lambda: _windows_closed(settings, ids), timeout_s=120, interval_s=1.0,
-                     what="every metric window closed")
+            try:
+                wait_for(lambda: _windows_closed(settings, ids), timeout_s=120, interval_s=1.0,
+                         what="every metric window closed")
+            except TimeoutError:
+                for record in _metric_records(settings, ids):
+                    if record["in_progress"] or not record["n"]:
+                        say(f"still open: {record['experiment']}/{record['variant']}/{record['metric']} "
+                            f"n {record['n']}, in progress {record['in_progress']}")
+                raise
             files = {spec.id: run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
                      for spec in specs}
             live_metrics = _metric_records(settings, ids)
