@@ -631,15 +631,6 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
             server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
             children["TANDEM_POSTGRES_DSN"] = server.dsn
             print(f"postgres {server.dsn} (data in {server.data_dir})")
-    if store == "postgres":
-        if settings.postgres_dsn is not None:
-            children["TANDEM_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
-        else:
-            from infra.postgres import EmbeddedPostgres
-
-            server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
-            children["TANDEM_POSTGRES_DSN"] = server.dsn
-            print(f"postgres {server.dsn} (data in {server.data_dir})")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
     for process in worker_specs(port, console_port).values():
         supervisor.start(process)
