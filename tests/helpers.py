@@ -38,3 +38,43 @@ class RecordingProducer:
     def flush(self, timeout: float | None = None) -> None: ...
 
     def close(self, timeout: float | None = None) -> None: ...
+
+
+class DefaultFeatures:
+    """A feature reader that knows nobody: every user gets the default features."""
+
+    def __init__(self) -> None:
+        from streams.features import default_features
+
+        self.defaults = default_features()
+
+    def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
+        return {user: dict(self.defaults) for user in user_ids}
+
+
+async def serve_answers(settings: Any, requests: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
+    """A fresh serving service on ``settings``' broker answers ``(user, ts)`` requests over HTTP, in
+    order; it returns once its log has delivered every record (each user's last answer is kept)."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams.serving import ServingConfig, build_app, build_service
+
+    service = build_service(settings, features=DefaultFeatures(), config=ServingConfig())
+    service.start()
+    answers = {}
+    try:
+        async with TestClient(TestServer(build_app(service))) as client:
+            for user, ts in requests:
+                response = await client.post("/recommend", json={"user_id": user, "ts": ts})
+                assert response.status == 200, await response.text()
+                answers[user] = await response.json()
+            for _ in range(600):
+                if service.log.pending == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert service.log.pending == 0 and not service.log.failed
+    finally:
+        await asyncio.to_thread(service.close, 5.0)
+    return answers

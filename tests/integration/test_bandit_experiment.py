@@ -9,8 +9,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-
 from experiments.allocation import allocate_once
 from experiments.spec import parse_spec, spec_from_json, spec_to_json
 from infra.kafka.config import producer_config
@@ -18,10 +16,8 @@ from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS, STICKY_ASSIGNMENTS, apply_topics
 from infra.settings import Settings
 from streams.events import StickyAssignment, decode
-from streams.features import default_features
 from streams.producer import EventPublisher
-from streams.serving import ServingConfig, build_app, build_service
-from tests.helpers import T0_MS
+from tests.helpers import T0_MS, serve_answers
 
 DAY_MS = 86_400_000
 SPEC = parse_spec({
@@ -37,32 +33,9 @@ EARLY = [f"early-{i}" for i in range(200)]
 LATE = [f"late-{i}" for i in range(400)]
 
 
-class DefaultFeatures:
-    def __init__(self) -> None:
-        self.defaults = default_features()
-
-    def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
-        return {user: dict(self.defaults) for user in user_ids}
-
-
 async def ask(settings: Settings, users: list[str], ts: int) -> dict[str, dict[str, Any]]:
     """A fresh serving process's answers (its sticky memory comes from the topic alone)."""
-    service = build_service(settings, features=DefaultFeatures(), config=ServingConfig())
-    service.start()
-    answers = {}
-    try:
-        async with TestClient(TestServer(build_app(service))) as client:
-            for user in users:
-                response = await client.post("/recommend", json={"user_id": user, "ts": ts})
-                assert response.status == 200, await response.text()
-                answers[user] = await response.json()
-            for _ in range(600):
-                if service.log.pending == 0:
-                    break
-                await asyncio.sleep(0.1)
-    finally:
-        await asyncio.to_thread(service.close, 5.0)
-    return answers
+    return await serve_answers(settings, [(user, ts) for user in users])
 
 
 def metric_record(variant: str, n: int, plays: float) -> bytes:

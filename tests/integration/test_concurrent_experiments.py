@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from experiments.aggregation.windows import MetricEvent, contribution
 from experiments.assignment import compose
@@ -31,10 +30,8 @@ from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES, apply_topics
 from infra.settings import Settings
 from streams.events import EventType, Exposure, ListeningEvent, decode, encode
-from streams.features import default_features
 from streams.producer import EventPublisher
-from streams.serving import ServingConfig, build_app, build_service
-from tests.helpers import T0_MS
+from tests.helpers import T0_MS, serve_answers
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -63,32 +60,8 @@ SPECS = [
 ]
 
 
-class DefaultFeatures:
-    def __init__(self) -> None:
-        self.defaults = default_features()
-
-    def read(self, user_ids: list[str]) -> dict[str, dict[str, int | float]]:
-        return {user: dict(self.defaults) for user in user_ids}
-
-
 async def serve_everyone(settings: Settings) -> dict[str, dict[str, Any]]:
-    service = build_service(settings, features=DefaultFeatures(), config=ServingConfig())
-    service.start()
-    answers = {}
-    try:
-        async with TestClient(TestServer(build_app(service))) as client:
-            for user, ts in [(u, SERVED_AT) for u in USERS] + [(u, CLOCK_AT) for u in CLOCK_USERS]:
-                response = await client.post("/recommend", json={"user_id": user, "ts": ts})
-                assert response.status == 200, await response.text()
-                answers[user] = await response.json()
-            for _ in range(600):
-                if service.log.pending == 0:
-                    break
-                await asyncio.sleep(0.1)
-            assert service.log.pending == 0 and not service.log.failed
-    finally:
-        await asyncio.to_thread(service.close, 5.0)
-    return answers
+    return await serve_answers(settings, [(u, SERVED_AT) for u in USERS] + [(u, CLOCK_AT) for u in CLOCK_USERS])
 
 
 def listening(rng: random.Random) -> list[ListeningEvent]:
