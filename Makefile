@@ -27,8 +27,13 @@ browser: ## Debian's chromium for the console's browser test, installed when mis
 demo: $(STAMP) ## the main job: the end-to-end demo on the embedded broker
 	$(BIN)/tandem demo
 
-test: $(STAMP) browser ## every test, unit and integration (starts its own broker)
-	$(BIN)/python -m pytest
+# Two pytest workers: each starts its own broker and PostgreSQL (session fixtures), and the
+# integration tests spend much of their time waiting on the subprocesses they drive.
+# worksteal hands the long tests out as workers free up instead of in fixed chunks.
+TEST_WORKERS ?= 2
+
+test: $(STAMP) browser ## every test, unit and integration (starts its own broker per worker)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-unit: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest -m "not integration"
