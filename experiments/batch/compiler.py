@@ -120,56 +120,76 @@ def compile_experiment(
     spec: ExperimentSpec, *, closed_upto: int | Mapping[int, int], metrics: Sequence[str] | None = None
 ) -> CompiledQuery:
     """The query computing the sufficient statistics of ``spec``'s metrics (all, or those named)."""
+    chosen = _chosen_metrics(spec, metrics)
+    index = {m.name: i for i, m in enumerate(spec.metrics)}
+    values: list[str] = []
+    sums: list[str] = []
+    columns: list[str] = ["variant", "exposed", "multi_variant_users"]
+    for i, metric in enumerate(chosen):
+        metric_values, metric_sums = _metric_sql(i, metric, f"metrics[{index[metric.name]}]")
+        values += metric_values
+        sums += [f"{term_sql} AS m{i}_{name}" for name, term_sql in metric_sums.items()]
+        columns += [f"m{i}_{name}" for name in metric_sums]
+    sql = _query_sql(spec, chosen, closed_upto=closed_upto, values=values, sums=sums)
+    return CompiledQuery(experiment=spec.id, metrics=tuple(chosen), columns=tuple(columns), sql=sql)
+
+
+def _chosen_metrics(spec: ExperimentSpec, names: Sequence[str] | None) -> list[Metric]:
+    """The spec's metrics named (all when none is), each checked to be computable in SQL."""
     chosen = list(spec.metrics)
-    if metrics is not None:
-        unknown = [name for name in metrics if spec.metric(name) is None]
+    if names is not None:
+        unknown = [name for name in names if spec.metric(name) is None]
         if unknown:
             raise CompileError(f"metric: {', '.join(map(repr, unknown))} not in experiment {spec.id!r}")
-        chosen = [m for m in spec.metrics if m.name in metrics]
+        chosen = [m for m in spec.metrics if m.name in names]
     if not chosen:
         raise CompileError("metrics: nothing to compute")
     index = {m.name: i for i, m in enumerate(spec.metrics)}
     for metric in chosen:
         _check_metric(metric, f"metrics[{index[metric.name]}]")
+    return chosen
 
+
+def _metric_sql(i: int, metric: Metric, field: str) -> tuple[list[str], dict[str, str]]:
+    """One metric's per-user value columns and its per-variant sums (term name -> SQL)."""
+    lo = f"a.anchor_ts + {metric.window.delay}"
+    hi = f"a.anchor_ts + {metric.end_offset}"
+    y, den, pre = f"m{i}_y", f"m{i}_den", f"m{i}_pre"
+    values: list[str] = []
+    terms = {"n": "1", "sum": y, "sum_sq": f"{y} * {y}"}
+    if metric.kind == "ratio":
+        assert metric.numerator is not None and metric.denominator is not None
+        values.append(f"{_measure_sql(metric.numerator, lo, hi, field + '.numerator')} AS {y}")
+        values.append(f"{_measure_sql(metric.denominator, lo, hi, field + '.denominator')} AS {den}")
+        terms.update(den_sum=den, den_sum_sq=f"{den} * {den}", cross_sum=f"{y} * {den}")
+    else:
+        assert metric.measure is not None
+        values.append(f"{_measure_sql(metric.measure, lo, hi, field + '.measure')} AS {y}")
+    if metric.covariate is not None:
+        assert metric.measure is not None
+        pre_lo = f"a.anchor_ts - {metric.covariate.length}"
+        values.append(f"{_measure_sql(metric.measure, pre_lo, 'a.anchor_ts', field + '.covariate')} AS {pre}")
+        terms.update(pre_sum=pre, pre_sum_sq=f"{pre} * {pre}", pre_cross_sum=f"{pre} * {y}")
+    closed = f"anchor_ts + {metric.end_offset} <= closed_upto"
+    # Users whose window is still open add nothing (SUM over no rows is NULL: read as 0).
+    return values, {name: f"SUM(CASE WHEN {closed} THEN {term} END)" for name, term in terms.items()}
+
+
+def _query_sql(
+    spec: ExperimentSpec, chosen: Sequence[Metric], *, closed_upto: int | Mapping[int, int],
+    values: Sequence[str], sums: Sequence[str],
+) -> str:
+    """The whole query: deduplicate, anchor each user at the first exposure, measure, sum per variant."""
     experiment = _literal(spec.id, "id")
     variants = ", ".join(_literal(v.name, f"variants[{i}].name") for i, v in enumerate(spec.variants))
     start, end = _integer(spec.start, "start"), _integer(spec.end, "end")
     reach_back = max(m.pre_length for m in chosen)
     reach_ahead = max(m.end_offset for m in chosen)
     nearest_end = min(m.end_offset for m in chosen)
-
-    values: list[str] = []
-    sums: list[str] = []
-    columns: list[str] = ["variant", "exposed", "multi_variant_users"]
-    for i, metric in enumerate(chosen):
-        field = f"metrics[{index[metric.name]}]"
-        lo = f"a.anchor_ts + {metric.window.delay}"
-        hi = f"a.anchor_ts + {metric.end_offset}"
-        y, den, pre = f"m{i}_y", f"m{i}_den", f"m{i}_pre"
-        closed = f"anchor_ts + {metric.end_offset} <= closed_upto"
-        terms = {"n": "1", "sum": y, "sum_sq": f"{y} * {y}"}
-        if metric.kind == "ratio":
-            assert metric.numerator is not None and metric.denominator is not None
-            values.append(f"{_measure_sql(metric.numerator, lo, hi, field + '.numerator')} AS {y}")
-            values.append(f"{_measure_sql(metric.denominator, lo, hi, field + '.denominator')} AS {den}")
-            terms.update(den_sum=den, den_sum_sq=f"{den} * {den}", cross_sum=f"{y} * {den}")
-        else:
-            assert metric.measure is not None
-            values.append(f"{_measure_sql(metric.measure, lo, hi, field + '.measure')} AS {y}")
-        if metric.covariate is not None:
-            assert metric.measure is not None
-            pre_lo = f"a.anchor_ts - {metric.covariate.length}"
-            values.append(f"{_measure_sql(metric.measure, pre_lo, 'a.anchor_ts', field + '.covariate')} AS {pre}")
-            terms.update(pre_sum=pre, pre_sum_sq=f"{pre} * {pre}", pre_cross_sum=f"{pre} * {y}")
-        for name, term in terms.items():
-            # Users whose window is still open add nothing (SUM over no rows is NULL: read as 0).
-            sums.append(f"SUM(CASE WHEN {closed} THEN {term} END) AS m{i}_{name}")
-            columns.append(f"m{i}_{name}")
     value_columns = ",\n    ".join(values)
     sum_columns = ",\n  ".join(sums)
-    # Every literal above went through _literal (the spec's name pattern) or _integer: no quote can enter.
-    sql = f"""WITH
+    # Every literal in this query went through _literal (the spec's name pattern) or _integer: no quote can enter.
+    return f"""WITH
 deduplicated_events AS (
   SELECT user_id, ts, type, item_id, genre, ms_played FROM (
     SELECT user_id, ts, type, item_id, genre, ms_played,
@@ -211,4 +231,3 @@ SELECT variant, COUNT(*) AS exposed, SUM(multi) AS multi_variant_users,
   {sum_columns}
 FROM users GROUP BY variant
 """  # noqa: S608
-    return CompiledQuery(experiment=spec.id, metrics=tuple(chosen), columns=tuple(columns), sql=sql)
