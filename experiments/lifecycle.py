@@ -229,10 +229,14 @@ def read_specs(settings: Settings) -> dict[str, ExperimentSpec]:
 
 
 def read_versions(settings: Settings, experiment: str) -> list[ExperimentSpec]:
-    """Every valid version of one experiment still on the experiments topic, in topic order."""
-    out = []
+    """Every valid version of one experiment still on the experiments topic, in topic order (since
+    its last tombstone, if it was deleted and created again)."""
+    out: list[ExperimentSpec] = []
     for record in read_topic(settings, settings.topic(EXPERIMENTS)):
-        if record.value is None or record.key != experiment.encode("utf-8"):
+        if record.key != experiment.encode("utf-8"):
+            continue
+        if record.value is None:
+            out.clear()
             continue
         try:
             out.append(spec_from_json(record.value))

@@ -5,7 +5,7 @@ Parquet dataset, exactly once; ``compile_experiment`` turns an experiment's metr
 SQL query that DuckDB and Spark both run (``recompute``); ``check_experiment`` compares the
 stream's figures with the archive's (``tandem experiments check``, the demo's last step);
 ``add_metric`` adds a metric to a running experiment as a new spec version on the experiments
-topic, computed by the batch path only (``batch_report``: its figures for ``tandem report``).
+topic, computed by the batch path only (``tandem report`` shows it: ``experiments.report.adhoc``).
 Everything is imported on first use (pyarrow, DuckDB and Spark are heavy).
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 from experiments.aggregation.stats import merge_partials
 from experiments.errors import UnknownExperiment
 from experiments.report.render import Report, build_report, render_table, write_lift_over_time_png, write_lift_png
-from experiments.spec import ExperimentSpec, spec_from_json
+from experiments.spec import ExperimentSpec, MetricSource, spec_from_json
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS
 from infra.settings import Settings
@@ -36,9 +36,9 @@ class ReportFiles:
     lift_over_time_png: Path
 
 
-def report_spec(spec: ExperimentSpec, *, source: str = "stream") -> dict[str, Any]:
+def report_spec(spec: ExperimentSpec, *, source: MetricSource = "stream") -> dict[str, Any]:
     """The spec as ``experiments.report.render.build_report`` reads it, with the metrics of one source:
-    the stream's (the ``experiment-metrics`` records) or the batch path's (``batch_report``)."""
+    the stream's (the ``experiment-metrics`` records) or the batch path's (``experiments.report.adhoc``)."""
     return {
         "id": spec.id,
         "control": spec.control,
