@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from experiments.errors import InvalidSpec, TransitionRefused, UnknownExperiment
-from experiments.spec import ExperimentSpec, Status, Transition, spec_from_json, spec_to_json
+from experiments.spec import ExperimentSpec, Metric, Status, Transition, spec_from_json, spec_to_json
 from infra.kafka.topic_reader import read_topic
 from infra.kafka.topics import EXPERIMENT_DECISIONS, EXPERIMENTS
 from infra.settings import Settings
@@ -99,6 +99,29 @@ def transition(current: ExperimentSpec, *, to: Status, who: str, at: int, why: s
     if to not in MOVES[current.status]:
         raise TransitionRefused(f"status: experiment {current.id!r} is {current.status}; it cannot become {to}")
     return _next(current, to, who=who, at=at, why=why)
+
+
+def add_batch_metric(current: ExperimentSpec, metric: Metric, *, who: str, at: int, why: str = "") -> ExperimentSpec:
+    """The next version of ``current`` with ``metric`` added, computed by the batch path only.
+
+    The stream cannot compute a metric for users whose windows it has already closed, so a metric
+    added once users were exposed is ``source: batch``: the aggregator, serving and the console
+    ignore it, ``tandem report`` and ``tandem experiments recompute`` compute it from the archive
+    for everyone exposed so far. A draft takes a stream metric by ``apply_spec`` instead.
+    """
+    if current.status not in ("running", "stopped"):
+        raise TransitionRefused(
+            f"status: experiment {current.id!r} is {current.status}; a metric is added in batch to a running "
+            "or stopped experiment only" + (" (apply the spec with the metric instead)" if current.status == "draft"
+                                            else "")
+        )
+    if metric.source != "batch":
+        raise InvalidSpec(f"source: metric {metric.name!r} added to experiment {current.id!r} is computed in "
+                          "batch only (source: batch); the stream has closed windows without it")
+    if current.metric(metric.name) is not None:
+        raise InvalidSpec(f"name: duplicate metric {metric.name!r}")
+    added = current.model_copy(update={"metrics": (*current.metrics, metric)})
+    return _next(added, current.status, who=who, at=at, why=why or f"metric {metric.name} added (source batch)")
 
 
 def _next(spec: ExperimentSpec, status: Status, *, who: str, at: int, why: str) -> ExperimentSpec:
@@ -203,6 +226,23 @@ def read_specs(settings: Settings) -> dict[str, ExperimentSpec]:
         if known is None or version(spec) >= version(known):
             specs[spec.id] = spec
     return specs
+
+
+def read_versions(settings: Settings, experiment: str) -> list[ExperimentSpec]:
+    """Every valid version of one experiment still on the experiments topic, in topic order (since
+    its last tombstone, if it was deleted and created again)."""
+    out: list[ExperimentSpec] = []
+    for record in read_topic(settings, settings.topic(EXPERIMENTS)):
+        if record.key != experiment.encode("utf-8"):
+            continue
+        if record.value is None:
+            out.clear()
+            continue
+        try:
+            out.append(spec_from_json(record.value))
+        except InvalidSpec:
+            continue  # logged by read_specs; the last good version stays in force
+    return out
 
 
 def read_spec(settings: Settings, experiment: str) -> ExperimentSpec:

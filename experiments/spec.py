@@ -166,6 +166,10 @@ def _non_negative_field(name: str, value: int) -> None:
         raise ValueError(f"{name}: must not be negative")
 
 
+#: Where a metric's figures come from (see ``Metric.source``).
+MetricSource = Literal["stream", "batch"]
+
+
 class Metric(_Spec):
     name: Name
     role: Literal["success", "guardrail"]
@@ -178,6 +182,9 @@ class Metric(_Spec):
     covariate: Covariate | None = None
     #: Guardrails only: the relative degradation tolerated (0.01 = 1 % worse than control).
     margin: Annotated[float, Field(strict=True, gt=0.0, lt=1.0)] | None = None
+    #: Who computes it: ``stream``, the aggregator, from the start; ``batch``, only the batch path
+    #: over the archive (a metric added to a running experiment, ``tandem experiments add-metric``).
+    source: MetricSource = "stream"
 
     @model_validator(mode="after")
     def _check(self) -> Metric:
@@ -364,8 +371,9 @@ class ExperimentSpec(_Spec):
         for i, name in enumerate(metric_names):
             if name in metric_names[:i]:
                 raise ValueError(f"metrics[{i}].name: duplicate metric {name!r}")
-        if not any(m.role == "success" for m in self.metrics):
-            raise ValueError("metrics: at least one success metric is required")
+        if not any(m.role == "success" and m.source == "stream" for m in self.metrics):
+            raise ValueError("metrics: at least one success metric computed by the stream (source: stream) "
+                             "is required")
         if self.kind == "holdout":
             if self.layer is not None:
                 raise ValueError("layer: a holdout is salted apart from every layer; it has none")
@@ -419,6 +427,22 @@ class ExperimentSpec(_Spec):
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
 
+    @property
+    def stream_metrics(self) -> tuple[Metric, ...]:
+        """The metrics the aggregator computes (the others are the batch path's)."""
+        return tuple(m for m in self.metrics if m.source == "stream")
+
+    @property
+    def batch_metrics(self) -> tuple[Metric, ...]:
+        """The metrics computed only in batch, from the archive."""
+        return tuple(m for m in self.metrics if m.source == "batch")
+
+    def streamed(self) -> ExperimentSpec:
+        """This spec as the stream computes it: its batch-only metrics left out."""
+        if not self.batch_metrics:
+            return self
+        return self.model_copy(update={"metrics": self.stream_metrics})
+
     @functools.cached_property
     def variant_cutoffs(self) -> tuple[tuple[float, str], ...]:
         """Cumulative weights, for assignment: a unit hashing below ``cutoff`` gets ``variant``."""
@@ -460,6 +484,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 def spec_to_json(spec: ExperimentSpec) -> bytes:
     """Canonical JSON (sorted keys, milliseconds) for the compacted ``experiments`` topic."""
     payload = spec.model_dump(mode="json", exclude_none=True)
+    for metric in payload["metrics"]:
+        # The default source is left out, so specs without batch metrics keep their bytes.
+        if metric.get("source") == "stream":
+            del metric["source"]
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 

@@ -48,7 +48,10 @@ from experiments.spec import ExperimentSpec
 from streams.events import Exposure, ListeningEvent
 
 #: Fields of a spec that may change while the experiment runs; any other change is refused.
-MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction", "periods"})  # periods: a bandit's
+#: ``periods`` are a bandit's; ``status`` and ``history`` are the lifecycle's (a stopped experiment's
+#: windows still close); ``metrics`` reach the state without their batch-only ones, so adding one
+#: is no change here.
+MUTABLE_SPEC_FIELDS = frozenset({"description", "end", "alpha", "correction", "periods", "status", "history"})
 
 class SeenEvent(NamedTuple):
     """What is remembered of an accepted event: enough to drop a duplicate of it."""
@@ -123,7 +126,8 @@ class AggregationState:
             if changed:
                 raise SpecConflict(
                     f"{', '.join(changed)}: cannot change while experiment {spec.id!r} runs "
-                    "(only description, end, alpha and correction may); start a new experiment id"
+                    "(only description, end, alpha, correction and the lifecycle's status may); "
+                    "start a new experiment id"
                 )
         self._install(spec)
         self.journal.specs.append(spec)

@@ -352,7 +352,8 @@ class AggregationStore:
     def _apply_spec(self, record: SourceRecord) -> str | None:
         if record.value is None:
             return None  # a tombstone: aggregation of a deleted experiment is kept as is
-        spec = spec_from_json(record.value)
+        # Batch-only metrics (added to a running experiment) are the batch path's: the stream ignores them.
+        spec = spec_from_json(record.value).streamed()
         if record.key is not None and record.key != spec.id.encode("utf-8"):
             return f"key: {record.key!r} does not match the spec id {spec.id!r}"
         check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms)

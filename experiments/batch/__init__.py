@@ -4,7 +4,8 @@
 Parquet dataset, exactly once; ``compile_experiment`` turns an experiment's metrics into one
 SQL query that DuckDB and Spark both run (``recompute``); ``check_experiment`` compares the
 stream's figures with the archive's (``tandem experiments check``, the demo's last step);
-``add_metric`` adds a metric to a running experiment, computed by the batch path only.
+``add_metric`` adds a metric to a running experiment as a new spec version on the experiments
+topic, computed by the batch path only (``tandem report`` shows it: ``experiments.report.adhoc``).
 Everything is imported on first use (pyarrow, DuckDB and Spark are heavy).
 """
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     )
     from experiments.batch.recompute import recompute
     from experiments.batch.results import BatchResult, MetricStats
-    from experiments.batch.specs import SpecVersion, add_metric, effective_spec
+    from experiments.batch.specs import SpecVersion, add_metric, added_versions
     from experiments.batch.stream import StreamFigure, read_stream_figures, stream_figures
 
 __all__ = [
@@ -52,10 +53,10 @@ __all__ = [
     "SpecVersion",
     "StreamFigure",
     "add_metric",
+    "added_versions",
     "check",
     "check_experiment",
     "compile_experiment",
-    "effective_spec",
     "engine",
     "read_stream_figures",
     "recompute",
@@ -88,7 +89,7 @@ _LAZY = {
     "MetricStats": "experiments.batch.results",
     "SpecVersion": "experiments.batch.specs",
     "add_metric": "experiments.batch.specs",
-    "effective_spec": "experiments.batch.specs",
+    "added_versions": "experiments.batch.specs",
     "StreamFigure": "experiments.batch.stream",
     "read_stream_figures": "experiments.batch.stream",
     "stream_figures": "experiments.batch.stream",

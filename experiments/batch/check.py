@@ -104,7 +104,10 @@ def check(
     engines: Sequence[Engine],
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
 ) -> CheckResult:
-    """Compare the stream's figures of ``spec`` with each engine's, cut where the stream's were."""
+    """Compare the stream's figures of ``spec`` with each engine's, cut where the stream's were.
+
+    Batch-only metrics (``source: batch``) have no stream figures and are left out."""
+    spec = spec.streamed()
     differences: list[Difference] = []
     # Records of one experiment usually share one cut; group metrics by cut, one query per cut.
     by_cut: dict[Any, list[str]] = {}

@@ -1,95 +1,79 @@
-"""Experiment specs for the batch path: the stream's, and the versions that add ad-hoc metrics.
+"""Ad-hoc metrics: a metric defined after the start, published as a new version of the spec.
 
-The running spec is the newest on the compacted ``experiments`` topic (version 1 here). A
-metric defined after the start (``tandem experiments add-metric``) makes a new version, kept
-with the archive it is computed from (``<archive>/_specs/<experiment>/v0002.json``, …): the
-aggregator never sees it (it refuses metric changes of a running experiment), the batch path
-computes it over everyone exposed so far. Each version records when it was added (wall clock,
-metadata only) and the metric it added.
+``tandem experiments add-metric EXPERIMENT FILE`` validates the metric (against the spec and
+the SQL compiler: errors name the field), marks it ``source: batch`` and publishes the next
+version of the spec on the ``experiments`` topic through the lifecycle (who, when, why). The
+aggregator, serving and the console read that version and leave the metric to the batch path;
+``tandem report`` and ``tandem experiments recompute`` compute it from the archive for everyone
+exposed so far. :func:`added_versions` says which version added each batch metric, from the
+versions still on the topic.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import yaml
 
-from experiments.batch.archive import Archive
 from experiments.batch.compiler import compile_experiment
 from experiments.batch.errors import BatchError, CompileError
-from experiments.errors import InvalidSpec
-from experiments.spec import ExperimentSpec, Metric, parse_spec, spec_from_json
-
-_VERSION = re.compile(r"^v(\d{4,})\.json$")
+from experiments.errors import InvalidSpec, UnknownExperiment
+from experiments.spec import ExperimentSpec, Metric, parse_spec
 
 
 @dataclass(frozen=True)
 class SpecVersion:
-    """A version of an experiment's spec that added one metric."""
+    """The version of an experiment's spec that added one batch metric."""
 
     experiment: str
     version: int
     metric: str
-    added_at_ms: int  # wall clock when it was added: metadata, never a window bound
+    added_at_ms: int  # the lifecycle's transition time (wall clock): metadata, never a window bound
     spec: ExperimentSpec
 
 
 def read_spec(settings: Any, experiment: str) -> ExperimentSpec:
-    """The experiment's newest spec on the ``experiments`` topic."""
-    from infra.kafka.topic_reader import newest_per_key, read_topic
-    from infra.kafka.topics import EXPERIMENTS
+    """The experiment's newest valid version on the ``experiments`` topic."""
+    from experiments.lifecycle import read_spec as newest
 
-    newest = newest_per_key(read_topic(settings, settings.topic(EXPERIMENTS)))
-    record = newest.get(experiment.encode())
-    if record is None or record.value is None:
-        raise BatchError(f"experiment: {experiment!r} is not on the experiments topic")
-    return spec_from_json(record.value)
+    try:
+        return newest(settings, experiment)
+    except UnknownExperiment as exc:
+        raise BatchError(f"experiment: {exc}") from None
 
 
-def _directory(archive: Archive, experiment: str) -> str:
-    return f"{archive.root}/_specs/{experiment}"
+def added_versions(versions: Sequence[ExperimentSpec]) -> dict[str, SpecVersion]:
+    """For each batch metric of the newest version, the oldest version that has it (``versions`` in
+    topic order, as :func:`experiments.lifecycle.read_versions` returns them)."""
+    from experiments.lifecycle import newest_versions, version
 
-
-def versions(archive: Archive, experiment: str) -> list[SpecVersion]:
-    """The ad-hoc versions of an experiment, oldest first."""
-    selector = pafs.FileSelector(_directory(archive, experiment), allow_not_found=True)
-    out = []
-    for info in archive.filesystem.get_file_info(selector):
-        match = _VERSION.match(info.base_name)
-        if match is None:
-            continue
-        with archive.filesystem.open_input_stream(info.path) as source:
-            try:
-                data = json.loads(source.read())
-                out.append(SpecVersion(experiment, int(data["version"]), str(data["metric"]),
-                                       int(data["added_at_ms"]), parse_spec(data["spec"])))
-            except (ValueError, KeyError, InvalidSpec) as exc:
-                raise BatchError(f"{info.path}: not a spec version ({exc})") from None
-    return sorted(out, key=lambda v: v.version)
-
-
-def effective_spec(base: ExperimentSpec, archive: Archive) -> tuple[ExperimentSpec, dict[str, SpecVersion]]:
-    """The stream's spec plus every metric added since, and the version that added each."""
-    added = {v.metric: v for v in versions(archive, base.id)}
-    metrics = list(base.metrics) + [
-        v.spec.metric(name) for name, v in added.items() if base.metric(name) is None  # type: ignore[misc]
-    ]
-    return base.model_copy(update={"metrics": tuple(metrics)}), added
+    if not versions:
+        return {}
+    newest = newest_versions(versions)[versions[-1].id]
+    out: dict[str, SpecVersion] = {}
+    for metric in newest.batch_metrics:
+        first = min((v for v in versions if v.metric(metric.name) is not None), key=version, default=newest)
+        at = first.history[-1].at if first.history else 0
+        out[metric.name] = SpecVersion(newest.id, version(first), metric.name, at, first)
+    return out
 
 
 def parse_metric(data: Any, base: ExperimentSpec, *, where: str) -> tuple[ExperimentSpec, Metric]:
-    """Validate a metric definition against the experiment and the compiler; errors name the field."""
+    """Validate a metric definition against the experiment and the compiler; errors name the field.
+
+    The metric is computed in batch (``source: batch``, the default here; ``stream`` is refused by
+    the lifecycle).
+    """
     if not isinstance(data, dict):
         raise InvalidSpec(f"{where}: expected a mapping (a metric definition), got {type(data).__name__}")
     payload = json.loads(base.model_dump_json(exclude_none=True))
     index = len(payload["metrics"])
-    payload["metrics"].append(data)
+    payload["metrics"].append({"source": "batch", **data})
     try:
         spec = parse_spec(payload)
     except InvalidSpec as exc:
@@ -105,22 +89,25 @@ def parse_metric(data: Any, base: ExperimentSpec, *, where: str) -> tuple[Experi
     return spec, metric
 
 
-def add_metric(archive: Archive, base: ExperimentSpec, path: str | Path) -> SpecVersion:
-    """Add the metric defined in the YAML (or JSON) file ``path`` as a new version of the spec."""
+def load_metric(path: str | Path, base: ExperimentSpec) -> Metric:
+    """The metric defined in the YAML (or JSON) file ``path``, validated against ``base``."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InvalidSpec(f"{path}: not valid YAML ({exc})") from None
-    current, _ = effective_spec(base, archive)
-    spec, metric = parse_metric(data, current, where=str(path))
-    version = max([v.version for v in versions(archive, base.id)], default=1) + 1
-    record = SpecVersion(base.id, version, metric.name, int(time.time() * 1000), spec)
-    directory = _directory(archive, base.id)
-    archive.filesystem.create_dir(directory, recursive=True)
-    body = json.dumps({
-        "version": version, "metric": metric.name, "added_at_ms": record.added_at_ms,
-        "spec": json.loads(spec.model_dump_json(exclude_none=True)),
-    }, sort_keys=True).encode()
-    with archive.filesystem.open_output_stream(f"{directory}/v{version:04d}.json") as sink:
-        sink.write(body)
-    return record
+    _, metric = parse_metric(data, base, where=str(path))
+    return metric
+
+
+def add_metric(settings: Any, experiment: str, path: str | Path, *, who: str) -> SpecVersion:
+    """Publish the next version of ``experiment``'s spec with the metric of ``path`` (computed in batch)."""
+    from experiments.lifecycle import add_batch_metric, publish_spec, version
+
+    current = read_spec(settings, experiment)
+    metric = load_metric(path, current)
+    try:
+        spec = add_batch_metric(current, metric, who=who, at=int(time.time() * 1000))
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{path}: {exc}") from None
+    publish_spec(settings, spec)
+    return SpecVersion(spec.id, version(spec), metric.name, spec.history[-1].at, spec)

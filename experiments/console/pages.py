@@ -77,8 +77,18 @@ def detail_page(d: Mapping[str, Any]) -> str:
             f"{escape(spec.get('surface', 'home'))}, version {d['version']}, control "
             f"<b>{escape(spec['control'])}</b>, variants "
             f"{escape(variants)}</p>")
-    return _page(d["id"], head + _metrics(d["statistics"]) + _lift(d["lift_over_time"]) + _health(d["health"])
-                 + _history(d["history"]) + _decision(d["decision"]))
+    return _page(d["id"], head + _metrics(d["statistics"]) + _batch_metrics(d["id"], spec)
+                 + _lift(d["lift_over_time"]) + _health(d["health"]) + _history(d["history"])
+                 + _decision(d["decision"]))
+
+
+def _batch_metrics(experiment: str, spec: Mapping[str, Any]) -> str:
+    """Metrics added after the start: the stream does not compute them, the batch path does."""
+    names = [m["name"] for m in spec["metrics"] if m.get("source") == "batch"]
+    if not names:
+        return ""
+    return (f"<p id=batch-metrics class=muted>Computed in batch only, from the archive (added after the start): "
+            f"{escape(', '.join(names))} — <code>tandem report {escape(experiment)}</code></p>")
 
 
 def _metrics(stats: Mapping[str, Any] | None) -> str:

@@ -91,7 +91,7 @@ def warnings(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]]) -> tupl
     late = sum(int(r.get("late_records", 0)) for r in records)
     multi = max((int(r.get("multi_variant_users", 0)) for r in records), default=0)
     thin = sorted({f"{r['metric']}/{r['variant']}" for r in records if int(r.get("n", 0)) < 2})
-    missing = len(spec.variants) * len(spec.metrics) - len(records)
+    missing = len(spec.variants) * len(spec.stream_metrics) - len(records)  # batch-only metrics have no record
     return (
         HealthCheck("late_records", "ok" if late == 0 else "warn",
                     "no record arrived after its window closed" if late == 0 else

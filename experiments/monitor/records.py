@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from experiments.aggregation.stats import merge_partials
+
 #: The fields that add up across the partials of one (experiment, variant, metric).
 ADDITIVE = ("n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross_sum",
             "exposed", "in_progress", "late_records", "multi_variant_users")
@@ -30,20 +32,28 @@ def base_key(key: str) -> str:
 
 
 def combine(newest: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Sum the partials (newest record per full key) into one record per ``experiment/variant/metric``."""
-    out: dict[str, dict[str, Any]] = {}
+    """Sum the partials (newest record per full key) into one record per ``experiment/variant/metric``.
+
+    The aggregator's partials carry their ``partition`` and exact ``terms``: they are summed exactly,
+    as every reader sums them (``merge_partials``), into a total without either, so that a report
+    built on the total does not merge it a second time (it would take one partition's sums for all).
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for key in sorted(newest):
-        record = newest[key]
-        target = base_key(key)
-        if target not in out:
-            out[target] = dict(record)
+        groups.setdefault(base_key(key), []).append(newest[key])
+    out: dict[str, dict[str, Any]] = {}
+    for target, parts in groups.items():
+        if all("partition" in part and "terms" in part for part in parts):
+            (out[target],) = merge_partials([dict(part) for part in parts])
             continue
-        row = out[target]
-        for name in ADDITIVE:
-            if record.get(name) is not None:
-                row[name] = (row.get(name) or 0) + record[name]
-        # The figures are complete only up to the slowest partial.
-        row["watermark_ts"] = min(int(row["watermark_ts"]), int(record["watermark_ts"]))
+        row = {k: v for k, v in parts[0].items() if k not in ("partition", "terms")}
+        for record in parts[1:]:
+            for name in ADDITIVE:
+                if record.get(name) is not None:
+                    row[name] = (row.get(name) or 0) + record[name]
+            # The figures are complete only up to the slowest partial.
+            row["watermark_ts"] = min(int(row["watermark_ts"]), int(record["watermark_ts"]))
+        out[target] = row
     return out
 
 

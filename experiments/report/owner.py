@@ -17,7 +17,7 @@ from typing import Any
 from experiments.aggregation.stats import merge_partials
 from experiments.errors import UnknownExperiment
 from experiments.report.render import Report, build_report, render_table, write_lift_over_time_png, write_lift_png
-from experiments.spec import ExperimentSpec, spec_from_json
+from experiments.spec import ExperimentSpec, MetricSource, spec_from_json
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, EXPERIMENTS
 from infra.settings import Settings
@@ -36,8 +36,9 @@ class ReportFiles:
     lift_over_time_png: Path
 
 
-def report_spec(spec: ExperimentSpec) -> dict[str, Any]:
-    """The spec as ``experiments.report.render.build_report`` reads it."""
+def report_spec(spec: ExperimentSpec, *, source: MetricSource = "stream") -> dict[str, Any]:
+    """The spec as ``experiments.report.render.build_report`` reads it, with the metrics of one source:
+    the stream's (the ``experiment-metrics`` records) or the batch path's (``experiments.report.adhoc``)."""
     return {
         "id": spec.id,
         "control": spec.control,
@@ -53,6 +54,7 @@ def report_spec(spec: ExperimentSpec) -> dict[str, Any]:
                 "non_inferiority_margin": metric.margin,
             }
             for metric in spec.metrics
+            if metric.source == source
         ],
     }
 
@@ -85,7 +87,14 @@ def _newest_only(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_report(*, settings: Settings, experiment: str, out_dir: Path) -> ReportFiles:
-    spec = report_spec(read_spec(settings, experiment))
+    """The report of the stream's figures; metrics added after the start follow, computed in batch
+    (``experiments.report.adhoc``)."""
+    from experiments.lifecycle import newest_versions, read_versions
+    from experiments.report.adhoc import adhoc_metrics, render_adhoc
+
+    versions_on_topic = read_versions(settings, experiment)
+    current = newest_versions(versions_on_topic).get(experiment) or read_spec(settings, experiment)
+    spec = report_spec(current)
     versions = [
         json.loads(record.value)
         for record in read_topic(settings, settings.topic(EXPERIMENT_METRICS))
@@ -95,6 +104,11 @@ def run_report(*, settings: Settings, experiment: str, out_dir: Path) -> ReportF
         raise UnknownExperiment(f"no metrics for {experiment!r} on {settings.topic(EXPERIMENT_METRICS)} yet")
     report = build_report(spec=spec, records=versions)
     report_json = report.to_dict()
+    adhoc = adhoc_metrics(settings, current, versions=versions_on_topic)
+    table = render_table(report)
+    if adhoc is not None:
+        report_json["adhoc"] = adhoc.to_dict()
+        table += "\n" + render_adhoc(adhoc)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{experiment}.json"
     json_path.write_text(json.dumps(report_json, indent=2, default=str))
@@ -102,4 +116,4 @@ def run_report(*, settings: Settings, experiment: str, out_dir: Path) -> ReportF
     write_lift_png(report, lift_png)
     over_time_png = out_dir / f"{experiment}-lift-over-time.png"
     write_lift_over_time_png(history(spec, versions), over_time_png)
-    return ReportFiles(render_table(report), report_json, json_path, lift_png, over_time_png)
+    return ReportFiles(table, report_json, json_path, lift_png, over_time_png)

@@ -157,7 +157,7 @@ def _interval(effect: Interval, pct: bool) -> str:
     return f"{_fmt(effect.estimate, spec)} [{_fmt(effect.ci_low, spec)}, {_fmt(effect.ci_high, spec)}]"
 
 
-def _when(ts: int | None) -> str:
+def when(ts: int | None) -> str:
     if ts is None:
         return "-"
     return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -171,27 +171,27 @@ def render_table(report: Report) -> str:
     srm_txt = "no users" if srm.p_value is None else (
         f"p={srm.p_value:.3g}, anytime-valid p={_fmt(srm.anytime_p_value, '.3g')} ({status})")
     lines = [
-        f"experiment {report.experiment}   as of {_when(report.watermark_ts)}   "
+        f"experiment {report.experiment}   as of {when(report.watermark_ts)}   "
         f"alpha {analysis.alpha}   correction {analysis.correction}   SRM {srm_txt}",
     ]
     if analysis.sequential is not None:
         lines.append(f"sequential: {analysis.sequential.method}")
     for m in analysis.metrics:
-        lines += ["", _metric_heading(m), *_metric_rows(m, report.in_progress)]
+        lines += ["", metric_heading(m), *metric_rows(m, report.in_progress)]
     decision = analysis.decision
     lines += ["", f"verdict: {decision.verdict.upper().replace('_', ' ')}"]
     lines += [f"  - {r}" for r in decision.reasons]
     return "\n".join(lines) + "\n"
 
 
-def _metric_heading(m: MetricResult) -> str:
+def metric_heading(m: MetricResult) -> str:
     better = "higher" if m.direction == "increase" else "lower"
     extra = f", CUPED variance -{m.cuped.variance_reduction:.0%}" if m.cuped is not None else ""
     extra += f", margin {m.non_inferiority_margin:.2%}" if m.non_inferiority_margin is not None else ""
     return f"{m.name} ({m.kind}, {m.role}, {better} is better{extra})"
 
 
-def _metric_rows(m: MetricResult, in_progress: Mapping[tuple[str, str], int]) -> list[str]:
+def metric_rows(m: MetricResult, in_progress: Mapping[tuple[str, str], int]) -> list[str]:
     """One aligned row per variant: the control's values, each treatment's comparison."""
     header = ("variant", "n", "in-progress", "mean", "abs lift [CI]", "rel lift [CI]", "adj p", "status")
     comps = {c.variant: c for c in m.comparisons}

@@ -37,10 +37,11 @@ def add_experiment_actions(actions: Any) -> None:
     recompute.add_argument("--out", default=None, help="write the `tandem stats` input here (default: stdout)")
     _common(recompute)
     recompute.set_defaults(handler=cmd_recompute)
-    add = actions.add_parser("add-metric", help="add a metric to a running experiment (computed in batch)")
+    add = actions.add_parser("add-metric", help="add a metric to a running experiment: a new spec version, "
+                                                "the metric computed in batch")
     add.add_argument("experiment")
     add.add_argument("file", help="YAML with one metric definition, as under `metrics:` in a spec")
-    add.add_argument("--archive", default=None)
+    add.add_argument("--who", default=None, help="recorded in the spec's history (default: your user name)")
     add.set_defaults(handler=cmd_add_metric)
     check = actions.add_parser("check", help="compare the stream's figures with the archive's")
     check.add_argument("experiment")
@@ -99,11 +100,13 @@ def cmd_recompute(args: argparse.Namespace, settings: Settings) -> int:
     from experiments.batch.archiver import default_archive_url
     from experiments.batch.engines import engine
     from experiments.batch.recompute import recompute
-    from experiments.batch.specs import effective_spec, read_spec
+    from experiments.batch.specs import added_versions, read_spec
+    from experiments.lifecycle import read_versions
     from experiments.spec import parse_duration
 
     archive = Archive(args.archive or default_archive_url(settings))
-    spec, added = effective_spec(read_spec(settings, args.experiment), archive)
+    spec = read_spec(settings, args.experiment)
+    added = added_versions(read_versions(settings, args.experiment))
     chosen = engine(args.engine, master=settings.spark_master) if args.engine == "spark" else engine(args.engine)
     result = recompute(spec, archive, engine=chosen, metrics=args.metric,
                        allowed_lateness_ms=parse_duration(args.allowed_lateness))
@@ -127,14 +130,13 @@ def _when(ts: int | None) -> str:
 
 
 def cmd_add_metric(args: argparse.Namespace, settings: Settings) -> int:
-    from experiments.batch.archive import Archive
-    from experiments.batch.archiver import default_archive_url
-    from experiments.batch.specs import add_metric, read_spec
+    import getpass
 
-    archive = Archive(args.archive or default_archive_url(settings))
-    version = add_metric(archive, read_spec(settings, args.experiment), args.file)
+    from experiments.batch.specs import add_metric
+
+    version = add_metric(settings, args.experiment, args.file, who=args.who or getpass.getuser())
     print(f"experiment {version.experiment}: spec version {version.version} adds metric {version.metric} "
-          f"(batch only: `tandem experiments recompute {version.experiment} --metric {version.metric}`)")
+          f"(source batch: `tandem report {version.experiment}` computes it from the archive)")
     return 0
 
 

@@ -69,9 +69,9 @@ class DemoOptions:
     while_live: Callable[[ConsoleAccess], None] | None = field(default=None, compare=False)
     #: A progress bar over the simulated days (on the terminal's standard error).
     progress_bar: bool = True
-    #: Let the console stop the experiment by itself. Off in the demo: its one experiment is the only
-    #: source of exposures, and once it stops the aggregator's event-time watermark (the minimum over
-    #: its input partitions, exposures included) stops advancing, so the open windows never close.
+    #: Let the console stop an experiment by itself. Off in the demo: its experiments are near the null,
+    #: where the monitor stops one with probability up to alpha (5 %); a stop mid-run cuts the later
+    #: arrivals out and would make the decisions checked against the truth flaky (docs/console.md).
     auto_stop: bool = False
     #: After the run, archive the topics and recompute every metric in batch: stream = batch.
     batch_check: bool = True

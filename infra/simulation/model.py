@@ -19,7 +19,8 @@ have one clear favourite), an activity level, and a return model:
   ``sigmoid(activity + genre_weight * (G - reference_genres) + item_weight * (ln(1 + I) - reference_items))``
   with ``G`` and ``I`` the distinct genres and items *played* in the 7 days before the
   session: the discovery the user experienced. A narrow recommender lowers ``G`` and ``I``
-  and so the chance that the user comes back.
+  and so the chance that the user comes back. ``return_shifts`` add a variant's own effect
+  to that logit (none by default), e.g. a strongly harmful treatment.
 
 Every user draws from its own ``random.Random`` seeded by ``(seed, index)``, so a user's
 life depends only on the seed and on the arms it was served, never on processing order.
@@ -78,6 +79,10 @@ class ModelParams:
     reference_items: float = 2.0
     arrival_ms: int = DAY_MS
     post_days: int = 9
+    #: A variant's own effect on coming back: ``(experiment, variant, shift)`` adds ``shift`` to the
+    #: logit of every return (day 1 on) of the users first exposed to that variant (a harmful
+    #: treatment: strongly negative). None by default: retention then moves only with discovery.
+    return_shifts: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.genre_popularity) != len(self.genres):
@@ -99,13 +104,20 @@ class ModelParams:
         top = max(tastes)
         return self.play_min + (self.play_max - self.play_min) * (tastes[genre] / top) ** self.play_shape
 
-    def return_probability(self, activity: float, genres: int, items: int) -> float:
-        """The chance of a session after day 0, given the discovery of the last 7 days."""
+    def return_probability(self, activity: float, genres: int, items: int, shift: float = 0.0) -> float:
+        """The chance of a session after day 0, given the discovery of the last 7 days (and the
+        ``return_shift`` of the variants the user was first exposed to)."""
         return sigmoid(
             activity
             + self.genre_weight * (genres - self.reference_genres)
             + self.item_weight * (math.log1p(items) - self.reference_items)
+            + shift
         )
+
+    def return_shift(self, first_exposures: dict[str, tuple[int, str]]) -> float:
+        """The summed ``return_shifts`` of the variants in ``first_exposures`` (experiment -> (ts, variant))."""
+        return sum(shift for experiment, variant, shift in self.return_shifts
+                   if first_exposures.get(experiment, (0, None))[1] == variant)
 
     def horizon_ms(self, lateness_ms: int = 30 * 60_000) -> int:
         """Event time at which the run ends: every 8-day window closed, plus lateness and slack."""
@@ -277,7 +289,7 @@ def session(
     elif day < 0:
         p = sigmoid(user.activity)
     else:
-        p = params.return_probability(user.activity, *user.discovery(ts))
+        p = params.return_probability(user.activity, *user.discovery(ts), params.return_shift(user.first_exposures))
     active = day == 0 or rng.random() < p
     user.slots.append(Slot(ts=ts, day=day, p_active=p, active=active))
     if not active:

@@ -5,8 +5,10 @@ then recomputes every configured metric from the archive, cut where the stream's
 were (their watermark minus the allowed lateness), on DuckDB and on Spark: both must equal
 the stream (n exactly, sums to 1e-9 relative) and each other exactly.
 
-A metric added on simulated day 5 (``tandem experiments add-metric``, a new spec version)
-is reported by ``tandem experiments recompute`` with values equal to a from-scratch batch
+A metric added on simulated day 5 (``tandem experiments add-metric``: a new spec version on the
+experiments topic, the metric's source batch) is accepted by the aggregator, which leaves it to
+the batch path, and is reported by ``tandem report`` (with its source and the event time it
+covers) and ``tandem experiments recompute`` with values equal to a from-scratch batch
 computation of a spec that had it from the start.
 """
 
@@ -26,11 +28,14 @@ from experiments.batch.check import check
 from experiments.batch.engines import DuckDBEngine, SparkEngine, spark_session
 from experiments.batch.recompute import recompute
 from experiments.batch.stream import read_stream_figures
+from experiments.lifecycle import apply_spec, publish_spec, read_specs, version
+from experiments.report.render import when
 from experiments.spec import DEMO_SPEC_PATH, load_spec, parse_spec, spec_to_json
 from experiments.stats.inputs import parse_input
 from experiments.synthetic import DAY_MS, synthetic_log
 from infra.kafka.config import producer_config
-from infra.kafka.topics import EVENTS, apply_topics
+from infra.kafka.topic_reader import read_topic
+from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, apply_topics
 from infra.settings import Settings
 from streams.events import encode
 from streams.producer import EventPublisher
@@ -93,7 +98,7 @@ def test_stream_equals_duckdb_equals_spark_and_an_added_metric_equals_from_scrat
         + [(e.ts, "events", e.user_id.encode(), encode(e)) for e in log.events]
     )
     day5 = spec.start + 5 * DAY_MS
-    publish(settings, [("experiments", spec.id.encode(), spec_to_json(spec))])
+    publish_spec(settings, apply_spec(None, spec, who="owner", at=spec.start))  # version 1
     publish(settings, [(role, key, value) for ts, role, key, value in timed if ts < day5])
     run_workers(settings)
 
@@ -102,9 +107,21 @@ def test_stream_equals_duckdb_equals_spark_and_an_added_metric_equals_from_scrat
     metric_file.write_text(json.dumps(ADDED_METRIC))
     added = tandem(settings, "experiments", "add-metric", spec.id, str(metric_file))
     assert "spec version 2 adds metric genres_3d" in added.stdout
+    on_topic = read_specs(settings)[spec.id]
+    assert (version(on_topic), on_topic.status, on_topic.history[-1].why) == (
+        2, "running", "metric genres_3d added (source batch)")
+    assert [m.name for m in on_topic.batch_metrics] == ["genres_3d"] and on_topic.streamed().metrics == spec.metrics
 
     publish(settings, [(role, key, value) for ts, role, key, value in timed if ts >= day5])
     run_workers(settings)
+
+    # The aggregator took version 2 (no dead letter) and left the batch metric to the batch path.
+    rejected = [json.loads(r.value) for r in read_topic(settings, settings.topic(DEAD_LETTERS))
+                if r.value is not None and json.loads(r.value)["source_topic"] == settings.topic(EXPERIMENTS)]
+    assert rejected == []
+    streamed = {json.loads(r.value)["metric"] for r in read_topic(settings, settings.topic(EXPERIMENT_METRICS))
+                if r.value is not None}
+    assert streamed == {m.name for m in spec.metrics}
 
     # Stream = DuckDB = Spark on every configured metric and variant.
     archive = Archive(str(settings.state_dir / "archive"))
@@ -139,3 +156,22 @@ def test_stream_equals_duckdb_equals_spark_and_an_added_metric_equals_from_scrat
         assert row["n"] == stats.n > 50
         assert (row["sum"], row["sum_sq"], row["pre_sum"], row["pre_sum_sq"], row["pre_cross_sum"]) == (
             stats.sum, stats.sum_sq, stats.pre_sum, stats.pre_sum_sq, stats.pre_cross_sum)
+
+    # The owner's report shows it apart from the stream's metrics: source batch, the version that
+    # added it, the event time covered, and the from-scratch values.
+    report = tandem(settings, "report", spec.id, "--out", str(tmp_path / "report"))
+    assert "genres_3d (mean, success, higher is better" in report.stdout
+    assert "[source batch, added in spec version 2]" in report.stdout
+    covers = f"covers event time {when(expected.covers_from)} to {when(expected.closed_upto)}"
+    assert "source batch (duckdb over the archive" in report.stdout and covers in report.stdout
+    adhoc = json.loads((tmp_path / "report" / f"{spec.id}.json").read_text())["adhoc"]
+    assert (adhoc["source"], adhoc["added_in"], adhoc["covers_from"], adhoc["closed_upto"]) == (
+        "batch", {"genres_3d": 2}, expected.covers_from, expected.closed_upto)
+    (reported,) = adhoc["metrics"]
+    shown = {row["name"]: row for row in reported["variants"]}
+    for stats in expected.stats:
+        assert shown[stats.variant]["n"] == stats.n
+        assert shown[stats.variant]["mean"] == pytest.approx(stats.sum / stats.n, rel=1e-12)
+    # The stream's metrics are reported as before, from experiment-metrics.
+    stream_json = json.loads((tmp_path / "report" / f"{spec.id}.json").read_text())
+    assert [m["name"] for m in stream_json["metrics"]] == [m.name for m in spec.metrics]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.errors import TransitionRefused
+from experiments.errors import InvalidSpec, TransitionRefused
 from experiments.lifecycle import (
     MOVES,
     DecisionRecord,
+    add_batch_metric,
     apply_spec,
     decision_record,
     newest_versions,
     transition,
     version,
 )
-from experiments.spec import ExperimentSpec, parse_spec, spec_from_json, spec_to_json
+from experiments.spec import ExperimentSpec, Metric, parse_spec, spec_from_json, spec_to_json
 from tests.helpers import T0_MS
 
 DAY_MS = 86_400_000
@@ -123,3 +124,40 @@ def test_a_decision_record_round_trips_and_names_the_version_and_the_rule() -> N
     assert record.spec_version == 3 and record.verdict == "ship" and record.reasons == ("plays better",)
     assert "experiments.stats.decision" in record.rule
     assert DecisionRecord.from_json(record.to_json()) == record
+
+
+def batch_metric(name: str = "likes_7d", source: str = "batch") -> Metric:
+    return Metric.model_validate({"name": name, "role": "success", "kind": "mean", "direction": "increase",
+                                  "measure": "likes", "window": {"length": "7d"}, "source": source})
+
+
+def test_a_batch_metric_added_to_a_running_experiment_is_a_recorded_version() -> None:
+    current = running()
+    added = add_batch_metric(current, batch_metric(), who="bo", at=T0_MS + 5)
+    assert version(added) == 2 and added.status == "running"
+    assert [m.name for m in added.batch_metrics] == ["likes_7d"] and added.stream_metrics == current.metrics
+    step = added.history[-1]
+    assert (step.who, step.at, step.why) == ("bo", T0_MS + 5, "metric likes_7d added (source batch)")
+    assert added.streamed() == current.model_copy(update={"history": added.history})
+    stopped = transition(current, to="stopped", who="a", at=T0_MS + 1)
+    assert add_batch_metric(stopped, batch_metric(), who="a", at=T0_MS + 2).status == "stopped"
+
+
+def test_adding_a_metric_is_refused_with_the_field_named() -> None:
+    current = running()
+    with pytest.raises(InvalidSpec, match=r"^source: metric 'likes_7d' .* is computed in batch only"):
+        add_batch_metric(current, batch_metric(source="stream"), who="a", at=T0_MS)
+    with pytest.raises(InvalidSpec, match=r"^name: duplicate metric 'plays'"):
+        add_batch_metric(current, batch_metric("plays"), who="a", at=T0_MS)
+    draft = apply_spec(None, spec(status="draft"), who="a", at=T0_MS)
+    with pytest.raises(TransitionRefused, match=r"^status: .* is draft; .*apply the spec with the metric instead"):
+        add_batch_metric(draft, batch_metric(), who="a", at=T0_MS)
+    decided = transition(current, to="decided", who="a", at=T0_MS + 1, force=True)
+    with pytest.raises(TransitionRefused, match=r"^status: .* is decided"):
+        add_batch_metric(decided, batch_metric(), who="a", at=T0_MS + 2)
+
+
+def test_a_spec_needs_a_success_metric_the_stream_computes() -> None:
+    only_batch = [{**batch_metric().model_dump(mode="json", exclude_none=True)}]
+    with pytest.raises(InvalidSpec, match=r"metrics: at least one success metric computed by the stream"):
+        spec(metrics=only_batch)

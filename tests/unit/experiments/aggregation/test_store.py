@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from experiments.aggregation import AggregationStore, SourceRecord
 from experiments.aggregation.backends import connect
 from experiments.errors import FencedWrite, StoreError
-from experiments.spec import parse_spec, spec_to_json
+from experiments.lifecycle import add_batch_metric, apply_spec, transition
+from experiments.spec import Metric, parse_spec, spec_to_json
 from streams.events import Exposure, ListeningEvent, encode
 
 T0 = 1_767_225_600_000
@@ -284,6 +285,27 @@ def test_specs_survive_a_restart_and_running_specs_cannot_change_shape(new_targe
     assert "metrics: cannot change while experiment 'exp' runs" in result.dead_letters[0].error
     assert store.spec("exp") == longer
     store.close()
+
+
+def test_lifecycle_versions_and_batch_only_metrics_change_no_figure(new_target):
+    """A version that adds a batch-only metric, then one that stops the experiment, mid-log: both are
+    accepted (no dead letter), the batch metric gets no record, and every figure equals the plain log's."""
+    log = make_log(11, size=300)
+    (plain, _, _), plain_letters = run_once(log, new_target())
+    batch_metric = Metric.model_validate({"name": "likes_10s", "role": "success", "kind": "mean",
+                                          "direction": "increase", "measure": "likes", "window": {"length": "10s"},
+                                          "source": "batch"})
+    added = add_batch_metric(apply_spec(None, SPEC, who="a", at=T0), batch_metric, who="a", at=T0 + 1)
+    stopped = transition(added, to="stopped", who="monitor", at=T0 + 2, why="guardrail")
+    middle = len(log) // 2
+    versions = [SourceRecord(EXPERIMENTS, 0, 1 + i, b"exp", spec_to_json(v)) for i, v in enumerate([added, stopped])]
+    (figures, _, _), letters = run_once(log[:middle] + versions + log[middle:], new_target())
+    assert letters == plain_letters
+
+    def values(records: list[dict]) -> list[tuple]:
+        return sorted((r["variant"], r["metric"], r["n"], r["sum"], r["sum_sq"], r["exposed"]) for r in records)
+
+    assert values(figures) == values(plain) and {r["metric"] for r in figures} == {"plays", "ret", "skip_rate"}
 
 
 def test_a_process_that_lost_a_partition_cannot_commit_it(new_target):

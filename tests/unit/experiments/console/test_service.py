@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.console.pages import detail_page
 from experiments.errors import InvalidSpec, TransitionRefused, UnknownExperiment
+from experiments.lifecycle import add_batch_metric
+from experiments.spec import Metric
+from tests.helpers import T0_MS
 from tests.unit.experiments.console.builders import console_with, feed, spec_body
 from tests.unit.experiments.monitor.builders import guarded_spec
 
@@ -18,6 +22,22 @@ def test_the_list_and_the_detail_show_status_statistics_health_and_history() -> 
     assert {c["name"] for c in detail["health"]} >= {"srm", "guardrails", "late_records"}
     assert detail["history"][0]["who"] == "ana" and detail["decision"] is None
     assert "history" not in detail["spec"]
+
+
+def test_a_batch_only_metric_changes_no_statistic_no_check_and_is_listed_on_the_page() -> None:
+    console, writer = console_with(days=5)
+    before = console.detail("guarded")
+    metric = Metric.model_validate({"name": "likes_7d", "role": "success", "kind": "mean", "direction": "increase",
+                                    "measure": "likes", "window": {"length": "7d"}, "source": "batch"})
+    writer.publish_spec(add_batch_metric(console.state.spec("guarded"), metric, who="bo", at=T0_MS + 1))
+    after = console.detail("guarded")
+    assert after["version"] == 2 and after["spec"]["metrics"][-1]["source"] == "batch"
+    assert after["statistics"] == before["statistics"] and after["health"] == before["health"]
+    assert after["lift_over_time"] == before["lift_over_time"]
+    assert console.check("guarded") is None  # the monitor does not wait for the batch metric's records
+    page = detail_page(after)
+    assert "<p id=batch-metrics" in page and "likes_7d" in page and "tandem report guarded" in page
+    assert "batch-metrics" not in detail_page(before)
 
 
 def test_lift_over_time_has_one_cumulative_point_per_day_with_its_interval() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +29,20 @@ def test_return_probability_grows_with_discovery(activity: float, genres: int, i
     assert PARAMS.return_probability(activity, genres + 1, items) > p
     assert PARAMS.return_probability(activity, genres, items + 1) > p
     assert PARAMS.return_probability(activity + 0.5, genres, items) > p
+
+
+def test_a_return_shift_moves_only_the_returns_of_users_first_exposed_to_its_variant() -> None:
+    harmful = ModelParams(return_shifts=(("exp", "treatment", -4.0),))
+    assert harmful.return_shift({"exp": (ORIGIN_MS, "treatment")}) == -4.0
+    assert harmful.return_shift({"exp": (ORIGIN_MS, "control")}) == 0.0 == harmful.return_shift({})
+    returns = {}
+    for variant in ("control", "treatment"):
+        user = make_user(harmful, 2, 4)
+        user.expose("exp", variant, user.start)
+        list(session(harmful, user, user.start + DAY_MS + 3_600_000, 1, []))  # day 1: only decides to come back
+        returns[variant] = user.slots[-1].p_active
+    logit = math.log(returns["control"] / (1 - returns["control"]))
+    assert math.isclose(returns["treatment"], 1 / (1 + math.exp(-(logit - 4.0))), rel_tol=1e-12)
 
 
 def test_users_are_deterministic_from_the_seed() -> None:

@@ -40,3 +40,21 @@ def test_small_runs_are_deterministic_from_the_seed() -> None:
     a, b = run_offline(users=60, seed=4), run_offline(users=60, seed=4)
     assert a.truth == b.truth and a.counts == b.counts
     assert run_offline(users=60, seed=5).truth != a.truth
+
+
+def test_the_harmful_treatment_of_the_auto_stop_test_returns_far_less_under_the_model() -> None:
+    """The rates the chance computation of tests/integration/test_auto_stop.py assumes: the model's
+    expected day-1 return (the mean chance of the session in [1 d, 2 d) after first exposure) is at
+    least 0.8 in control and at most 0.3 in the treatment its return shift harms."""
+    from infra.simulation.model import DAY_MS, ModelParams
+    from tests.integration.test_auto_stop import HARM, SPEC, USERS
+
+    params = ModelParams(arrival_ms=2 * DAY_MS, return_shifts=((SPEC.id, "treatment", HARM),))
+    people = run_offline(users=USERS, seed=11, specs=[SPEC], params=params).people
+    chances: dict[str, list[float]] = {"control": [], "treatment": []}
+    for user in people:
+        exposed_at, variant = user.first_exposures[SPEC.id]
+        day1 = [s.p_active for s in user.slots if exposed_at + DAY_MS <= s.ts < exposed_at + 2 * DAY_MS]
+        chances[variant].append(sum(day1))  # one possible session a day
+    means = {v: sum(c) / len(c) for v, c in chances.items()}
+    assert means["control"] >= 0.8 and means["treatment"] <= 0.3, means

@@ -161,6 +161,19 @@ def test_a_variant_whose_policy_cannot_be_served_gets_the_default_and_no_exposur
     assert rec.unresolved["mystery"] == 1
 
 
+def test_a_version_with_a_batch_only_metric_is_loaded_and_serves_as_before() -> None:
+    base = spec_dict()
+    batch_metric = {"name": "likes_7d", "role": "success", "kind": "mean", "direction": "increase",
+                    "measure": "likes", "window": {"length": "7d"}, "source": "batch"}
+    live = live_with(base)
+    before = Recommender(live=live, arms=DEFAULT_ARMS).recommend("u7", features={}, ts_ms=T0_MS + DAY_MS)
+    live.apply_spec(b"discovery", spec_to_json(parse_spec({**base, "metrics": [*base["metrics"], batch_metric]})))
+    assert live.reload_errors["experiments"] == 0 and live.specs()[0].batch_metrics[0].name == "likes_7d"
+    after = Recommender(live=live, arms=DEFAULT_ARMS).recommend("u7", features={}, ts_ms=T0_MS + DAY_MS)
+    exposed = [[(x.experiment, x.variant) for x in out.exposures] for out in (before, after)]
+    assert after.decision.assignments == before.decision.assignments and exposed[0] == exposed[1] != []
+
+
 def test_live_config_applies_the_newest_record_per_key_and_counts_bad_ones() -> None:
     live = live_with(spec_dict())
     live.apply_spec(b"discovery", spec_to_json(parse_spec(spec_dict(description="second"))))
