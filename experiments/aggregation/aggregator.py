@@ -35,6 +35,7 @@ from experiments.aggregation.stats import record_key
 from experiments.aggregation.store import INPUTS
 from experiments.errors import FencedWrite
 from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.incarnation import check_incarnation, check_offsets, current_incarnation, log_ends
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
 from infra.settings import Settings
@@ -128,6 +129,11 @@ class Aggregator:
         from kafka import KafkaConsumer
 
         store = self.store
+        try:
+            self._check_log()
+        except BaseException:
+            self.store.close()
+            raise
         consumer = KafkaConsumer(
             **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
         )
@@ -169,6 +175,26 @@ class Aggregator:
             publisher.close()
             self.store.close()
         return self.stats
+
+    def _check_log(self) -> None:
+        """Stop with ``StaleState`` before consuming when the stored state belongs to another broker
+        log (another incarnation, or a log shorter than the stored offsets); else keep the
+        incarnation with the state."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        where = "the PostgreSQL store" if self.settings.postgres_dsn is not None else str(database_path(self.settings))
+        stored = self.store.all_stored_offsets()
+        current = current_incarnation(self.settings)
+        check_incarnation(consumer="the aggregator", state=where, stored=self.store.incarnation(), current=current,
+                          stored_offsets=stored)
+        if stored:
+            probe = KafkaConsumer(**consumer_config(self.settings, group_id=None))
+            try:
+                ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored)])
+            finally:
+                probe.close()
+            check_offsets(consumer="the aggregator", state=where, stored=stored, log_ends=ends)
+        self.store.record_incarnation(current.id)
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from experiments.batch.archive import Archive
 from experiments.batch.decoding import decode_partition_batch
 from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.incarnation import check_incarnation, check_offsets, current_incarnation, log_ends
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
 from infra.settings import Settings
@@ -105,6 +106,7 @@ class Archiver:
         been at its end, with nothing pending, for ``idle_exit_s``."""
         from kafka import KafkaConsumer
 
+        self._check_log()
         consumer = KafkaConsumer(
             **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
         )
@@ -152,6 +154,27 @@ class Archiver:
         size = sum(p.size for p in self._pending.values())
         waited = now - (self._oldest_pending or now)
         return records >= self.max_records or size >= self.max_bytes or waited >= self.flush_interval_s
+
+    def _check_log(self) -> None:
+        """Stop with ``StaleState`` before consuming when the archive's offsets belong to another
+        broker log: resuming at them would skip the new log's first records."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        current = current_incarnation(self.settings)
+        resume = {(topic, partition): offset for topic, role in self._roles.items()
+                  for partition, offset in self.archive.resume_offsets(role).items()}
+        where = f"archive {self.archive.url}"
+        check_incarnation(consumer="the archiver", state=where, stored=self.archive.incarnation(), current=current,
+                          stored_offsets=resume)
+        if resume:
+            probe = KafkaConsumer(**consumer_config(self.settings, group_id=None))
+            try:
+                ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(resume)])
+            finally:
+                probe.close()
+            check_offsets(consumer="the archiver", state=where, stored=resume, log_ends=ends)
+        if self.archive.incarnation() is None:
+            self.archive.record_incarnation(current.id)
 
     def _seek_to_archived(self, consumer: Any) -> None:
         assigned = list(consumer.assignment())

@@ -11,10 +11,12 @@ from streams.worker.status import worker_status
 
 def run_learner(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
     """Provision topics, restore or warm-start the learner, run its app until stopped; the exit code."""
-    from streams.worker.learner.app import make_learner_app
+    from streams.worker.app import guard_local_state
+    from streams.worker.learner.app import LEARNER_APP_NAME, make_learner_app
     from streams.worker.runner import run_app
 
     apply_topics(settings)
+    guard_local_state(settings, app_options.get("app_name", LEARNER_APP_NAME), consumer="the learner")
     return run_app(make_learner_app(settings, **app_options), loglevel)
 
 
