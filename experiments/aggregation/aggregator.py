@@ -90,6 +90,35 @@ def open_store(
     )
 
 
+def check_store_log(settings: Settings, store: AggregationStore) -> None:
+    """Raise ``StaleState`` when ``store`` holds state of another broker log (another incarnation,
+    or a log shorter than its stored offsets); else keep the current incarnation with it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    where = "the PostgreSQL store" if settings.postgres_dsn is not None else str(database_path(settings))
+    stored = store.all_stored_offsets()
+    current = current_incarnation(settings)
+    check_incarnation(consumer="the aggregator", state=where, stored=store.incarnation(), current=current,
+                      stored_offsets=stored)
+    if stored:
+        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
+        try:
+            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored)])
+        finally:
+            probe.close()
+        check_offsets(consumer="the aggregator", state=where, stored=stored, log_ends=ends)
+    store.record_incarnation(current.id)
+
+
+def check_log(settings: Settings) -> None:
+    """``check_store_log`` on the aggregator's store, for ``tandem up`` before it starts the workers."""
+    store = open_store(settings, claim_on_demand=False)
+    try:
+        check_store_log(settings, store)
+    finally:
+        store.close()
+
+
 class Aggregator:
     """Consume ``events``, ``exposures`` and ``experiments``; publish ``experiment-metrics``."""
 
@@ -130,7 +159,7 @@ class Aggregator:
 
         store = self.store
         try:
-            self._check_log()
+            check_store_log(self.settings, store)
         except BaseException:
             self.store.close()
             raise
@@ -175,26 +204,6 @@ class Aggregator:
             publisher.close()
             self.store.close()
         return self.stats
-
-    def _check_log(self) -> None:
-        """Stop with ``StaleState`` before consuming when the stored state belongs to another broker
-        log (another incarnation, or a log shorter than the stored offsets); else keep the
-        incarnation with the state."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        where = "the PostgreSQL store" if self.settings.postgres_dsn is not None else str(database_path(self.settings))
-        stored = self.store.all_stored_offsets()
-        current = current_incarnation(self.settings)
-        check_incarnation(consumer="the aggregator", state=where, stored=self.store.incarnation(), current=current,
-                          stored_offsets=stored)
-        if stored:
-            probe = KafkaConsumer(**consumer_config(self.settings, group_id=None))
-            try:
-                ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored)])
-            finally:
-                probe.close()
-            check_offsets(consumer="the aggregator", state=where, stored=stored, log_ends=ends)
-        self.store.record_incarnation(current.id)
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:

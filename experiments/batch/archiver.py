@@ -67,6 +67,28 @@ def default_archive_url(settings: Settings) -> str:
     return settings.archive
 
 
+def check_archive_log(settings: Settings, archive: Archive) -> None:
+    """Raise ``StaleState`` when the archive's offsets belong to another broker log (resuming at
+    them would skip the new log's first records); else record the current incarnation with it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    current = current_incarnation(settings)
+    resume = {(settings.topic(topic), partition): offset for topic in ARCHIVED
+              for partition, offset in archive.resume_offsets(topic.name).items()}
+    where = f"archive {archive.url}"
+    stored = archive.incarnation()
+    check_incarnation(consumer="the archiver", state=where, stored=stored, current=current, stored_offsets=resume)
+    if resume:
+        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
+        try:
+            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(resume)])
+        finally:
+            probe.close()
+        check_offsets(consumer="the archiver", state=where, stored=resume, log_ends=ends)
+    if stored is None:
+        archive.record_incarnation(current.id)
+
+
 class Archiver:
     """Consume the archived topics in group ``<prefix>archiver``; write Parquet batches."""
 
@@ -106,7 +128,7 @@ class Archiver:
         been at its end, with nothing pending, for ``idle_exit_s``."""
         from kafka import KafkaConsumer
 
-        self._check_log()
+        check_archive_log(self.settings, self.archive)
         consumer = KafkaConsumer(
             **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
         )
@@ -154,27 +176,6 @@ class Archiver:
         size = sum(p.size for p in self._pending.values())
         waited = now - (self._oldest_pending or now)
         return records >= self.max_records or size >= self.max_bytes or waited >= self.flush_interval_s
-
-    def _check_log(self) -> None:
-        """Stop with ``StaleState`` before consuming when the archive's offsets belong to another
-        broker log: resuming at them would skip the new log's first records."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        current = current_incarnation(self.settings)
-        resume = {(topic, partition): offset for topic, role in self._roles.items()
-                  for partition, offset in self.archive.resume_offsets(role).items()}
-        where = f"archive {self.archive.url}"
-        check_incarnation(consumer="the archiver", state=where, stored=self.archive.incarnation(), current=current,
-                          stored_offsets=resume)
-        if resume:
-            probe = KafkaConsumer(**consumer_config(self.settings, group_id=None))
-            try:
-                ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(resume)])
-            finally:
-                probe.close()
-            check_offsets(consumer="the archiver", state=where, stored=resume, log_ends=ends)
-        if self.archive.incarnation() is None:
-            self.archive.record_incarnation(current.id)
 
     def _seek_to_archived(self, consumer: Any) -> None:
         assigned = list(consumer.assignment())

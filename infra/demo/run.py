@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from experiments.admission import admit
 from experiments.lifecycle import apply_spec, publish_spec, read_specs
 from experiments.report.interactions import Interaction, interactions_from_topics
@@ -606,6 +608,19 @@ def postgres_data_dir(settings: Settings) -> Path:
     return settings.state_dir / "postgres"
 
 
+def refuse_stale_state(settings: Settings) -> None:
+    """Before any worker starts: ``StaleState`` if the aggregator's, the features worker's or the
+    learner's stored state belongs to another broker log (a restarted embedded broker starts
+    empty), so ``tandem up`` never continues state whose log no longer exists."""
+    from experiments.aggregation.aggregator import check_log
+    from streams.worker.features.commands import guard_features_state
+    from streams.worker.learner.commands import guard_learner_state
+
+    check_log(settings)
+    guard_features_state(settings)
+    guard_learner_state(settings)
+
+
 def start_detached(*, settings: Settings, port: int, console_port: int = 8090, store: str = "sqlite") -> int:
     """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them.
     With ``store="postgres"`` the aggregator keeps its state in an embedded PostgreSQL server
@@ -615,8 +630,6 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
     if settings.embedded and not settings.bootstrap_servers:
         state = broker.daemon_up(state_file=settings.broker_state_file, binary=settings.broker_binary)
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
-    specs = demo_specs()
-    publish_experiments(settings, specs, who="tandem up")
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
@@ -630,7 +643,12 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
 
             server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
             children["TANDEM_POSTGRES_DSN"] = server.dsn
+            settings = settings.model_copy(update={"postgres_dsn": SecretStr(server.dsn)})
             print(f"postgres {server.dsn} (data in {server.data_dir})")
+    apply_topics(settings)
+    refuse_stale_state(settings)
+    specs = demo_specs()
+    publish_experiments(settings, specs, who="tandem up")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
     for process in worker_specs(port, console_port).values():
         supervisor.start(process)

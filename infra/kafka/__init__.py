@@ -112,8 +112,8 @@ _LAZY = {
     **dict.fromkeys(("newest_per_key", "read_topic"), "infra.kafka.topic_reader"),
     **dict.fromkeys(
         ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_DECISIONS", "EXPERIMENT_METRICS",
-         "EXPOSURES", "INCARNATION", "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport", "Topic",
-         "apply_topics"),
+         "EXPOSURES", "INCARNATION", "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport",
+         "Topic", "apply_topics"),
         "infra.kafka.topics",
     ),
 }
