@@ -103,13 +103,14 @@ def metric_total(url: str, family: str) -> float:
 
 
 def load(url: str, *, rps: float, duration_s: float, seed: int, warmup_s: float = 0.0,
-         users: int = 10_000) -> dict[str, Any]:
+         users: int = 10_000, t0_ms: int | None = None) -> dict[str, Any]:
     """Open-loop fixed-rate load on ``POST /recommend`` (``bench.loadgen``): latency percentiles
-    from each request's due time, and the error count."""
-    from bench.loadgen import generate
+    from each request's due time, and the error count. ``t0_ms``: the requests' first event time
+    (default: inside the demo's experiments)."""
+    from bench.loadgen import T0_MS, generate
 
     return asyncio.run(generate(url=url, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
-                                seed=seed))
+                                seed=seed, t0_ms=T0_MS if t0_ms is None else t0_ms))
 
 
 def tail(path: Path, lines: int = 5) -> str:
