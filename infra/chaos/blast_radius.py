@@ -3,9 +3,10 @@ overload does not reach the experiment's figures.
 
 Forward: serving takes a fixed 300 rps (quick: 100) for one phase each while (a) the aggregator
 works through a backlog, (b) it is SIGKILLed and kept down, (c) it is CPU-starved by a SIGSTOP/SIGCONT
-duty cycle over a new backlog, (d) the console is flooded with requests by another process; then
-(a) again, whose ratio to the first (a) is the noise of the measurement on this machine. Reported:
-serving's p99 per phase, its ratio to (a), and its errors.
+duty cycle, (d) the console is flooded with requests by another process. An (a) phase comes before
+and after each disturbed one: a ratio is to the mean p99 of its two neighbours, and the spread of
+the (a) phases is the measurement's own noise on this machine. Reported: serving's p99 per phase,
+its ratio, and its errors.
 
 Reverse: serving is offered twice the rate it completed when saturated, while a synthetic experiment
 log (``experiments.synthetic``, the simulation's exposures and outcomes) is published and aggregated;
@@ -40,7 +41,7 @@ from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_
 from experiments.synthetic import synthetic_log
 from infra.chaos.serving_probe import ChaosStack, load
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
-from infra.demo.supervisor import tandem_argv, wait_for
+from infra.demo.supervisor import EXPERIMENTATION_NICE, wait_for
 from infra.kafka.broker import free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
@@ -90,44 +91,60 @@ def _forward(work_dir: Path, *, seed: int, quick: bool) -> dict[str, Any]:
         publish_experiments(stack.settings, demo_specs(), who="chaos: blast radius")
         url = stack.start_serving()
         console_port = free_port()
-        stack.start("console", "console", "--port", str(console_port), "--no-monitor")
+        # The experimentation stack's processes at the priority `tandem up` gives them.
+        stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=EXPERIMENTATION_NICE)
         console_url = f"http://127.0.0.1:{console_port}"
         wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
         load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
 
         phases: dict[str, dict[str, Any]] = {}
+        seeds = iter(range(seed + 1, seed + 100))
+
+        def measure(name: str) -> None:
+            phases[name] = load(url, rps=rps, duration_s=phase_s, seed=next(seeds))
+
         _publish_log(stack.settings, spec, users=users, seed=seed)
-        aggregator = stack.start("aggregator", "experiments", "aggregate")
-        phases["a_running"] = load(url, rps=rps, duration_s=phase_s, seed=seed + 1)
+        aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+        measure("a1_running")
 
         aggregator.kill()
         aggregator.wait(timeout=30)
-        phases["b_killed"] = load(url, rps=rps, duration_s=phase_s, seed=seed + 2)
+        measure("b_killed")
 
         _publish_log(stack.settings, spec, users=users, seed=seed + 100)
-        aggregator = stack.start("aggregator", "experiments", "aggregate")
+        aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+        measure("a2_running")
         with DutyCycle(aggregator.pid) as cycle:
-            phases["c_starved"] = load(url, rps=rps, duration_s=phase_s, seed=seed + 3)
+            measure("c_starved")
         starved = {"stopped_s": STOPPED_S, "period_s": PERIOD_S, "cycles": cycle.cycles}
+        measure("a3_running")
 
+        # The console's users are not on serving's host: their stand-in runs at the lowest priority.
         flood = subprocess.Popen(
-            [sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url, "--seconds",
-             str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
+            ["nice", "-n", "19", sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url,
+             "--seconds", str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
         )
         try:
-            phases["d_console_flood"] = load(url, rps=rps, duration_s=phase_s, seed=seed + 4)
+            measure("d_console_flood")
             flooded = json.loads(flood.communicate(timeout=120)[0])
         finally:
             if flood.poll() is None:
                 flood.kill()
                 flood.wait()
-        phases["a_again"] = load(url, rps=rps, duration_s=phase_s, seed=seed + 5)
+        measure("a4_running")
         aggregator_alive = aggregator.poll() is None
-    base = phases["a_running"]["p99_ms"]
-    summary = {name: {**_latency(result), "p99_ratio_to_a": _ratio(result["p99_ms"], base)}
-               for name, result in phases.items()}
-    return {"rps": rps, "phase_s": phase_s, "phases": summary, "starved": starved, "console_flood": flooded,
-            "aggregator_alive_after_duty_cycle": aggregator_alive}
+    # Each disturbed phase against the mean p99 of the undisturbed phases on either side of it: the
+    # machine's load drifts, and the spread of the (a) phases is the measurement's own noise.
+    around = {"b_killed": ("a1_running", "a2_running"), "c_starved": ("a2_running", "a3_running"),
+              "d_console_flood": ("a3_running", "a4_running")}
+    summary: dict[str, dict[str, Any]] = {name: _latency(result) for name, result in phases.items()}
+    for name, (before, after) in around.items():
+        base = _mean(phases[before]["p99_ms"], phases[after]["p99_ms"])
+        summary[name]["p99_ratio_to_a"] = _ratio(phases[name]["p99_ms"], base)
+    running = [phases[name]["p99_ms"] for name in ("a1_running", "a2_running", "a3_running", "a4_running")]
+    noise = _ratio(max(running), min(running)) if all(running) else None
+    return {"rps": rps, "phase_s": phase_s, "phases": summary, "a_phases_p99_max_to_min": noise,
+            "starved": starved, "console_flood": flooded, "aggregator_alive_after_duty_cycle": aggregator_alive}
 
 
 class DutyCycle:
@@ -208,7 +225,8 @@ def _reverse(work_dir: Path, *, seed: int, quick: bool) -> dict[str, Any]:
 
         overloading = threading.Thread(target=overload_serving, name="overload")
         overloading.start()
-        aggregator = stack.start("aggregator", "experiments", "aggregate", "--idle-exit", "3")
+        aggregator = stack.start("aggregator", "experiments", "aggregate", "--idle-exit", "3",
+                                 nice=EXPERIMENTATION_NICE)
         published = _publish_log(stack.settings, spec, users=users, seed=seed, days=days)
         overloading.join()
         try:
@@ -300,6 +318,11 @@ def _answers(url: str) -> bool:
 def _latency(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("requests", "completed", "errors", "error_kinds", "achieved_rps", "p50_ms", "p99_ms", "max_ms")
     return {key: result[key] for key in keys}
+
+
+def _mean(*values: float | None) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) / len(known) if known else None
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:

@@ -59,8 +59,8 @@ class ChaosStack:
             self._broker = None
 
     # -- processes ---------------------------------------------------------------------------------
-    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        return self.supervisor.start(ProcessSpec(name, argv))
+    def start(self, name: str, *argv: str, nice: int = 0) -> subprocess.Popen[bytes]:
+        return self.supervisor.start(ProcessSpec(name, argv, nice=nice))
 
     def start_serving(self, *extra: str) -> str:
         """``tandem serve`` on a free loopback port; its URL once ``/health`` answers."""

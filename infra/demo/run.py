@@ -31,7 +31,7 @@ from experiments.report.interactions import Interaction, interactions_from_topic
 from experiments.report.owner import run_report
 from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec
 from experiments.surfaces import load_surfaces
-from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
+from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, apply_topics
@@ -170,11 +170,13 @@ def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop:
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
-        "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
+        "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m"),
+                                   nice=EXPERIMENTATION_NICE),
     }
     if console_port is not None:
         specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
-                                                   *(() if auto_stop else ("--no-monitor",))))
+                                                   *(() if auto_stop else ("--no-monitor",))),
+                                       nice=EXPERIMENTATION_NICE)
     return specs
 
 
