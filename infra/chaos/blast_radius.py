@@ -41,12 +41,12 @@ from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_
 from experiments.synthetic import synthetic_log
 from infra.chaos.serving_probe import ChaosStack, load
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
-from infra.demo.supervisor import EXPERIMENTATION_NICE, wait_for
+from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
+from infra.kafka.topics import EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES, apply_topics
 from infra.settings import Settings
 from streams.events import encode
 
@@ -58,8 +58,17 @@ STOPPED_S, PERIOD_S = 0.15, 0.2
 
 
 def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
-    forward = _forward(work_dir / "forward", seed=seed, quick=quick)
-    reverse = _reverse(work_dir / "reverse", seed=seed, quick=quick)
+    began = time.monotonic()
+    with ChaosStack(work_dir, topic_prefix="blast.") as stack:
+        stack.start_broker()
+        publish_experiments(stack.settings, demo_specs(), who="chaos: blast radius")
+        url = stack.start_serving()
+        started_s = time.monotonic() - began
+        forward = _forward(stack, url, seed=seed, quick=quick)
+        forward_s = time.monotonic() - began - started_s
+        reverse = _reverse(stack, url, seed=seed, quick=quick)
+    wall = {"start": round(started_s, 1), "forward": round(forward_s, 1),
+            "total": round(time.monotonic() - began, 1)}
     ratios = [forward["phases"][phase]["p99_ratio_to_a"] for phase in ("b_killed", "c_starved", "d_console_flood")]
     errors = [forward["phases"][phase]["errors"] for phase in ("b_killed", "c_starved", "d_console_flood")]
     ok = (
@@ -74,65 +83,61 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
                 f"and while the console was flooded; then serving offered twice its capacity while an experiment "
                 f"log was aggregated and checked against the oracle",
         "figures": {"forward": forward, "reverse": reverse, "p99_ratio_target": P99_RATIO_TARGET,
-                    "machine_load_1m_at_end": os.getloadavg()[0]},
+                    "wall_s": wall, "machine_load_1m_at_end": round(os.getloadavg()[0], 2)},
         "ok": ok,
     }
 
 
 # -- forward: serving while the experimentation stack is broken ------------------------------------
 
-def _forward(work_dir: Path, *, seed: int, quick: bool) -> dict[str, Any]:
+def _forward(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
     rps = 100.0 if quick else 300.0
-    phase_s = 3.0 if quick else 20.0
+    phase_s = 2.0 if quick else 20.0
     users = 300 if quick else 3000
     spec = load_spec(DEMO_SPEC_PATH)
-    with ChaosStack(work_dir, topic_prefix="blast.") as stack:
-        stack.start_broker()
-        publish_experiments(stack.settings, demo_specs(), who="chaos: blast radius")
-        url = stack.start_serving()
-        console_port = free_port()
-        # The experimentation stack's processes at the priority `tandem up` gives them.
-        stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=EXPERIMENTATION_NICE)
-        console_url = f"http://127.0.0.1:{console_port}"
-        wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
-        load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
+    console_port = free_port()
+    # The experimentation stack's processes at the priority `tandem up` gives them.
+    stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=EXPERIMENTATION_NICE)
+    console_url = f"http://127.0.0.1:{console_port}"
+    wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
+    load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
 
-        phases: dict[str, dict[str, Any]] = {}
-        seeds = iter(range(seed + 1, seed + 100))
+    phases: dict[str, dict[str, Any]] = {}
+    seeds = iter(range(seed + 1, seed + 100))
 
-        def measure(name: str) -> None:
-            phases[name] = load(url, rps=rps, duration_s=phase_s, seed=next(seeds))
+    def measure(name: str) -> None:
+        phases[name] = load(url, rps=rps, duration_s=phase_s, seed=next(seeds))
 
-        _publish_log(stack.settings, spec, users=users, seed=seed)
-        aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
-        measure("a1_running")
+    _publish_log(stack.settings, spec, users=users, seed=seed)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+    measure("a1_running")
 
-        aggregator.kill()
-        aggregator.wait(timeout=30)
-        measure("b_killed")
+    aggregator.kill()
+    aggregator.wait(timeout=30)
+    measure("b_killed")
 
-        _publish_log(stack.settings, spec, users=users, seed=seed + 100)
-        aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
-        measure("a2_running")
-        with DutyCycle(aggregator.pid) as cycle:
-            measure("c_starved")
-        starved = {"stopped_s": STOPPED_S, "period_s": PERIOD_S, "cycles": cycle.cycles}
-        measure("a3_running")
+    _publish_log(stack.settings, spec, users=users, seed=seed + 100)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+    measure("a2_running")
+    with DutyCycle(aggregator.pid) as cycle:
+        measure("c_starved")
+    starved = {"stopped_s": STOPPED_S, "period_s": PERIOD_S, "cycles": cycle.cycles}
+    measure("a3_running")
 
-        # The console's users are not on serving's host: their stand-in runs at the lowest priority.
-        flood = subprocess.Popen(
-            ["nice", "-n", "19", sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url,
-             "--seconds", str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
-        )
-        try:
-            measure("d_console_flood")
-            flooded = json.loads(flood.communicate(timeout=120)[0])
-        finally:
-            if flood.poll() is None:
-                flood.kill()
-                flood.wait()
-        measure("a4_running")
-        aggregator_alive = aggregator.poll() is None
+    # The console's users are not on serving's host: their stand-in runs at the lowest priority.
+    flood = subprocess.Popen(
+        ["nice", "-n", "19", sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url,
+         "--seconds", str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        measure("d_console_flood")
+        flooded = json.loads(flood.communicate(timeout=120)[0])
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    measure("a4_running")
+    aggregator_alive = aggregator.poll() is None
     # Each disturbed phase against the mean p99 of the undisturbed phases on either side of it: the
     # machine's load drifts, and the spread of the (a) phases is the measurement's own noise.
     around = {"b_killed": ("a1_running", "a2_running"), "c_starved": ("a2_running", "a3_running"),
@@ -206,35 +211,39 @@ def flood(url: str, *, seconds: float, concurrency: int = 16) -> dict[str, Any]:
 
 # -- reverse: the experiment's figures while serving is overloaded ----------------------------------
 
-def _reverse(work_dir: Path, *, seed: int, quick: bool) -> dict[str, Any]:
+def _reverse(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
+    """The experiment under its own topic prefix and state (so the oracle reads its log alone), on
+    the same broker and host as the overloaded serving."""
     users = 200 if quick else 2000
     days = 7 if quick else 21
-    probe_s = 2.0 if quick else 5.0
-    overload_s = 4.0 if quick else 30.0
+    probe_s = 1.0 if quick else 5.0
+    overload_s = 3.0 if quick else 30.0
     spec = load_spec(DEMO_SPEC_PATH)
-    with ChaosStack(work_dir, topic_prefix="reverse.") as stack:
-        stack.start_broker()
-        url = stack.start_serving()
-        load(url, rps=50.0, duration_s=1.0, seed=seed, t0_ms=PROBE_TS)  # warm up, unmeasured
-        saturated = load(url, rps=2000.0 if quick else 3000.0, duration_s=probe_s, seed=seed, t0_ms=PROBE_TS)
-        capacity = max(50.0, float(saturated["achieved_rps"] or 0.0))
-        overload: dict[str, Any] = {}
+    settings = stack.settings.model_copy(update={"topic_prefix": "reverse.",
+                                                 "state_dir": stack.work_dir / "reverse-state"})
+    apply_topics(settings)
+    saturated = load(url, rps=1500.0 if quick else 3000.0, duration_s=probe_s, seed=seed, t0_ms=PROBE_TS)
+    capacity = max(50.0, float(saturated["achieved_rps"] or 0.0))
+    overload: dict[str, Any] = {}
 
-        def overload_serving() -> None:
-            overload.update(load(url, rps=2 * capacity, duration_s=overload_s, seed=seed + 1, t0_ms=PROBE_TS))
+    def overload_serving() -> None:
+        overload.update(load(url, rps=2 * capacity, duration_s=overload_s, seed=seed + 1, t0_ms=PROBE_TS))
 
+    env = {"TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(), "TANDEM_STATE_DIR": str(settings.state_dir),
+           "TANDEM_TOPIC_PREFIX": settings.topic_prefix}
+    with Supervisor(state_dir=settings.state_dir, env=env) as experiment_stack:
         overloading = threading.Thread(target=overload_serving, name="overload")
         overloading.start()
-        aggregator = stack.start("aggregator", "experiments", "aggregate", "--idle-exit", "3",
-                                 nice=EXPERIMENTATION_NICE)
-        published = _publish_log(stack.settings, spec, users=users, seed=seed, days=days)
+        aggregator = experiment_stack.start(ProcessSpec("aggregator", ("experiments", "aggregate", "--idle-exit", "3"),
+                                                        nice=EXPERIMENTATION_NICE))
+        published = _publish_log(settings, spec, users=users, seed=seed, days=days)
         overloading.join()
         try:
-            exit_code = aggregator.wait(timeout=600)
+            exit_code: int | None = aggregator.wait(timeout=600)
         except subprocess.TimeoutExpired:
             exit_code = None
-        actual = _published_metrics(stack.settings, spec.id)
-        expected = oracle_metrics(stack.settings, spec.id)
+    actual = _published_metrics(settings, spec.id)
+    expected = oracle_metrics(settings, spec.id)
     return {
         "users": users, "days": days, "records_published": published,
         "capacity_rps": capacity, "offered_rps": round(2 * capacity, 1),
