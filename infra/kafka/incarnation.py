@@ -51,9 +51,10 @@ class Incarnation:
 
 def current_incarnation(settings: Settings, *, timeout_s: float = READ_TIMEOUT_S) -> Incarnation:
     """The identity of the log behind ``settings``: the incarnation topic's first record, written
-    first if the topic is empty. The topic must exist (``apply_topics``)."""
-    from infra.kafka.topics import INCARNATION
+    first if the topic is empty (the topic is created if missing)."""
+    from infra.kafka.topics import INCARNATION, apply_topics
 
+    apply_topics(settings, (INCARNATION,))
     topic = settings.topic(INCARNATION)
     found = _first_record(settings, topic, timeout_s=timeout_s)
     if found is None:
