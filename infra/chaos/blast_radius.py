@@ -46,7 +46,7 @@ from infra.kafka.broker import free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
-from infra.kafka.topics import EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES, apply_topics
+from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES, apply_topics
 from infra.settings import Settings
 from streams.events import encode
 
@@ -75,6 +75,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
         all(count == 0 for count in errors)
         and all(ratio is not None and ratio <= P99_RATIO_TARGET for ratio in ratios)
         and reverse["differences"] == [] and reverse["metric_records"] > 0 and reverse["aggregator_exit"] == 0
+        and reverse["dead_letters"] == 0
     )
     rps = forward["rps"]
     return {
@@ -244,6 +245,7 @@ def _reverse(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str
             exit_code = None
     actual = _published_metrics(settings, spec.id)
     expected = oracle_metrics(settings, spec.id)
+    letters = [json.loads(record.value) for record in read_topic(settings, settings.topic(DEAD_LETTERS))]
     return {
         "users": users, "days": days, "records_published": published,
         "capacity_rps": capacity, "offered_rps": round(2 * capacity, 1),
@@ -251,6 +253,8 @@ def _reverse(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str
         "aggregator_exit": exit_code,
         "metric_records": len(expected),
         "differences": differences(actual, expected)[:20],
+        "dead_letters": len(letters),  # the synthetic log holds no bad record
+        "dead_letter_reasons": sorted({str(letter.get("error", ""))[:160] for letter in letters})[:5],
     }
 
 
@@ -260,6 +264,10 @@ def _publish_log(settings: Settings, spec: ExperimentSpec, *, users: int, seed: 
     sent = 0
     with KafkaPublisher(config=producer_config(settings), topic=settings.topic(EVENTS)) as publisher:
         publisher.publish_bytes(spec.id.encode(), spec_to_json(spec), topic=settings.topic(EXPERIMENTS))
+        # Acknowledged before any exposure is sent, as serving only exposes users to a spec it has read
+        # from the topic: sent together, an exposure batch could reach the log first under load, and
+        # the aggregator dead-letters an exposure to an experiment it does not know.
+        publisher.flush()
         for exposure in log.exposures:
             publisher.publish_bytes(exposure.user_id.encode(), encode(exposure), topic=settings.topic(EXPOSURES))
         for event in log.events:

@@ -32,6 +32,7 @@ from experiments.report.owner import run_report
 from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec
 from experiments.surfaces import load_surfaces
 from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
+from infra.errors import StaleState
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, apply_topics
@@ -618,9 +619,14 @@ def refuse_stale_state(settings: Settings) -> None:
     from streams.worker.features.commands import guard_features_state
     from streams.worker.learner.commands import guard_learner_state
 
-    check_log(settings)
-    guard_features_state(settings)
-    guard_learner_state(settings)
+    refusals = []
+    for check in (check_log, guard_features_state, guard_learner_state):
+        try:
+            check(settings)
+        except StaleState as exc:
+            refusals.append(str(exc))
+    if refusals:
+        raise StaleState("\n".join(refusals))
 
 
 def start_detached(*, settings: Settings, port: int, console_port: int = 8090, store: str = "sqlite") -> int:

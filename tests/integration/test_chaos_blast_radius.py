@@ -20,4 +20,4 @@ def test_serving_answers_through_every_fault_and_the_overloaded_run_equals_the_o
     assert figures["forward"]["aggregator_alive_after_duty_cycle"] is True
     reverse = figures["reverse"]
     assert reverse["aggregator_exit"] == 0 and reverse["metric_records"] > 0
-    assert reverse["differences"] == []
+    assert reverse["differences"] == [] and reverse["dead_letters"] == 0
