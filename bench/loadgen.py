@@ -46,11 +46,12 @@ async def _one(session: aiohttp.ClientSession, url: str, body: dict[str, Any], d
 
 
 async def generate(*, url: str, rps: float, duration_s: float, warmup_s: float = 2.0, users: int = 10_000,
-                   seed: int = 1, timeout_s: float = 5.0, event_ms_per_s: int = 60_000) -> dict[str, Any]:
+                   seed: int = 1, timeout_s: float = 5.0, event_ms_per_s: int = 60_000,
+                   t0_ms: int = T0_MS) -> dict[str, Any]:
     """Offer ``rps`` for ``warmup_s + duration_s``; statistics cover the last ``duration_s`` only.
 
     Users are drawn uniformly from ``users`` ids; each request carries an event time ``ts``
-    advancing ``event_ms_per_s`` per second of the schedule (a compressed clock).
+    from ``t0_ms`` on, advancing ``event_ms_per_s`` per second of the schedule (a compressed clock).
     """
     rng = random.Random(seed)
     endpoint = url.rstrip("/") + "/recommend"
@@ -68,7 +69,7 @@ async def generate(*, url: str, rps: float, duration_s: float, warmup_s: float =
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            body = {"user_id": f"user-{rng.randrange(users)}", "ts": T0_MS + int(i / rps * event_ms_per_s)}
+            body = {"user_id": f"user-{rng.randrange(users)}", "ts": t0_ms + int(i / rps * event_ms_per_s)}
             sink = measured if i >= warm else ignored
             tasks.append(asyncio.ensure_future(_one(session, endpoint, body, due, sink, errors)))
         await asyncio.gather(*tasks)

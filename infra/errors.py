@@ -19,3 +19,8 @@ class ProvisioningError(TandemError, RuntimeError):
 
 class DeliveryError(TandemError, RuntimeError):
     """The broker did not acknowledge records handed to a publisher."""
+
+
+class StaleState(TandemError, RuntimeError):
+    """A consumer's stored state belongs to a log the broker no longer holds (a restarted embedded
+    broker, a recreated topic): the consumer stops before consuming anything, its state kept."""

@@ -35,6 +35,7 @@ from experiments.aggregation.stats import record_key
 from experiments.aggregation.store import INPUTS
 from experiments.errors import FencedWrite
 from infra.kafka.config import consumer_config, producer_config
+from infra.kafka.incarnation import check_incarnation, check_offsets, current_incarnation, log_ends
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
 from infra.settings import Settings
@@ -89,6 +90,35 @@ def open_store(
     )
 
 
+def check_store_log(settings: Settings, store: AggregationStore) -> None:
+    """Raise ``StaleState`` when ``store`` holds state of another broker log (another incarnation,
+    or a log shorter than its stored offsets); else keep the current incarnation with it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    where = "the PostgreSQL store" if settings.postgres_dsn is not None else str(database_path(settings))
+    stored = store.all_stored_offsets()
+    current = current_incarnation(settings)
+    check_incarnation(consumer="the aggregator", state=where, stored=store.incarnation(), current=current,
+                      stored_offsets=stored)
+    if stored:
+        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
+        try:
+            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored)])
+        finally:
+            probe.close()
+        check_offsets(consumer="the aggregator", state=where, stored=stored, log_ends=ends)
+    store.record_incarnation(current.id)
+
+
+def check_log(settings: Settings) -> None:
+    """``check_store_log`` on the aggregator's store, for ``tandem up`` before it starts the workers."""
+    store = open_store(settings, claim_on_demand=False)
+    try:
+        check_store_log(settings, store)
+    finally:
+        store.close()
+
+
 class Aggregator:
     """Consume ``events``, ``exposures`` and ``experiments``; publish ``experiment-metrics``."""
 
@@ -128,6 +158,11 @@ class Aggregator:
         from kafka import KafkaConsumer
 
         store = self.store
+        try:
+            check_store_log(self.settings, store)
+        except BaseException:
+            self.store.close()
+            raise
         consumer = KafkaConsumer(
             **consumer_config(self.settings, group_id=self.group, max_poll_records=MAX_POLL_RECORDS)
         )

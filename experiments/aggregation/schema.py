@@ -94,6 +94,11 @@ CREATE TABLE IF NOT EXISTS agg_offsets (
     next_offset  BIGINT NOT NULL,
     PRIMARY KEY (topic, partition_id)
 );
+-- the broker log the state was built from (infra.kafka.incarnation): one row, name 'incarnation'
+CREATE TABLE IF NOT EXISTS agg_meta (
+    name         TEXT PRIMARY KEY,
+    value        TEXT NOT NULL
+);
 """
 
 #: The shared ``part`` of specs and of the experiments topic's offsets.

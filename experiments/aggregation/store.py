@@ -236,6 +236,23 @@ class AggregationStore:
         return state if state is not None else self._claim(part)
 
     # ---- reading -----------------------------------------------------------------------
+    def incarnation(self) -> str | None:
+        """The id of the broker log this state was built from (None: not recorded yet)."""
+        row = self._conn.execute("SELECT value FROM agg_meta WHERE name = 'incarnation'").fetchone()
+        return None if row is None else str(row[0])
+
+    def record_incarnation(self, incarnation: str) -> None:
+        """Keep ``incarnation`` with the state unless one is recorded already (the first writer wins)."""
+        self._conn.execute(
+            "INSERT INTO agg_meta (name, value) VALUES ('incarnation', ?) ON CONFLICT (name) DO NOTHING",
+            (incarnation,),
+        )
+
+    def all_stored_offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset stored for every (topic, partition), owned here or not."""
+        rows = self._conn.execute("SELECT topic, partition_id, next_offset FROM agg_offsets").fetchall()
+        return {(t, p): o for t, p, o in rows}
+
     def stored_offsets(self) -> dict[tuple[str, int], int]:
         """The next offset to consume per (topic, partition) of the owned partitions and the specs."""
         return dict(self._offsets)

@@ -128,6 +128,23 @@ class Archive:
     def topic_dir(self, topic: str) -> str:
         return f"{self.root}/{topic}"
 
+    # ---- the broker log the dataset's offsets refer to (infra.kafka.incarnation) -------------
+    @property
+    def incarnation_path(self) -> str:
+        return f"{self.root}/_incarnation.json"
+
+    def incarnation(self) -> str | None:
+        """The id of the broker log whose offsets the archived batches are named by (None: not recorded)."""
+        if self.filesystem.get_file_info(self.incarnation_path).type != pafs.FileType.File:
+            return None
+        with self.filesystem.open_input_stream(self.incarnation_path) as source:
+            return str(json.loads(source.read())["incarnation"])
+
+    def record_incarnation(self, incarnation: str) -> None:
+        self.filesystem.create_dir(self.root, recursive=True)
+        with self.filesystem.open_output_stream(self.incarnation_path) as sink:
+            sink.write(json.dumps({"incarnation": incarnation}).encode())
+
     # ---- listing ----------------------------------------------------------------------------
     def files(self, topic: str) -> list[ArchiveFile]:
         """Every finished file of a topic (hidden temporary files excluded), sorted."""

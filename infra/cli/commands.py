@@ -98,6 +98,9 @@ def _add_serve(commands_parser: Any) -> None:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--feature-reads", choices=("auto", "inline", "thread"), default="auto",
                        help="read Feast on the event loop or in a reader thread (auto: inline for SQLite)")
+    serve.add_argument("--max-pending", type=int, default=None,
+                       help="decisions and exposures buffered while the broker does not acknowledge them "
+                            "(default 100000); past it they are counted as overflowed (/metrics)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -322,7 +325,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from streams.serving import ServingConfig
     from streams.serving.commands import serve
 
-    return serve(settings, host=args.host, port=args.port, config=ServingConfig(feature_reads=args.feature_reads))
+    bounded = {} if args.max_pending is None else {"max_pending": args.max_pending}
+    return serve(settings, host=args.host, port=args.port,
+                 config=ServingConfig(feature_reads=args.feature_reads, **bounded))
 
 
 def cmd_evaluate_policy(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,13 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from experiments.admission import admit
 from experiments.lifecycle import apply_spec, publish_spec, read_specs
 from experiments.report.interactions import Interaction, interactions_from_topics
 from experiments.report.owner import run_report
 from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec
 from experiments.surfaces import load_surfaces
-from infra.demo.supervisor import ProcessSpec, Supervisor, wait_for
+from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
+from infra.errors import StaleState
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import EXPERIMENT_METRICS, apply_topics
@@ -168,11 +171,13 @@ def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop:
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
-        "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m")),
+        "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m"),
+                                   nice=EXPERIMENTATION_NICE),
     }
     if console_port is not None:
         specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
-                                                   *(() if auto_stop else ("--no-monitor",))))
+                                                   *(() if auto_stop else ("--no-monitor",))),
+                                       nice=EXPERIMENTATION_NICE)
     return specs
 
 
@@ -606,6 +611,24 @@ def postgres_data_dir(settings: Settings) -> Path:
     return settings.state_dir / "postgres"
 
 
+def refuse_stale_state(settings: Settings) -> None:
+    """Before any worker starts: ``StaleState`` if the aggregator's, the features worker's or the
+    learner's stored state belongs to another broker log (a restarted embedded broker starts
+    empty), so ``tandem up`` never continues state whose log no longer exists."""
+    from experiments.aggregation.aggregator import check_log
+    from streams.worker.features.commands import guard_features_state
+    from streams.worker.learner.commands import guard_learner_state
+
+    refusals = []
+    for check in (check_log, guard_features_state, guard_learner_state):
+        try:
+            check(settings)
+        except StaleState as exc:
+            refusals.append(str(exc))
+    if refusals:
+        raise StaleState("\n".join(refusals))
+
+
 def start_detached(*, settings: Settings, port: int, console_port: int = 8090, store: str = "sqlite") -> int:
     """``tandem up``: the same processes as the demo, left running; ``tandem down`` stops them.
     With ``store="postgres"`` the aggregator keeps its state in an embedded PostgreSQL server
@@ -615,8 +638,6 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
     if settings.embedded and not settings.bootstrap_servers:
         state = broker.daemon_up(state_file=settings.broker_state_file, binary=settings.broker_binary)
         settings = settings.model_copy(update={"bootstrap_servers": str(state["bootstrap"])})
-    specs = demo_specs()
-    publish_experiments(settings, specs, who="tandem up")
     children = {
         "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
         "TANDEM_STATE_DIR": str(settings.state_dir.resolve()),
@@ -630,7 +651,12 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
 
             server = EmbeddedPostgres(data_dir=postgres_data_dir(settings)).start()  # pg_ctl detaches it
             children["TANDEM_POSTGRES_DSN"] = server.dsn
+            settings = settings.model_copy(update={"postgres_dsn": SecretStr(server.dsn)})
             print(f"postgres {server.dsn} (data in {server.data_dir})")
+    apply_topics(settings)
+    refuse_stale_state(settings)
+    specs = demo_specs()
+    publish_experiments(settings, specs, who="tandem up")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
     for process in worker_specs(port, console_port).values():
         supervisor.start(process)

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -24,10 +25,17 @@ from infra.kafka.broker import pid_alive, stop_pid
 logger = logging.getLogger(__name__)
 
 
+#: The niceness of the experimentation stack's processes: on a shared host the kernel gives serving
+#: the CPU first when both want it (chaos scenario blast_radius measured the console flooded
+#: beside serving at equal priority: serving's p99 went ~2.5x).
+EXPERIMENTATION_NICE = 10
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     name: str
     argv: tuple[str, ...]  # arguments of the `tandem` command
+    nice: int = 0  # added to the process's niceness at start (lower CPU priority)
 
 
 def tandem_argv(*args: str) -> list[str]:
@@ -60,6 +68,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_lower_priority(spec.nice),
             )
         self.processes[spec.name] = process
         self.started_pids.append(process.pid)
@@ -113,6 +122,16 @@ class Supervisor:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop_all()
+
+
+def _lower_priority(nice: int) -> Callable[[], None] | None:
+    if nice == 0:
+        return None
+
+    def lower() -> None:  # runs in the child, before it executes tandem
+        os.nice(nice)
+
+    return lower
 
 
 def stop_recorded(state_dir: Path) -> list[str]:

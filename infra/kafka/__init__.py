@@ -5,6 +5,7 @@
 - ``infra.kafka.topics``: every topic (name, key, value schema, retention) and ``apply_topics``;
 - ``infra.kafka.producer``: ``KafkaPublisher``, a kafka-python producer that raises on a lost record;
 - ``infra.kafka.librdkafka``: ``LibrdkafkaProducer``, the serving log's producer;
+- ``infra.kafka.incarnation``: which log a consumer's state was built from, and the guard;
 - ``infra.kafka.topic_reader``: a whole topic up to its end, and reader-side compaction;
 - ``infra.kafka.broker``: the embedded broker (Tansu), in process or as a daemon.
 
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
         librdkafka_producer_config,
         producer_config,
     )
+    from infra.kafka.incarnation import (
+        Incarnation,
+        check_incarnation,
+        check_offsets,
+        current_incarnation,
+        guard_state_dir,
+    )
     from infra.kafka.librdkafka import LibrdkafkaProducer
     from infra.kafka.producer import DeliveryStats, KafkaPublisher
     from infra.kafka.topic_reader import newest_per_key, read_topic
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
         EXPERIMENT_METRICS,
         EXPERIMENTS,
         EXPOSURES,
+        INCARNATION,
         LEARNER_CHECKPOINTS,
         MODELS,
         STICKY_ASSIGNMENTS,
@@ -56,6 +65,7 @@ __all__ = [
     "EXPERIMENT_DECISIONS",
     "EXPERIMENT_METRICS",
     "EXPOSURES",
+    "INCARNATION",
     "LEARNER_CHECKPOINTS",
     "MODELS",
     "STICKY_ASSIGNMENTS",
@@ -63,15 +73,20 @@ __all__ = [
     "ApplyReport",
     "DeliveryStats",
     "EmbeddedBroker",
+    "Incarnation",
     "KafkaPublisher",
     "LibrdkafkaProducer",
     "Topic",
     "admin_config",
     "apply_topics",
+    "check_incarnation",
+    "check_offsets",
     "consumer_config",
+    "current_incarnation",
     "faust_config",
     "fetch_max_wait_ms",
     "free_port",
+    "guard_state_dir",
     "librdkafka_producer_config",
     "newest_per_key",
     "pid_alive",
@@ -84,6 +99,10 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("EmbeddedBroker", "free_port", "pid_alive", "stop_pid"), "infra.kafka.broker"),
     "LibrdkafkaProducer": "infra.kafka.librdkafka",
+    **dict.fromkeys(
+        ("Incarnation", "check_incarnation", "check_offsets", "current_incarnation", "guard_state_dir"),
+        "infra.kafka.incarnation",
+    ),
     **dict.fromkeys(("DeliveryStats", "KafkaPublisher"), "infra.kafka.producer"),
     **dict.fromkeys(
         ("admin_config", "consumer_config", "faust_config", "fetch_max_wait_ms", "librdkafka_producer_config",
@@ -93,8 +112,8 @@ _LAZY = {
     **dict.fromkeys(("newest_per_key", "read_topic"), "infra.kafka.topic_reader"),
     **dict.fromkeys(
         ("DEAD_LETTERS", "DECISIONS", "EVENTS", "EXPERIMENTS", "EXPERIMENT_DECISIONS", "EXPERIMENT_METRICS",
-         "EXPOSURES", "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport", "Topic",
-         "apply_topics"),
+         "EXPOSURES", "INCARNATION", "LEARNER_CHECKPOINTS", "MODELS", "STICKY_ASSIGNMENTS", "TOPICS", "ApplyReport",
+         "Topic", "apply_topics"),
         "infra.kafka.topics",
     ),
 }

@@ -58,10 +58,15 @@ DEAD_LETTERS = Topic("dead-letters", "source topic", "streams.events.DeadLetter"
 STICKY_ASSIGNMENTS = Topic("sticky-assignments", "experiment/user_id", "streams.events.StickyAssignment",
                            compacted=True)
 
+#: One record, the log's identity: consumers keep it with their state (``infra.kafka.incarnation``).
+INCARNATION = Topic("incarnation", "the constant key incarnation", "infra.kafka.incarnation.marker_record",
+                    compacted=True, partitions=1)
+
 TOPICS: tuple[Topic, ...] = (
     EVENTS, DECISIONS, EXPOSURES, MODELS, LEARNER_CHECKPOINTS, EXPERIMENTS, EXPERIMENT_METRICS, DEAD_LETTERS,
     STICKY_ASSIGNMENTS,
     EXPERIMENT_DECISIONS,
+    INCARNATION,
 )
 
 

@@ -118,6 +118,7 @@ class ServingService:
                 "producer_ready": log.producer_ready,
                 "pending": log.pending,
                 "max_pending": log.max_pending,
+                "offered": dict(log.offered),  # accepted into the buffer (overflowed ones are not)
                 "acknowledged": dict(log.acknowledged),
                 "failed": dict(log.failed),
                 "overflowed": dict(log.overflowed),

@@ -10,14 +10,33 @@ under-reports when a produce batch holds more than one record (docs/architecture
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from infra.kafka.config import faust_config, fetch_max_wait_ms
+from infra.kafka.incarnation import guard_state_dir
 from infra.settings import Settings
 
 
 def app_id(settings: Settings, name: str) -> str:
     return f"{settings.topic_prefix}{name}"
+
+
+def app_datadir(settings: Settings, app_name: str) -> Path:
+    """Faust's local state (tables) of one app."""
+    return settings.state_dir / "faust" / app_name
+
+
+INCARNATION_FILE = "incarnation.json"
+
+
+def guard_local_state(settings: Settings, app_name: str, *, consumer: str, also: tuple[Path, ...] = ()) -> None:
+    """Refuse to start ``app_name`` on state built from another broker log (``infra.kafka.incarnation``):
+    its Faust data dir, and ``also`` (other state it keeps, e.g. the online feature store)."""
+    datadir = app_datadir(settings, app_name)
+    held = [path for path in datadir.glob("*") if path.name != INCARNATION_FILE]
+    held += [path for path in also if path.exists()]
+    guard_state_dir(settings, consumer=consumer, marker=datadir / INCARNATION_FILE, has_state=bool(held))
 
 
 def default_store() -> str:
@@ -50,7 +69,7 @@ def new_app(
     options["stream_wait_empty"] = False
     if commit_interval_s is not None:
         options["broker_commit_interval"] = commit_interval_s
-    datadir = settings.state_dir / "faust" / app_name  # Faust's local state (tables) per app
+    datadir = app_datadir(settings, app_name)
     datadir.mkdir(parents=True, exist_ok=True)
     return PromptApp(
         app_id(settings, app_name),

@@ -23,16 +23,27 @@ FEATURES_ONLY = {"flush_records": 1000, "flush_ms": 100.0, "persist_interval": N
 
 def run_worker(settings: Settings, *, loglevel: str = "warning", **app_options: Any) -> int:
     """Provision topics, start the feature-store writer process, run the app until stopped; the exit code."""
-    from streams.worker.features.app import make_app
+    from streams.worker.features.app import APP_NAME, make_app
     from streams.worker.features.feast_process import ProcessFeatureWriter
     from streams.worker.runner import run_app
 
     apply_topics(settings)
+    guard_features_state(settings, app_name=app_options.get("app_name", APP_NAME))
     store = ProcessFeatureWriter(settings.feast_dir)
     try:
         return run_app(make_app(settings, feature_store=store, **app_options), loglevel)
     finally:
         store.close()
+
+
+def guard_features_state(settings: Settings, *, app_name: str | None = None) -> None:
+    """Refuse (``StaleState``) when the worker's tables or online features were built from another
+    broker log (``infra.kafka.incarnation``)."""
+    from streams.worker.app import guard_local_state
+    from streams.worker.features.app import APP_NAME
+
+    guard_local_state(settings, app_name or APP_NAME, consumer="the features worker",
+                      also=(settings.feast_dir / "online.db",))
 
 
 def run_features(settings: Settings) -> int:
