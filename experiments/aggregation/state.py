@@ -259,6 +259,9 @@ class AggregationState:
 
     def _observe(self, partition: Partition, ts: int) -> None:
         tracker = self.tracker
+        seen = tracker.partitions.get(partition)
+        if seen is not None and ts <= seen:
+            return  # nothing moves: most records, in a partition read in order
         before = tracker.watermark
         tracker.observe(partition, ts)
         self.journal.partitions.add(partition)
