@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_aggregator import publish
-from experiments.aggregation import AggregationStore, SourceRecord
+from experiments.aggregation import AggregationStore, SourceRecord, changelog
 from experiments.aggregation.aggregator import Aggregator
 from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
 from infra.kafka.broker import EmbeddedBroker
@@ -143,7 +143,12 @@ def store_rate(records: list[SourceRecord], path: Path) -> float:
 
 
 def state_bytes(path: Path) -> dict[str, int]:
+    """Bytes of everything stored for the partitions (the changelog's rows, ownership, watermarks,
+    offsets; not the outbox of records waiting for the broker, nor the specs), and the part of
+    it that is event ids (dedupe)."""
     import sqlite3
+
+    import orjson
 
     with sqlite3.connect(path) as db:
         def size(table: str) -> int:
@@ -153,8 +158,13 @@ def state_bytes(path: Path) -> dict[str, int]:
 
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         sizes = {t: size(t) for t in tables if t not in ("agg_outbox", "agg_specs")}
-        users = int(db.execute("SELECT COUNT(DISTINCT user_id) FROM agg_first_exposures").fetchone()[0])
-    return {"total": sum(sizes.values()), "event_ids": sizes.get("agg_events", 0), "exposed_users": users}
+        payloads = [row[0] for row in db.execute("SELECT payload FROM agg_state_log ORDER BY part, seq")]
+    event_ids = sum(
+        len(orjson.dumps(doc.get("e", []))) + len(orjson.dumps(doc.get("pe", [])))
+        for doc in map(orjson.loads, payloads)
+    )
+    users = {user for restored in [changelog.replay(payloads)] for _, user in restored.anchors}
+    return {"total": sum(sizes.values()), "event_ids": event_ids, "exposed_users": len(users)}
 
 
 def store_figures(*, users: int) -> dict[str, Any]:

@@ -119,6 +119,7 @@ class AggregationStore:
         self._next_seq: dict[int, int] = {}
         self._log_entries: dict[int, int] = {}
         self._snapshot_entries: dict[int, int] = {}
+        self._published_watermarks: dict[int, int | None] = {}  # per partition, as in its last records
         self._pending_specs: list[ExperimentSpec] = []
         q = self._conn.execute
         for (raw,) in q("SELECT spec_json FROM agg_specs").fetchall():
@@ -185,7 +186,7 @@ class AggregationStore:
     def _drop(self, part: int) -> None:
         del self.states[part]
         self._generations.pop(part, None)
-        for per_part in (self._next_seq, self._log_entries, self._snapshot_entries):
+        for per_part in (self._next_seq, self._log_entries, self._snapshot_entries, self._published_watermarks):
             per_part.pop(part, None)
         self._offsets = {tp: o for tp, o in self._offsets.items() if self._part_of(tp) != part}
         self._emitted = {k: r for k, r in self._emitted.items() if r.get("partition") != part}
@@ -466,11 +467,30 @@ class AggregationStore:
         self._conn.execute(sql.SET_WATERMARK, (state.tracker.watermark, part))
 
     def _changed_records(self) -> list[dict[str, Any]]:
+        """The records whose content changed since they were last published. Only experiments
+        the batch touched are recomputed (from the journal not yet taken), unless the
+        partition's watermark moved, which every record of the partition carries."""
+        touched: dict[int, set[str] | None] = {}
+        for part, state in self.states.items():
+            watermark = state.tracker.watermark
+            if part not in self._published_watermarks or self._published_watermarks[part] != watermark:
+                self._published_watermarks[part] = watermark
+                touched[part] = None  # every experiment
+            else:
+                j = state.journal
+                touched[part] = (
+                    {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | j.late | {s.id for s in j.specs}
+                )
         changed = []
+        parts = sorted(self.states)
         for experiment in sorted(self.specs):
-            for record in self.partial_records(experiment):
-                key = record_key(record["experiment"], record["variant"], record["metric"], record["partition"])
-                if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
-                    self._emitted[key] = record
-                    changed.append(record)
+            for part in parts:
+                experiments = touched[part]
+                if experiments is not None and experiment not in experiments:
+                    continue
+                for record in self._partials(part, experiment):
+                    key = record_key(record["experiment"], record["variant"], record["metric"], part)
+                    if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
+                        self._emitted[key] = record
+                        changed.append(record)
         return changed
