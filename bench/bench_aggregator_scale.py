@@ -41,6 +41,8 @@ from streams.events import Exposure, ListeningEvent, encode
 DAY = 86_400_000
 TOPICS = {"events": "tandem.events", "exposures": "tandem.exposures", "experiments": "tandem.experiments"}
 PARTITIONS = 4
+#: Event ids are remembered this long behind watermark - allowed lateness (``--dedupe-span``).
+DEDUPE_SPAN_MS = 3_600_000
 
 
 def _span_rate(stats: list[dict[str, Any]]) -> float:
@@ -176,10 +178,13 @@ def store_figures(*, users: int) -> dict[str, Any]:
         for n in (10, 100):
             path = Path(tmp) / f"state{n}.db"
             records = _records(experiments=10, users=users // 2, events_per_user=n, seed=2)
-            with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY) as store:
+            with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY,
+                                  dedupe_span_ms=DEDUPE_SPAN_MS) as store:
                 for i in range(0, len(records), 5000):
                     store.apply_batch(records[i:i + 5000])
-            sizes = state_bytes(path)
+                logged = state_bytes(path)
+                store.compact()  # the state itself, without the deltas written since the last snapshot
+            sizes = {**state_bytes(path), "before_compaction": logged["total"]}
             out["state_bytes_per_exposed_user"][str(n)] = round(sizes["total"] / sizes["exposed_users"])
             out["state_detail"][str(n)] = sizes
     eps = out["experiments"]

@@ -86,6 +86,7 @@ class AggregationStore:
         topics: Mapping[str, str] | None = None,
         min_retention_ms: int = 0,
         resolution_ms: int = 1,
+        dedupe_span_ms: int | None = None,
         owner: str | None = None,
         claim_on_demand: bool = True,
         max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
@@ -101,9 +102,9 @@ class AggregationStore:
         # a spec asking for a longer pre-period is a dead letter; its last good version runs on
         self._max_pre_period_ms = max_pre_period_ms
         self._surfaces = load_surfaces()
-        self._state_args = {
+        self._state_args: dict[str, Any] = {
             "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
-            "resolution_ms": resolution_ms,
+            "resolution_ms": resolution_ms, "dedupe_span_ms": dedupe_span_ms,
         }
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conn, self._dialect = connect(path)
@@ -221,7 +222,7 @@ class AggregationStore:
         self._log_entries[part] = restored.entries
         self._snapshot_entries[part] = 0
         (watermark,) = q("SELECT watermark FROM agg_parts WHERE part = ?", (part,)).fetchone()
-        state = AggregationState(**self._state_args)  # type: ignore[arg-type]
+        state = AggregationState(**self._state_args)
         state.load(
             specs=list(self.specs.values()),
             events=[(i, user, ts) for i, (user, ts) in restored.events.items()],
@@ -444,6 +445,14 @@ class AggregationStore:
             raise FencedWrite(
                 f"partitions {lost}: claimed by another process since this one loaded them; nothing was written"
             )
+
+    def compact(self) -> None:
+        """Write each owned partition's state as a snapshot in place of its changelog, now (a
+        commit does it by itself once the changelog outgrows the last snapshot)."""
+        self._check()
+        for part in self.states:
+            self._log_entries[part] = changelog.COMPACT_MIN + 1 + 2 * self._snapshot_entries[part]
+        self._commit({})
 
     def _write_part(self, part: int) -> None:
         """One row for the partition's changes; or, once the changelog has grown past its last
