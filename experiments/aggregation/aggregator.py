@@ -115,7 +115,8 @@ class Aggregator:
         # commit, before anything of that batch is published or committed to Kafka.
         self._crash_after_commits = crash_after_commits
         self._store_args: dict[str, Any] = {
-            "allowed_lateness_ms": allowed_lateness_ms, "resolution_ms": resolution_ms, "dedupe_span_ms": dedupe_span_ms,
+            "allowed_lateness_ms": allowed_lateness_ms, "resolution_ms": resolution_ms,
+            "dedupe_span_ms": dedupe_span_ms,
         }
         # The group decides which partitions are this process's: claim those, never on demand.
         self.store = open_store(settings, claim_on_demand=False, **self._store_args)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.aggregation import AggregationStore, changelog
+from experiments.aggregation import changelog
 from experiments.aggregation.state import AggregationState
 from experiments.spec import parse_spec
 from streams.events import Exposure, ListeningEvent

@@ -89,7 +89,8 @@ def test_a_dedupe_span_bounds_the_ids_and_makes_older_events_late():
     assert len(state.events) == 2
     # an event older than the span: its id is forgotten, so it is late (counted), never folded again
     late_ts = closed - span - 1
-    reason = state.apply_event(ListeningEvent(event_id="e-old", user_id="u", ts=late_ts, type="skip", item_id="i"), PARTS[0])
+    old = ListeningEvent(event_id="e-old", user_id="u", ts=late_ts, type="skip", item_id="i")
+    reason = state.apply_event(old, PARTS[0])
     assert reason is not None and reason.startswith("late") and "dedupe span" in reason
     assert state.late == {"exp": 1}
     # within the span a duplicate is recognised as such, and nothing changes
