@@ -2,13 +2,13 @@
 
 Writing the state of a partition as rows of typed tables cost two rows per event (its id and its
 bucket), each built, bound and indexed one by one. Here a commit writes **one** row per partition
-it changed: the net journal of the batch as a JSON document (``delta``). When the deltas written
-since the last snapshot hold more entries than that snapshot (and at least ``COMPACT_MIN``), the
+it changed: the net journal of the batch as a JSON document (``delta``). When the log holds
+``COMPACT_FACTOR`` times the entries of the last snapshot (and at least ``COMPACT_MIN``), the
 commit writes the partition's whole state instead (``snapshot``, a few rows) and deletes the
-deltas: the log stays within a constant factor of the live state, and the cost of a snapshot is
-spread over at least as many entries as it writes. ``replay`` rebuilds the state from the rows in
-``seq`` order; it is exactly the state that wrote them (the same ids, buckets, anchors, and the
-sums' terms as they were added).
+deltas: the log stays within that factor of the live state, and a snapshot's cost is spread over
+twice as many delta entries as it writes. ``replay`` rebuilds the state from the rows in ``seq``
+order: exactly the state that wrote them (the same ids, buckets, anchors, and the sums' terms as
+they were added).
 
 Entries of a delta or snapshot document (each optional):
 
@@ -16,7 +16,7 @@ Entries of a delta or snapshot document (each optional):
 pe   event ids pruned (applied before ``e``: an id pruned and seen again is in both)
 e    ``[event_id, user, ts]`` event ids remembered for dedupe
 b    ``[user, bucket_start, type, n, ms_played, items, genres]`` a bucket's summary of one event
-     type; ``[user, bucket_start]``: the bucket is gone
+     type (a document names every type of a bucket it changes); ``[user, bucket_start]``: gone
 px   exposure ids pruned (applied before ``x``)
 x    ``[exposure_id, ts]``
 a    ``[experiment, user, variant, ts, exposure_id, multi]`` a first exposure
@@ -40,8 +40,11 @@ from experiments.aggregation.stats import SufficientStats
 from experiments.aggregation.watermark import Partition
 from experiments.aggregation.windows import Contribution, TypeSummary
 
-#: No snapshot before the deltas hold this many entries: small states are not rewritten often.
-COMPACT_MIN = 50_000
+#: No snapshot before the changelog holds this many entries: small states are not rewritten often.
+COMPACT_MIN = 100_000
+#: A snapshot once the changelog holds this many times the entries of the last one: the log stays
+#: within that factor of the state, and each delta entry costs 1 / (factor - 1) rewritten entries.
+COMPACT_FACTOR = 3
 #: Entries per snapshot row.
 CHUNK = 20_000
 

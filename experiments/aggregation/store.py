@@ -451,8 +451,11 @@ class AggregationStore:
         commit does it by itself once the changelog outgrows the last snapshot)."""
         self._check()
         for part in self.states:
-            self._log_entries[part] = changelog.COMPACT_MIN + 1 + 2 * self._snapshot_entries[part]
+            self._log_entries[part] = self._compaction_point(part) + 1
         self._commit({})
+
+    def _compaction_point(self, part: int) -> int:
+        return max(changelog.COMPACT_MIN, changelog.COMPACT_FACTOR * self._snapshot_entries[part])
 
     def _write_part(self, part: int) -> None:
         """One row for the partition's changes; or, once the changelog has grown past its last
@@ -461,7 +464,7 @@ class AggregationStore:
         journal = state.take_journal()
         seq = self._next_seq[part]
         x = self._conn.executemany
-        if self._log_entries[part] > max(changelog.COMPACT_MIN, 2 * self._snapshot_entries[part]):
+        if self._log_entries[part] > self._compaction_point(part):
             documents, entries = changelog.snapshot(state)
             self._conn.execute(sql.DELETE_STATE, (part,))
             x(sql.INSERT_STATE, [(part, i, changelog.dumps(doc)) for i, doc in enumerate(documents)])
