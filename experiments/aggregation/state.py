@@ -19,7 +19,8 @@ Rules (docs/architecture.md, "Time and watermarks"):
   pre-window), not by the user's events. At a resolution of 1 ms (the default) a bucket is an
   instant and every figure equals today's exact window over raw events; at a coarser
   resolution (a day in production) a window counts the buckets that start inside it.
-  What is remembered per event is its id and time, for dedupe, over the same lookback.
+  What is remembered per event is its id and time, for dedupe, over the same lookback, or over
+  ``dedupe_span_ms`` behind watermark - allowed lateness, beyond which an event is late.
 * A user's metric window closes when ``watermark - allowed_lateness >= window end``; its
   value is then computed once and added to the statistics. A record older than that point
   that would change a closed window (an event inside it, of a type the metric reads; an
@@ -181,8 +182,7 @@ class AggregationState:
                 return None  # no open window and no acceptable future exposure can reach it
             span = self.dedupe_span_ms
             if span is not None and event.ts < closed - span:
-                users = sorted(self.user_anchors.get(event.user_id, {}))
-                for exp in users:
+                for exp in sorted(self.user_anchors.get(event.user_id, {})):  # the user's experiments
                     self.late[exp] = self.late.get(exp, 0) + 1
                     self.journal.late.add(exp)
                 return (
