@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_aggregator import publish
-from experiments.aggregation import AggregationStore, SourceRecord
+from experiments.aggregation import AggregationStore, SourceRecord, changelog
 from experiments.aggregation.aggregator import Aggregator
 from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
 from infra.kafka.broker import EmbeddedBroker
@@ -41,6 +41,8 @@ from streams.events import Exposure, ListeningEvent, encode
 DAY = 86_400_000
 TOPICS = {"events": "tandem.events", "exposures": "tandem.exposures", "experiments": "tandem.experiments"}
 PARTITIONS = 4
+#: Event ids are remembered this long behind watermark - allowed lateness (``--dedupe-span``).
+DEDUPE_SPAN_MS = 3_600_000
 
 
 def _span_rate(stats: list[dict[str, Any]]) -> float:
@@ -143,7 +145,12 @@ def store_rate(records: list[SourceRecord], path: Path) -> float:
 
 
 def state_bytes(path: Path) -> dict[str, int]:
+    """Bytes of everything stored for the partitions (the changelog's rows, ownership, watermarks,
+    offsets; not the outbox of records waiting for the broker, nor the specs), and the part of
+    it that is event ids (dedupe)."""
     import sqlite3
+
+    import orjson
 
     with sqlite3.connect(path) as db:
         def size(table: str) -> int:
@@ -153,8 +160,13 @@ def state_bytes(path: Path) -> dict[str, int]:
 
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         sizes = {t: size(t) for t in tables if t not in ("agg_outbox", "agg_specs")}
-        users = int(db.execute("SELECT COUNT(DISTINCT user_id) FROM agg_first_exposures").fetchone()[0])
-    return {"total": sum(sizes.values()), "event_ids": sizes.get("agg_events", 0), "exposed_users": users}
+        payloads = [row[0] for row in db.execute("SELECT payload FROM agg_state_log ORDER BY part, seq")]
+    event_ids = sum(
+        len(orjson.dumps(doc.get("e", []))) + len(orjson.dumps(doc.get("pe", [])))
+        for doc in map(orjson.loads, payloads)
+    )
+    users = {user for restored in [changelog.replay(payloads)] for _, user in restored.anchors}
+    return {"total": sum(sizes.values()), "event_ids": event_ids, "exposed_users": len(users)}
 
 
 def store_figures(*, users: int) -> dict[str, Any]:
@@ -166,10 +178,13 @@ def store_figures(*, users: int) -> dict[str, Any]:
         for n in (10, 100):
             path = Path(tmp) / f"state{n}.db"
             records = _records(experiments=10, users=users // 2, events_per_user=n, seed=2)
-            with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY) as store:
+            with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY,
+                                  dedupe_span_ms=DEDUPE_SPAN_MS) as store:
                 for i in range(0, len(records), 5000):
                     store.apply_batch(records[i:i + 5000])
-            sizes = state_bytes(path)
+                logged = state_bytes(path)
+                store.compact()  # the state itself, without the deltas written since the last snapshot
+            sizes = {**state_bytes(path), "before_compaction": logged["total"]}
             out["state_bytes_per_exposed_user"][str(n)] = round(sizes["total"] / sizes["exposed_users"])
             out["state_detail"][str(n)] = sizes
     eps = out["experiments"]

@@ -19,64 +19,13 @@ CREATE TABLE IF NOT EXISTS agg_parts (
     generation   BIGINT NOT NULL,
     watermark    BIGINT
 );
--- event ids seen within the lookback (dedupe); no raw event is kept
-CREATE TABLE IF NOT EXISTS agg_events (
+-- a partition's state as a changelog (experiments/aggregation/changelog.py): a snapshot's rows,
+-- then one delta per commit, each a JSON document, applied in seq order when the partition is claimed
+CREATE TABLE IF NOT EXISTS agg_state_log (
     part         INTEGER NOT NULL,
-    event_id     TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
-    ts           BIGINT NOT NULL,
-    PRIMARY KEY (part, event_id)
-);
--- a user's history: one row per event-time bucket, its summary per event type as JSON
--- ({"play": [n, ms_played, [items], [genres]], ...})
-CREATE TABLE IF NOT EXISTS agg_buckets (
-    part         INTEGER NOT NULL,
-    user_id      TEXT NOT NULL,
-    bucket_start BIGINT NOT NULL,
-    summary      TEXT NOT NULL,
-    PRIMARY KEY (part, user_id, bucket_start)
-);
--- exposure ids seen within the horizon (dedupe)
-CREATE TABLE IF NOT EXISTS agg_exposures (
-    part         INTEGER NOT NULL,
-    exposure_id  TEXT NOT NULL,
-    ts           BIGINT NOT NULL,
-    PRIMARY KEY (part, exposure_id)
-);
-CREATE TABLE IF NOT EXISTS agg_first_exposures (
-    part         INTEGER NOT NULL,
-    experiment   TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
-    variant      TEXT NOT NULL,
-    ts           BIGINT NOT NULL,
-    exposure_id  TEXT NOT NULL,
-    multi_variant INTEGER NOT NULL,
-    PRIMARY KEY (part, experiment, user_id)
-);
--- one row per closed (experiment, user, metric) window
-CREATE TABLE IF NOT EXISTS agg_contributions (
-    part         INTEGER NOT NULL,
-    experiment   TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
-    metric       TEXT NOT NULL,
-    variant      TEXT NOT NULL,
-    value        DOUBLE PRECISION NOT NULL,
-    den          DOUBLE PRECISION,
-    pre          DOUBLE PRECISION,
-    PRIMARY KEY (part, experiment, user_id, metric)
-);
-CREATE TABLE IF NOT EXISTS agg_late_records (
-    part         INTEGER NOT NULL,
-    experiment   TEXT NOT NULL,
-    n            BIGINT NOT NULL,
-    PRIMARY KEY (part, experiment)
-);
-CREATE TABLE IF NOT EXISTS agg_partition_watermarks (
-    part         INTEGER NOT NULL,
-    topic        TEXT NOT NULL,
-    partition_id INTEGER NOT NULL,
-    max_ts       BIGINT,
-    PRIMARY KEY (topic, partition_id)
+    seq          BIGINT NOT NULL,
+    payload      TEXT NOT NULL,
+    PRIMARY KEY (part, seq)
 );
 -- what a commit produced for the broker (dead letters, changed metric records), kept until acknowledged
 CREATE TABLE IF NOT EXISTS agg_outbox (
@@ -113,30 +62,11 @@ CLAIM_PART = (
     "ON CONFLICT (part) DO UPDATE SET owner = excluded.owner, generation = agg_parts.generation + 1 "
     "RETURNING generation"
 )
-INSERT_EVENT = "INSERT INTO agg_events (part, event_id, user_id, ts) VALUES (?, ?, ?, ?)"
-DELETE_EVENT = "DELETE FROM agg_events WHERE part = ? AND event_id = ?"
-DELETE_BUCKET = "DELETE FROM agg_buckets WHERE part = ? AND user_id = ? AND bucket_start = ?"
-UPSERT_BUCKET = (
-    "INSERT INTO agg_buckets (part, user_id, bucket_start, summary) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (part, user_id, bucket_start) DO UPDATE SET summary = excluded.summary"
-)
-INSERT_EXPOSURE = "INSERT INTO agg_exposures (part, exposure_id, ts) VALUES (?, ?, ?)"
-DELETE_EXPOSURE = "DELETE FROM agg_exposures WHERE part = ? AND exposure_id = ?"
-UPSERT_ANCHOR = (
-    "INSERT INTO agg_first_exposures (part, experiment, user_id, variant, ts, exposure_id, multi_variant) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (part, experiment, user_id) DO UPDATE SET "
-    "variant = excluded.variant, ts = excluded.ts, exposure_id = excluded.exposure_id, "
-    "multi_variant = excluded.multi_variant"
-)
-INSERT_CONTRIBUTION = "INSERT INTO agg_contributions VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-UPSERT_LATE = (
-    "INSERT INTO agg_late_records (part, experiment, n) VALUES (?, ?, ?) "
-    "ON CONFLICT (part, experiment) DO UPDATE SET n = excluded.n"
-)
-UPSERT_PARTITION = (
-    "INSERT INTO agg_partition_watermarks (part, topic, partition_id, max_ts) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (topic, partition_id) DO UPDATE SET max_ts = excluded.max_ts"
-)
+INSERT_STATE = "INSERT INTO agg_state_log (part, seq, payload) VALUES (?, ?, ?)"
+DELETE_STATE = "DELETE FROM agg_state_log WHERE part = ?"
+LOAD_STATE = "SELECT seq, payload FROM agg_state_log WHERE part = ? ORDER BY seq"
+#: Tables of the former row-per-entry layout: a database that has them needs a fresh start.
+FORMER_TABLES = ("agg_events", "agg_buckets", "agg_first_exposures", "agg_contributions")
 SET_WATERMARK = "UPDATE agg_parts SET watermark = ? WHERE part = ?"
 UPSERT_OFFSET = (
     "INSERT INTO agg_offsets (part, topic, partition_id, next_offset) VALUES (?, ?, ?, ?) "
@@ -147,8 +77,6 @@ UPSERT_OUTBOX = (
     "ON CONFLICT (outbox_id) DO UPDATE SET payload = excluded.payload"
 )
 DELETE_OUTBOX = "DELETE FROM agg_outbox WHERE outbox_id = ?"
-# summed in Python (``SufficientStats``): SQL's SUM would round in the order of the rows
-LOAD_CONTRIBUTIONS = "SELECT experiment, variant, metric, value, den, pre FROM agg_contributions WHERE part = ?"
 #: The experiments topic is read by every process: its stored offset only moves forward.
 UPSERT_SHARED_OFFSET = (
     "INSERT INTO agg_offsets (part, topic, partition_id, next_offset) VALUES (?, ?, ?, ?) "

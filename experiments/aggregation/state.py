@@ -19,7 +19,8 @@ Rules (docs/architecture.md, "Time and watermarks"):
   pre-window), not by the user's events. At a resolution of 1 ms (the default) a bucket is an
   instant and every figure equals today's exact window over raw events; at a coarser
   resolution (a day in production) a window counts the buckets that start inside it.
-  What is remembered per event is its id and time, for dedupe, over the same lookback.
+  What is remembered per event is its id and time, for dedupe, over the same lookback, or over
+  ``dedupe_span_ms`` behind watermark - allowed lateness, beyond which an event is late.
 * A user's metric window closes when ``watermark - allowed_lateness >= window end``; its
   value is then computed once and added to the statistics. A record older than that point
   that would change a closed window (an event inside it, of a type the metric reads; an
@@ -90,9 +91,17 @@ class Journal:
 
 
 class AggregationState:
-    def __init__(self, *, allowed_lateness_ms: int, min_retention_ms: int = 0, resolution_ms: int = 1) -> None:
+    def __init__(
+        self, *, allowed_lateness_ms: int, min_retention_ms: int = 0, resolution_ms: int = 1,
+        dedupe_span_ms: int | None = None,
+    ) -> None:
         if resolution_ms < 1:
             raise ValueError("resolution_ms: must be at least 1")
+        if dedupe_span_ms is not None and dedupe_span_ms < 0:
+            raise ValueError("dedupe_span_ms: must not be negative")
+        # How long (behind watermark - allowed lateness) event ids are remembered; None: the
+        # lookback. An event older than that is late: a duplicate of it could not be told apart.
+        self.dedupe_span_ms = dedupe_span_ms
         self.tracker = WatermarkTracker(allowed_lateness_ms=allowed_lateness_ms)
         self.min_retention_ms = min_retention_ms
         self.resolution_ms = resolution_ms
@@ -109,6 +118,7 @@ class AggregationState:
         self.journal = Journal()
         self._closing: list[tuple[int, str, str, str, int]] = []  # (end, exp, user, metric, anchor ts)
         self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 1 exposure | 2 bucket, id or user)
+        self._id_expiry: list[tuple[int, int, str]] = []  # (ts, 0, event id) with a dedupe span
         self._closed_upto: int | None = None
         self._horizon = min_retention_ms
 
@@ -174,9 +184,18 @@ class AggregationState:
                 )
             if event.ts < closed - self._horizon:
                 return None  # no open window and no acceptable future exposure can reach it
+            span = self.dedupe_span_ms
+            if span is not None and event.ts < closed - span:
+                for exp in sorted(self.user_anchors.get(event.user_id, {})):  # the user's experiments
+                    self.late[exp] = self.late.get(exp, 0) + 1
+                    self.journal.late.add(exp)
+                return (
+                    f"late: event time {event.ts} is before watermark - allowed lateness - dedupe span "
+                    f"({closed - span}): a duplicate of it could no longer be told apart"
+                )
         user = event.user_id
         self.events[event.event_id] = SeenEvent(event.ts, user)
-        heapq.heappush(self._expiry, (event.ts, 0, event.event_id))
+        heapq.heappush(self._expiry if self.dedupe_span_ms is None else self._id_expiry, (event.ts, 0, event.event_id))
         self.journal.events[event.event_id] = event.ts
         self._bucket(user, start).setdefault(event.type.value, TypeSummary()).fold(
             event.ms_played, event.item_id, event.genre
@@ -263,6 +282,9 @@ class AggregationState:
 
     def _observe(self, partition: Partition, ts: int) -> None:
         tracker = self.tracker
+        seen = tracker.partitions.get(partition)
+        if seen is not None and ts <= seen:
+            return  # nothing moves: most records, in a partition read in order
         before = tracker.watermark
         tracker.observe(partition, ts)
         self.journal.partitions.add(partition)
@@ -311,6 +333,8 @@ class AggregationState:
         very old record does) depends only on the sequence of records, never on batch sizes.
         """
         bound = self._closed_upto - self._horizon  # type: ignore[operator]
+        if self.dedupe_span_ms is not None:
+            self._prune_ids(self._closed_upto - min(self.dedupe_span_ms, self._horizon))  # type: ignore[operator]
         expiry = self._expiry
         while expiry and expiry[0][0] < bound:
             _, kind, record_id = heapq.heappop(expiry)
@@ -323,6 +347,14 @@ class AggregationState:
             elif self.exposure_ts.pop(record_id, None) is not None:
                 if self.journal.exposures.pop(record_id, None) is None:
                     self.journal.pruned_exposures.append(record_id)
+
+    def _prune_ids(self, bound: int) -> None:
+        expiry = self._id_expiry
+        while expiry and expiry[0][0] < bound:
+            _, _, event_id = heapq.heappop(expiry)
+            if self.events.pop(event_id, None) is not None:
+                if self.journal.events.pop(event_id, None) is None:
+                    self.journal.pruned_events.append(event_id)
 
     def _drop_buckets(self, user: str, bound: int) -> None:
         """Drop the user's buckets whose last instant is before ``bound``."""
@@ -355,9 +387,11 @@ class AggregationState:
         """Restore persisted state (the journal stays empty)."""
         for spec in specs:
             self._install(spec)
+        ids = self._expiry if self.dedupe_span_ms is None else self._id_expiry
         for event_id, user, ts in events:
             self.events[event_id] = SeenEvent(ts, user)
-            self._expiry.append((ts, 0, event_id))
+            ids.append((ts, 0, event_id))
+        heapq.heapify(self._id_expiry)
         for user, start, etype, summary in sorted(buckets, key=lambda row: (row[0], row[1])):
             user_buckets = self.buckets.setdefault(user, {})
             if start not in user_buckets:

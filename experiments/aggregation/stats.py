@@ -79,6 +79,18 @@ class SufficientStats:
     pre_sum_sq = _total("pre_sum_sq")
     pre_cross_sum = _total("pre_cross_sum")
 
+    def terms(self) -> dict[str, list[float]]:
+        """Every sum as its terms: ``restore(n, terms())`` is this object again, terms and all."""
+        return {name: exact.terms for name, exact in self._sums.items()}
+
+    @classmethod
+    def restore(cls, n: int, terms: dict[str, list[float]]) -> SufficientStats:
+        stats = cls()
+        stats.n = n
+        for name, partials in terms.items():
+            stats._sums[name]._partials = [float(t) for t in partials]
+        return stats
+
     def add(self, c: Contribution) -> None:
         y, sums = c.value, self._sums
         self.n += 1

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from experiments.aggregation import changelog
 from experiments.aggregation import schema as sql
 from experiments.aggregation.backends import connect
 from experiments.aggregation.foldable import MAX_PRE_PERIOD_MS, check_foldable
-from experiments.aggregation.state import AggregationState, Anchor
-from experiments.aggregation.stats import SufficientStats, merge_partials, record_key
-from experiments.aggregation.windows import Contribution, TypeSummary
+from experiments.aggregation.state import AggregationState
+from experiments.aggregation.stats import merge_partials, record_key
 from experiments.errors import FencedWrite, InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
 from experiments.surfaces import check_against_surfaces, load_surfaces
@@ -86,6 +86,7 @@ class AggregationStore:
         topics: Mapping[str, str] | None = None,
         min_retention_ms: int = 0,
         resolution_ms: int = 1,
+        dedupe_span_ms: int | None = None,
         owner: str | None = None,
         claim_on_demand: bool = True,
         max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
@@ -101,9 +102,9 @@ class AggregationStore:
         # a spec asking for a longer pre-period is a dead letter; its last good version runs on
         self._max_pre_period_ms = max_pre_period_ms
         self._surfaces = load_surfaces()
-        self._state_args = {
+        self._state_args: dict[str, Any] = {
             "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
-            "resolution_ms": resolution_ms,
+            "resolution_ms": resolution_ms, "dedupe_span_ms": dedupe_span_ms,
         }
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conn, self._dialect = connect(path)
@@ -115,6 +116,11 @@ class AggregationStore:
         self.specs: dict[str, ExperimentSpec] = {}
         self.states: dict[int, AggregationState] = {}  # owned partitions
         self._generations: dict[int, int] = {}
+        # per owned partition: the next changelog seq, and the entries written since (and with) its snapshot
+        self._next_seq: dict[int, int] = {}
+        self._log_entries: dict[int, int] = {}
+        self._snapshot_entries: dict[int, int] = {}
+        self._published_watermarks: dict[int, int | None] = {}  # per partition, as in its last records
         self._pending_specs: list[ExperimentSpec] = []
         q = self._conn.execute
         for (raw,) in q("SELECT spec_json FROM agg_specs").fetchall():
@@ -136,6 +142,17 @@ class AggregationStore:
                 self._claim(part)
 
     def _create_schema(self) -> None:
+        for table in sql.FORMER_TABLES:
+            try:
+                self._conn.execute(f"SELECT 1 FROM {table} LIMIT 1")  # noqa: S608 (fixed names)
+            except self._db_errors:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                continue
+            raise StoreError(
+                f"{table}: this database holds aggregation state in the former row-per-entry layout; "
+                "start from a fresh database (the state is rebuilt by replaying the topics)"
+            )
         if self._dialect.name == "postgresql":
             # two processes creating the tables at once would collide on the catalog
             self._conn.execute("BEGIN")
@@ -170,6 +187,8 @@ class AggregationStore:
     def _drop(self, part: int) -> None:
         del self.states[part]
         self._generations.pop(part, None)
+        for per_part in (self._next_seq, self._log_entries, self._snapshot_entries, self._published_watermarks):
+            per_part.pop(part, None)
         self._offsets = {tp: o for tp, o in self._offsets.items() if self._part_of(tp) != part}
         self._emitted = {k: r for k, r in self._emitted.items() if r.get("partition") != part}
 
@@ -197,36 +216,22 @@ class AggregationStore:
 
     def _load(self, part: int) -> AggregationState:
         q = self._conn.execute
-        stats: dict[tuple[str, str, str], SufficientStats] = {}
-        for e, v, m, value, den, pre in q(sql.LOAD_CONTRIBUTIONS, (part,)).fetchall():
-            stats.setdefault((e, v, m), SufficientStats()).add(Contribution(value, den, pre))
+        rows = q(sql.LOAD_STATE, (part,)).fetchall()
+        restored = changelog.replay(payload for _, payload in rows)
+        self._next_seq[part] = rows[-1][0] + 1 if rows else 0
+        self._log_entries[part] = restored.entries
+        self._snapshot_entries[part] = 0
         (watermark,) = q("SELECT watermark FROM agg_parts WHERE part = ?", (part,)).fetchone()
-        state = AggregationState(**self._state_args)  # type: ignore[arg-type]
+        state = AggregationState(**self._state_args)
         state.load(
             specs=list(self.specs.values()),
-            events=q("SELECT event_id, user_id, ts FROM agg_events WHERE part = ?", (part,)).fetchall(),
-            buckets=[
-                (user, start, etype, TypeSummary.from_row(row))
-                for user, start, summary in q(
-                    "SELECT user_id, bucket_start, summary FROM agg_buckets WHERE part = ?", (part,)
-                ).fetchall()
-                for etype, row in json.loads(summary).items()
-            ],
-            exposures=q("SELECT exposure_id, ts FROM agg_exposures WHERE part = ?", (part,)).fetchall(),
-            anchors=[
-                (e, u, Anchor(v, ts, x, bool(multi)))
-                for e, u, v, ts, x, multi in q(
-                    "SELECT experiment, user_id, variant, ts, exposure_id, multi_variant "
-                    "FROM agg_first_exposures WHERE part = ?", (part,)
-                ).fetchall()
-            ],
-            stats=stats,
-            late=dict(q("SELECT experiment, n FROM agg_late_records WHERE part = ?", (part,)).fetchall()),
-            partitions={
-                (t, p): ts for t, p, ts in q(
-                    "SELECT topic, partition_id, max_ts FROM agg_partition_watermarks WHERE part = ?", (part,)
-                ).fetchall()
-            },
+            events=[(i, user, ts) for i, (user, ts) in restored.events.items()],
+            buckets=list(changelog.bucket_rows(restored)),
+            exposures=list(restored.exposures.items()),
+            anchors=[(e, u, anchor) for (e, u), anchor in restored.anchors.items()],
+            stats=restored.stats,
+            late=restored.late,
+            partitions=restored.partitions,
             watermark=watermark,
         )
         return state
@@ -329,42 +334,50 @@ class AggregationStore:
         return result
 
     def _apply(self, records: Iterable[SourceRecord], result: BatchResult, offsets: dict) -> None:
-        roles, stored = self._roles, self._offsets
+        # the per-record path of the aggregator: names bound once, counts kept in locals
+        roles, stored, states = self._roles, self._offsets, self.states
+        event_role, exposure_role, spec_role = EVENTS.name, EXPOSURES.name, EXPERIMENTS.name
+        applied = skipped = 0
         for record in records:
-            tp = (record.topic, record.partition)
-            if record.offset < offsets.get(tp, stored.get(tp, -1)):
-                result.skipped += 1
+            topic, partition, offset, _, value = record
+            tp = (topic, partition)
+            next_offset = offsets.get(tp)
+            if offset < (stored.get(tp, -1) if next_offset is None else next_offset):
+                skipped += 1
                 continue
-            role = roles.get(record.topic)
-            if role in (EVENTS.name, EXPOSURES.name) and record.partition not in self.states:
+            role = roles.get(topic)
+            state = states.get(partition)
+            if state is None and (role == event_role or role == exposure_role):
                 if not self._claim_on_demand:
-                    result.skipped += 1  # fetched before the partition moved away: not ours to apply
+                    skipped += 1  # fetched before the partition moved away: not ours to apply
                     continue
-                self._claim(record.partition)
-                if record.offset < stored.get(tp, -1):  # the claim loaded a newer offset
-                    result.skipped += 1
+                state = self._claim(partition)
+                if offset < stored.get(tp, -1):  # the claim loaded a newer offset
+                    skipped += 1
                     continue
-            offsets[tp] = record.offset + 1
-            result.applied += 1
+            offsets[tp] = offset + 1
+            applied += 1
             reason: str | Exception | None
             try:
-                if role == EVENTS.name:
-                    reason = self.states[record.partition].apply_event(decode(record.value or b"", ListeningEvent), tp)
-                elif role == EXPOSURES.name:
-                    reason = self.states[record.partition].apply_exposure(decode(record.value or b"", Exposure), tp)
-                elif role == EXPERIMENTS.name:
+                if role == event_role:
+                    reason = state.apply_event(decode(value or b"", ListeningEvent), tp)  # type: ignore[union-attr]
+                elif role == exposure_role:
+                    reason = state.apply_exposure(decode(value or b"", Exposure), tp)  # type: ignore[union-attr]
+                elif role == spec_role:
                     reason = self._apply_spec(record)
                 else:
-                    reason = f"topic {record.topic!r} is not an input of the aggregator"
+                    reason = f"topic {topic!r} is not an input of the aggregator"
             except (InvalidRecord, InvalidSpec) as exc:
                 reason = exc
             if reason is not None:
                 result.dead_letters.append(
                     dead_letter(
-                        raw_value=record.value, raw_key=record.key, source_topic=record.topic,
-                        partition=record.partition, offset=record.offset, error=reason, stage=STAGE,
+                        raw_value=value, raw_key=record.key, source_topic=topic,
+                        partition=partition, offset=offset, error=reason, stage=STAGE,
                     )
                 )
+        result.applied += applied
+        result.skipped += skipped
 
     def _apply_spec(self, record: SourceRecord) -> str | None:
         if record.value is None:
@@ -451,42 +464,63 @@ class AggregationStore:
                 f"partitions {lost}: claimed by another process since this one loaded them; nothing was written"
             )
 
+    def compact(self) -> None:
+        """Write each owned partition's state as a snapshot in place of its changelog, now (a
+        commit does it by itself once the changelog outgrows the last snapshot)."""
+        self._check()
+        for part in self.states:
+            self._log_entries[part] = self._compaction_point(part) + 1
+        self._commit({})
+
+    def _compaction_point(self, part: int) -> int:
+        return max(changelog.COMPACT_MIN, changelog.COMPACT_FACTOR * self._snapshot_entries[part])
+
     def _write_part(self, part: int) -> None:
+        """One row for the partition's changes; or, once the changelog has grown past its last
+        snapshot (and ``COMPACT_MIN``), the whole state in place of the changelog."""
         state = self.states[part]
-        j = state.take_journal()
+        journal = state.take_journal()
+        seq = self._next_seq[part]
         x = self._conn.executemany
-        anchors = [
-            (part, e, u, a.variant, a.ts, a.exposure_id, int(a.multi))
-            for e, u in sorted(j.anchors)
-            for a in [state.anchors[e][u]]
-        ]
-        buckets = state.buckets
-        kept, gone = [], []
-        for user, start in sorted(j.buckets):
-            bucket = buckets.get(user, {}).get(start)
-            if bucket is None:
-                gone.append((part, user, start))
-            else:
-                summary = json.dumps({etype: row.to_row() for etype, row in sorted(bucket.items())})
-                kept.append((part, user, start, summary))
-        x(sql.DELETE_EVENT, [(part, i) for i in j.pruned_events])
-        x(sql.INSERT_EVENT, [(part, i, state.events[i].user_id, ts) for i, ts in j.events.items()])
-        x(sql.DELETE_BUCKET, gone)
-        x(sql.UPSERT_BUCKET, kept)
-        x(sql.DELETE_EXPOSURE, [(part, i) for i in j.pruned_exposures])
-        x(sql.INSERT_EXPOSURE, [(part, i, ts) for i, ts in j.exposures.items()])
-        x(sql.UPSERT_ANCHOR, anchors)
-        x(sql.INSERT_CONTRIBUTION, [(part, e, u, m, v, *c) for e, u, m, v, c in j.contributions])
-        x(sql.UPSERT_LATE, [(part, e, state.late[e]) for e in sorted(j.late)])
-        x(sql.UPSERT_PARTITION, [(part, t, p, state.tracker.partitions[(t, p)]) for t, p in sorted(j.partitions)])
+        if self._log_entries[part] > self._compaction_point(part):
+            documents, entries = changelog.snapshot(state)
+            self._conn.execute(sql.DELETE_STATE, (part,))
+            x(sql.INSERT_STATE, [(part, i, changelog.dumps(doc)) for i, doc in enumerate(documents)])
+            self._next_seq[part] = len(documents)
+            self._log_entries[part] = self._snapshot_entries[part] = entries
+        else:
+            document, entries = changelog.delta(state, journal)
+            if entries:
+                self._conn.execute(sql.INSERT_STATE, (part, seq, changelog.dumps(document)))
+                self._next_seq[part] = seq + 1
+                self._log_entries[part] += entries
         self._conn.execute(sql.SET_WATERMARK, (state.tracker.watermark, part))
 
     def _changed_records(self) -> list[dict[str, Any]]:
+        """The records whose content changed since they were last published. Only experiments
+        the batch touched are recomputed (from the journal not yet taken), unless the
+        partition's watermark moved, which every record of the partition carries."""
+        touched: dict[int, set[str] | None] = {}
+        for part, state in self.states.items():
+            watermark = state.tracker.watermark
+            if part not in self._published_watermarks or self._published_watermarks[part] != watermark:
+                self._published_watermarks[part] = watermark
+                touched[part] = None  # every experiment
+            else:
+                j = state.journal
+                touched[part] = (
+                    {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | j.late | {s.id for s in j.specs}
+                )
         changed = []
+        parts = sorted(self.states)
         for experiment in sorted(self.specs):
-            for record in self.partial_records(experiment):
-                key = record_key(record["experiment"], record["variant"], record["metric"], record["partition"])
-                if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
-                    self._emitted[key] = record
-                    changed.append(record)
+            for part in parts:
+                experiments = touched[part]
+                if experiments is not None and experiment not in experiments:
+                    continue
+                for record in self._partials(part, experiment):
+                    key = record_key(record["experiment"], record["variant"], record["metric"], part)
+                    if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
+                        self._emitted[key] = record
+                        changed.append(record)
         return changed

@@ -40,13 +40,20 @@ class WatermarkTracker:
 
     def observe(self, partition: Partition, ts: int) -> None:
         seen = self.partitions.get(partition)
-        if seen is None or ts > seen:
-            self.partitions[partition] = ts
-            values = [v for v in self.partitions.values() if v is not None]
-            if len(values) == len(self.partitions):
-                low = min(values)
-                if self._high is None or low > self._high:
-                    self._high = low
+        if seen is not None and ts <= seen:
+            return
+        self.partitions[partition] = ts
+        high = self._high
+        # the watermark is never below the slowest partition (it only rises, and rises to it), so
+        # a partition that was ahead of it was not the slowest one: the minimum has not moved
+        if seen is not None and high is not None and seen > high:
+            return
+        values = self.partitions.values()
+        if None in values:
+            return
+        low: int = min(values)  # type: ignore[type-var, assignment]
+        if high is None or low > high:
+            self._high = low
 
     @property
     def watermark(self) -> int | None:

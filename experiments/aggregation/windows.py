@@ -117,7 +117,11 @@ class TypeSummary:
             self.genres.add(genre)
 
     def to_row(self) -> list:
-        return [self.n, self.ms_played, sorted(self.items), sorted(self.genres)]
+        items, genres = self.items, self.genres  # sorted: a row does not depend on the order of folds
+        return [
+            self.n, self.ms_played,
+            sorted(items) if len(items) > 1 else list(items), sorted(genres) if len(genres) > 1 else list(genres),
+        ]
 
     @classmethod
     def from_row(cls, row: list) -> TypeSummary:

@@ -41,6 +41,11 @@ def _add_experiments(commands_parser: Any) -> None:
         "--resolution", default="1ms",
         help="event-time bucket of each user's history: 1ms keeps windows exact, 1d bounds state by users and days",
     )
+    aggregate.add_argument(
+        "--dedupe-span", default=None,
+        help="how long behind watermark - lateness event ids are kept, e.g. 2h (default: the lookback); "
+             "older events are late. With --resolution 1d, bounds state by users and days",
+    )
     aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
     allocate = actions.add_parser("allocate", help="move bandit experiments' weights (Thompson sampling), "
                                                    "a new spec version per period")
@@ -244,6 +249,7 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
         settings=settings,
         allowed_lateness_ms=parse_duration(args.allowed_lateness),
         resolution_ms=parse_duration(args.resolution),
+        dedupe_span_ms=None if args.dedupe_span is None else parse_duration(args.dedupe_span),
         crash_after_commits=args.crash_after_commits,
     )
     signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())

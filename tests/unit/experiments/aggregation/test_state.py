@@ -67,3 +67,34 @@ def test_a_day_resolution_counts_the_days_that_start_in_the_window():
     plays = {r["metric"]: r for r in state.metric_records("exp") if r["variant"] == "a"}["plays"]
     assert (plays["n"], plays["sum"], plays["pre_sum"]) == (1, window, pre)
     assert "u" not in state.buckets  # closed and behind the lookback: forgotten
+
+
+def test_a_dedupe_span_bounds_the_ids_and_makes_older_events_late():
+    span = D
+    state = AggregationState(allowed_lateness_ms=0, resolution_ms=D, dedupe_span_ms=span)
+    state.register_spec(SPEC)
+    for part in PARTS:
+        state.declare_partition(part)
+    state.apply_exposure(Exposure(exposure_id="x", experiment="exp", variant="a", user_id="u", ts=T0 + 7 * D),
+                         PARTS[1])
+    for day in range(14):  # one event a day; exposures keep pace, so the watermark is the day
+        ts = T0 + day * D
+        assert state.apply_event(ListeningEvent(event_id=f"e{day}", user_id="u", ts=ts, type="play",
+                                                item_id="i"), PARTS[0]) is None
+        state.apply_exposure(Exposure(exposure_id=f"y{day}", experiment="exp", variant="a", user_id="v", ts=ts),
+                             PARTS[1])
+    closed = state.tracker.closed_upto
+    assert closed == T0 + 13 * D
+    assert all(seen.ts >= closed - span for seen in state.events.values())  # only the last day's ids
+    assert len(state.events) == 2
+    # an event older than the span: its id is forgotten, so it is late (counted), never folded again
+    late_ts = closed - span - 1
+    old = ListeningEvent(event_id="e-old", user_id="u", ts=late_ts, type="skip", item_id="i")
+    reason = state.apply_event(old, PARTS[0])
+    assert reason is not None and reason.startswith("late") and "dedupe span" in reason
+    assert state.late == {"exp": 1}
+    # within the span a duplicate is recognised as such, and nothing changes
+    before = state.metric_records("exp")
+    assert state.apply_event(ListeningEvent(event_id="e13", user_id="u", ts=T0 + 13 * D, type="play",
+                                            item_id="i"), PARTS[0]) is None
+    assert state.metric_records("exp") == before

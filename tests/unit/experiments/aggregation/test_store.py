@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.aggregation import AggregationStore, SourceRecord
+from experiments.aggregation import AggregationStore, SourceRecord, changelog
 from experiments.aggregation.backends import connect
 from experiments.errors import FencedWrite, StoreError
 from experiments.lifecycle import add_batch_metric, apply_spec, transition
@@ -94,16 +94,23 @@ def open_store(target: str | Path) -> AggregationStore:
 
 
 def snapshot(store: AggregationStore, target: str | Path) -> tuple:
+    """What the database holds: each partition's state as a process claiming it would load it
+    (its changelog replayed), the watermarks and the offsets; and the store's records."""
     conn, _ = connect(target)
     try:
-        tables = {
-            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 (fixed names)
-            for table in ("agg_contributions", "agg_first_exposures", "agg_events", "agg_buckets", "agg_exposures",
-                          "agg_late_records", "agg_partition_watermarks", "agg_offsets")
-        }
+        parts = conn.execute("SELECT part, watermark FROM agg_parts ORDER BY part").fetchall()
+        states = {}
+        for part, watermark in parts:
+            restored = changelog.replay(payload for _, payload in conn.execute(
+                "SELECT seq, payload FROM agg_state_log WHERE part = ? ORDER BY seq", (part,)).fetchall())
+            states[part] = (
+                watermark, restored.events, restored.buckets, restored.exposures, restored.anchors,
+                {key: (s.n, s.terms()) for key, s in restored.stats.items()}, restored.late, restored.partitions,
+            )
+        offsets = sorted(conn.execute("SELECT * FROM agg_offsets").fetchall())
     finally:
         conn.close()
-    return store.metric_records("exp"), store.stored_offsets(), tables
+    return store.metric_records("exp"), store.stored_offsets(), offsets, states
 
 
 def run_once(log: list[SourceRecord], path: Path) -> tuple:
@@ -316,10 +323,10 @@ def test_a_process_that_lost_a_partition_cannot_commit_it(new_target):
     first.apply_batch(log[:100])
     second = AggregationStore(target, allowed_lateness_ms=1500, claim_on_demand=False, owner="second")
     second.claim([0])  # the group moved partition 0 to another process, which loaded its state
-    _, _, stored = snapshot(second, target)
+    stored = snapshot(second, target)[2:]  # offsets and state
     with pytest.raises(FencedWrite, match=r"partitions \[0\]: claimed by another process"):
         first.apply_batch(log[100:])
-    assert snapshot(second, target)[2] == stored  # the fenced commit wrote nothing, not even partition 1
+    assert snapshot(second, target)[2:] == stored  # the fenced commit wrote nothing, not even partition 1
     with pytest.raises(StoreError, match="reopen"):
         first.apply_batch(log[100:])
     result = second.apply_batch(log[100:])  # the new owner goes on from partition 0's stored offsets
