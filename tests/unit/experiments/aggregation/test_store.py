@@ -298,7 +298,7 @@ def test_lifecycle_versions_and_batch_only_metrics_change_no_figure(new_target):
     """A version that adds a batch-only metric, then one that stops the experiment, mid-log: both are
     accepted (no dead letter), the batch metric gets no record, and every figure equals the plain log's."""
     log = make_log(11, size=300)
-    (plain, _, _), plain_letters = run_once(log, new_target())
+    (plain, *_), plain_letters = run_once(log, new_target())
     batch_metric = Metric.model_validate({"name": "likes_10s", "role": "success", "kind": "mean",
                                           "direction": "increase", "measure": "likes", "window": {"length": "10s"},
                                           "source": "batch"})
@@ -306,7 +306,7 @@ def test_lifecycle_versions_and_batch_only_metrics_change_no_figure(new_target):
     stopped = transition(added, to="stopped", who="monitor", at=T0 + 2, why="guardrail")
     middle = len(log) // 2
     versions = [SourceRecord(EXPERIMENTS, 0, 1 + i, b"exp", spec_to_json(v)) for i, v in enumerate([added, stopped])]
-    (figures, _, _), letters = run_once(log[:middle] + versions + log[middle:], new_target())
+    (figures, *_), letters = run_once(log[:middle] + versions + log[middle:], new_target())
     assert letters == plain_letters
 
     def values(records: list[dict]) -> list[tuple]:
