@@ -3,14 +3,15 @@
 ``from_decisions`` turns logged ``Decision`` records and their rewards into ``LoggedDecision``
 rows; ``evaluate`` gives the IPS, SNIPS and doubly robust estimates (``ips``, ``snips``,
 ``doubly_robust``), each an ``Estimate`` with an interval. The estimators (NumPy, SciPy) are
-imported on first use; the errors are not.
+imported on first use; the errors are not. ``judge`` is the evaluation gate's rule
+(``GateRule``): a policy the log predicts harmful, or cannot judge, does not serve.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments.ope.errors import InvalidLog, InvalidTarget, OPEError
+from experiments.ope.errors import GateRefused, InvalidLog, InvalidTarget, OPEError
 from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
         reward_model_predictions,
         snips,
     )
+    from experiments.ope.gate import GateRule, judge
 
 __all__ = [
     "Estimate",
+    "GateRefused",
+    "GateRule",
     "InvalidLog",
     "InvalidTarget",
     "LoggedDecision",
@@ -37,16 +41,17 @@ __all__ = [
     "evaluate",
     "from_decisions",
     "ips",
+    "judge",
     "reward_model_predictions",
     "snips",
 ]
 
 #: Exports imported on first use, and their modules.
-_LAZY = dict.fromkeys(
+_LAZY = {**dict.fromkeys(("GateRule", "judge"), "experiments.ope.gate"), **dict.fromkeys(
     ("Estimate", "LoggedDecision", "TargetPolicy", "doubly_robust", "evaluate", "from_decisions", "ips",
      "reward_model_predictions", "snips"),
     "experiments.ope.estimators",
-)
+)}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
