@@ -124,7 +124,9 @@ def _add_evaluate_policy(commands_parser: Any) -> None:
 
 def _add_report(commands_parser: Any) -> None:
     report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
-    report.add_argument("experiment")
+    report.add_argument("experiment", nargs="?", help="the experiment (optional with --calibration)")
+    report.add_argument("--calibration", action="store_true",
+                        help="the history of the evaluation gate's predicted against the realized effects")
     report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
     report.set_defaults(handler=cmd_report)
 
@@ -325,6 +327,17 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
     from experiments.report.owner import run_report
 
+    if args.calibration:
+        from experiments.lifecycle import read_decisions
+        from experiments.report.calibration import calibration_table
+
+        print(calibration_table((r.decided_at, r.calibration) for r in read_decisions(settings)))
+        if args.experiment is None:
+            return 0
+        print()
+    if args.experiment is None:
+        print("tandem report: an EXPERIMENT is required (or --calibration)", file=sys.stderr)
+        return 2
     out_dir = Path(args.out) if args.out else settings.state_dir / "reports"
     files = run_report(settings=settings, experiment=args.experiment, out_dir=out_dir)
     print(files.table)
