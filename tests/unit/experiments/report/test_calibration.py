@@ -18,7 +18,8 @@ def test_the_table_lists_decisions_oldest_first_and_counts_coverage_and_signs() 
     lines = table.splitlines()
     assert lines[1].startswith("first") and lines[2].startswith("later") and lines[3].startswith("unmeasured")
     assert "+20.0% [+10.0%, +30.0%]" in lines[1] and "+25.0%" in lines[1]
-    assert lines[-1] == "2 predictions with a realized effect: 1 inside the predicted interval, 1 with the realized sign"
+    assert lines[-1] == ("2 predictions with a realized effect: 1 inside the predicted interval, "
+                         "1 with the realized sign")
 
 
 def test_without_gated_decisions_it_says_so() -> None:
