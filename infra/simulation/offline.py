@@ -230,6 +230,11 @@ def run_offline(
                          people=people, truths=truths, events=kept)
 
 
+def _played(ms: float) -> float:
+    """The learner's reward (``one_per_play``) from the ms a decision earned: 1 when something was played."""
+    return 1.0 if ms > 0 else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m infra.simulation.offline --users 2000 --seed 0``: the run's summary as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -237,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--update-lag-hours", type=float, default=1.0)
     parser.add_argument("--curve", action="store_true", help="print the learning curve too")
+    parser.add_argument("--spec", default=None, help="one spec file to run instead of the demo's experiments")
+    parser.add_argument("--reward", choices=("ms", "plays"), default="ms",
+                        help="what a decision's reward is: ms played (default) or 1 if played, as the learner")
     args = parser.parse_args(argv)
-    result = run_offline(users=args.users, seed=args.seed, update_lag_ms=int(args.update_lag_hours * HOUR_MS))
+    specs = [load_spec(args.spec)] if args.spec else None
+    result = run_offline(users=args.users, seed=args.seed, update_lag_ms=int(args.update_lag_hours * HOUR_MS),
+                         specs=specs, reward_fn=_played if args.reward == "plays" else float)
     out = result.summary()
     if args.curve:
         out["learning_curve"] = result.learning_curve
