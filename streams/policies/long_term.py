@@ -8,7 +8,12 @@ or below ``novel_affinity``) discovered a genre, so it is credited
 
     reward + long_term_weight · discovery_value
 
-and any other decision its plain reward. ``discovery_value`` is in the long-term outcome's
+and any other decision its plain reward. Whether an arm is new to the user is also a feature of
+that arm's model (``novel_arm``: 1 or 0, per arm, added to the context), so each arm learns how
+often a discovery of it is played apart from how often it is played by those who already listen
+to it; without it the linear model smears the bonus over the arm's affinity slope (measured in
+docs/long-term.md: it moved the trade-off between plays and retention, not past it).
+``discovery_value`` is in the long-term outcome's
 unit (e.g. retention probability per genre); ``long_term_weight`` converts that unit into
 reward units (how many plays one point of retention is worth): both come from the spec's
 ``policy_params``. Everything else (choice, exact propensities, state) is LinUCB's, so
@@ -27,8 +32,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from streams.features.config import affinity_name
+from streams.policies.base import check_arms, greedy_probabilities
 from streams.policies.linear import LinUCBPolicy
+
+#: The per-arm feature saying that the arm's genre is new to the user this week.
+NOVEL_ARM = "novel_arm"
 
 
 class LongTermLinUCBPolicy(LinUCBPolicy):
@@ -56,15 +67,28 @@ class LongTermLinUCBPolicy(LinUCBPolicy):
         return {"long_term_weight": self.long_term_weight, "discovery_value": self.discovery_value,
                 "novel_affinity": self.novel_affinity, **super().params()}
 
+    def novel(self, context: Mapping[str, float], arm: str) -> bool:
+        """Whether ``arm``'s genre is new to the user this week (no play of it in the context's 7 days)."""
+        return context.get(affinity_name(arm), 0.0) <= self.novel_affinity
+
     def discovered(self, context: Mapping[str, float], arm: str, reward: float) -> bool:
         """Whether a decision with this reward played a genre new to the user this week."""
-        return reward > 0.0 and context.get(affinity_name(arm), 0.0) <= self.novel_affinity
+        return reward > 0.0 and self.novel(context, arm)
 
     def long_term_reward(self, context: Mapping[str, float], arm: str, reward: float) -> float:
         return reward + self._bonus if self.discovered(context, arm, reward) else reward
 
+    def probabilities(self, context: Mapping[str, float], arms: Sequence[str]) -> dict[str, float]:
+        arms = check_arms(arms)
+        # Each arm is scored on the context with its own ``novel_arm``: both versions, then pick per arm.
+        new_mean, new_width = self.mean_and_width({**context, NOVEL_ARM: 1.0}, arms)
+        old_mean, old_width = self.mean_and_width({**context, NOVEL_ARM: 0.0}, arms)
+        novel = np.array([self.novel(context, arm) for arm in arms])
+        ucb = np.where(novel, new_mean + self.alpha * new_width, old_mean + self.alpha * old_width)
+        return greedy_probabilities(dict(zip(arms, ucb.tolist(), strict=True)), self.epsilon)
+
     def _learn_many(self, updates: Sequence[tuple[Mapping[str, float], str, float]]) -> None:
-        if self._bonus:
-            updates = [(context, arm, self.long_term_reward(context, arm, reward))
-                       for context, arm, reward in updates]
-        super()._learn_many(updates)
+        super()._learn_many([
+            ({**context, NOVEL_ARM: float(self.novel(context, arm))}, arm, self.long_term_reward(context, arm, reward))
+            for context, arm, reward in updates
+        ])
