@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from experiments.errors import InvalidSpec, TransitionRefused, UnknownExperiment
+from experiments.ope.calibration import calibration_rows
 from experiments.spec import ExperimentSpec, Metric, Status, Transition, spec_from_json, spec_to_json
 from infra.kafka.topic_reader import read_topic
 from infra.kafka.topics import EXPERIMENT_DECISIONS, EXPERIMENTS
@@ -167,11 +168,15 @@ class DecisionRecord:
     forced: bool
     health: tuple[Mapping[str, Any], ...]
     statistics: Mapping[str, Any] | None  # the report (engine analysis and counts) at the time
+    #: the evaluation gate's prediction beside the realized effect, per gated variant and metric
+    #: (``experiments.ope.calibration``); empty when the spec went through no gate
+    calibration: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["reasons"] = list(self.reasons)
         out["health"] = [dict(check) for check in self.health]
+        out["calibration"] = [dict(row) for row in self.calibration]
         return out
 
     def to_json(self) -> bytes:
@@ -182,6 +187,7 @@ class DecisionRecord:
         data = json.loads(raw)
         data["reasons"] = tuple(data["reasons"])
         data["health"] = tuple(data["health"])
+        data["calibration"] = tuple(data.get("calibration", ()))  # records written before calibration existed
         return cls(**data)
 
 
@@ -199,6 +205,7 @@ def decision_record(spec: ExperimentSpec, *, who: str, at: int, note: str, force
         decided_at=at, verdict=str(decision.get("verdict", "inconclusive")),
         reasons=tuple(decision.get("reasons", ("no statistics yet",))), rule=DECISION_RULE, note=note,
         forced=forced, health=tuple(dict(check) for check in health), statistics=statistics,
+        calibration=tuple(row.to_dict() for row in calibration_rows(spec, statistics)),
     )
 
 

@@ -327,6 +327,43 @@ class Transition(_Spec):
     why: Annotated[str, Field(strict=True, max_length=4096)] = ""
 
 
+class EstimateRecord(_Spec):
+    """One off-policy estimate (``experiments.ope``) of a policy's value per decision, with its interval."""
+
+    method: str
+    value: float
+    ci_low: float
+    ci_high: float
+    ess: float
+
+
+class RewardEvaluation(_Spec):
+    """A variant's policy against the control's policy on one reward, estimated on the logged decisions."""
+
+    reward: str  # "short_term" (plays per decision) or "long_term" (the surrogate's value per decision)
+    candidate: tuple[EstimateRecord, ...]
+    baseline: tuple[EstimateRecord, ...]
+
+
+class VariantEvaluation(_Spec):
+    policy: str
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    rewards: tuple[RewardEvaluation, ...] = ()
+
+
+class Evaluation(_Spec):
+    """The evaluation gate's record, published with the spec by ``tandem experiments apply``:
+    ``gate`` is ``passed``, or ``skipped`` when ``--no-gate`` was given (then nothing was checked)."""
+
+    gate: Literal["passed", "skipped"]
+    who: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+    at: Instant
+    decisions: int = 0  # logged decisions the estimates are computed on
+    surrogate: dict[str, float] = Field(default_factory=dict)  # the surrogate's coefficients used
+    variants: dict[Name, VariantEvaluation] = Field(default_factory=dict)
+
+
 class ExperimentSpec(_Spec):
     """One experiment. ``kind: holdout`` is a surface's holdout: its ``control`` variant (e.g. 5 % of
     users) is served the surface's defaults and no other experiment on the surface; every request
@@ -354,6 +391,8 @@ class ExperimentSpec(_Spec):
     status: Status = "running"
     #: Every recorded change, oldest first; ``experiments.lifecycle`` appends, nothing else writes it.
     history: tuple[Transition, ...] = ()
+    #: The evaluation gate's record of the variants' policies (``tandem experiments apply``), if it ran.
+    evaluation: Evaluation | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:

@@ -13,3 +13,7 @@ class InvalidLog(OPEError):
 
 class InvalidTarget(OPEError):
     """The candidate policy's probabilities are not a distribution over the logged arms."""
+
+
+class GateRefused(OPEError):
+    """The evaluation gate refused a spec: a variant's policy has no passing off-policy evaluation."""

@@ -33,6 +33,16 @@ def _add_experiments(commands_parser: Any) -> None:
     actions = experiments.add_subparsers(dest="action", required=True)
     apply = actions.add_parser("apply", help="validate a YAML spec and publish it to the experiments topic")
     apply.add_argument("file")
+    apply.add_argument("--surrogate", default=None,
+                       help="the surrogate (JSON from `tandem experiments surrogate`) the evaluation gate uses")
+    apply.add_argument("--gate-margin", type=float, default=0.0,
+                       help="relative harm the evaluation gate tolerates against the control (default 0)")
+    apply.add_argument("--no-gate", action="store_true",
+                       help="publish without the evaluation gate; the spec records that it was skipped")
+    surrogate = actions.add_parser(
+        "surrogate", help="fit the surrogate of day-7 retention on the exposures and events, with its "
+                          "held-out validity per past experiment")
+    surrogate.add_argument("--out", default=None, help="write the fitted surrogate (JSON) here")
     actions.add_parser("list", help="the experiments on the experiments topic")
     aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
     aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
@@ -122,7 +132,9 @@ def _add_evaluate_policy(commands_parser: Any) -> None:
 
 def _add_report(commands_parser: Any) -> None:
     report = commands_parser.add_parser("report", help="an experiment's report from the experiment-metrics topic")
-    report.add_argument("experiment")
+    report.add_argument("experiment", nargs="?", help="the experiment (optional with --calibration)")
+    report.add_argument("--calibration", action="store_true",
+                        help="the history of the evaluation gate's predicted against the realized effects")
     report.add_argument("--out", default=None, help="directory for the JSON and PNGs (default: <state dir>/reports)")
     report.set_defaults(handler=cmd_report)
 
@@ -193,7 +205,11 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "apply":
-        return _apply_spec(args.file, settings)
+        return _apply_spec(args, settings)
+    if args.action == "surrogate":
+        from infra.cli.surrogate import fit_from_topics
+
+        return fit_from_topics(settings, out=args.out)
     if args.action == "list":
         return _list_specs(settings)
     if args.action == "aggregate":
@@ -203,17 +219,22 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
     return _print_metrics(args.experiment, settings)
 
 
-def _apply_spec(path: str, settings: Settings) -> int:
+def _apply_spec(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
     import time
+    from pathlib import Path
 
     from experiments.admission import admit
     from experiments.errors import InvalidSpec
     from experiments.lifecycle import apply_spec, publish_spec, read_specs
+    from experiments.ope.gate import GateRule
     from experiments.spec import load_spec
     from experiments.surfaces import load_surfaces
+    from experiments.surrogate import Surrogate
+    from infra.cli.gate import gate
     from infra.kafka.topics import apply_topics
 
+    path = args.file
     spec = load_spec(path)
     apply_topics(settings)
     live = read_specs(settings)
@@ -221,11 +242,19 @@ def _apply_spec(path: str, settings: Settings) -> int:
         admit(spec, live=[s for s in live.values() if s.status != "draft"], surfaces=load_surfaces())
     except InvalidSpec as exc:
         raise InvalidSpec(f"{path}: {exc}") from None
+    who, at = getpass.getuser(), int(time.time() * 1000)
+    surrogate = (Surrogate.from_state(json.loads(Path(args.surrogate).read_text(encoding="utf-8")))
+                 if args.surrogate else None)
+    # No variant serves a policy without a passing off-policy evaluation, unless --no-gate (recorded).
+    evaluation = gate(settings, spec, surrogate=surrogate, rule=GateRule(margin=args.gate_margin),
+                      no_gate=args.no_gate, who=who, at=at)
+    spec = spec.model_copy(update={"evaluation": evaluation})
     # Through the lifecycle: a new version with who and when, refused if it changes a running one's variants.
-    spec = apply_spec(live.get(spec.id), spec, who=getpass.getuser(), at=int(time.time() * 1000))
+    spec = apply_spec(live.get(spec.id), spec, who=who, at=at)
     publish_spec(settings, spec)
+    gated = f", evaluation gate {evaluation.gate}" if evaluation is not None else ""
     print(f"published experiment {spec.id} version {len(spec.history)}, {spec.status} "
-          f"({len(spec.variants)} variants, {len(spec.metrics)} metrics)")
+          f"({len(spec.variants)} variants, {len(spec.metrics)} metrics{gated})")
     return 0
 
 
@@ -307,6 +336,17 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
     from experiments.report.owner import run_report
 
+    if args.calibration:
+        from experiments.lifecycle import read_decisions
+        from experiments.report.calibration import calibration_table
+
+        print(calibration_table((r.decided_at, r.calibration) for r in read_decisions(settings)))
+        if args.experiment is None:
+            return 0
+        print()
+    if args.experiment is None:
+        print("tandem report: an EXPERIMENT is required (or --calibration)", file=sys.stderr)
+        return 2
     out_dir = Path(args.out) if args.out else settings.state_dir / "reports"
     files = run_report(settings=settings, experiment=args.experiment, out_dir=out_dir)
     print(files.table)

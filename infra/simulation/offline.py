@@ -92,6 +92,7 @@ class OfflineResult:
     wall_s: float
     people: list[User] = field(repr=False, default_factory=list)
     truths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[ListeningEvent] = field(repr=False, default_factory=list)  # with ``keep_events`` only
 
     def summary(self) -> dict[str, Any]:
         out = {name: {**m["means"], **{f"{v}_effect": e for v, e in m["effects"].items()}}
@@ -175,11 +176,13 @@ def run_offline(
     reward_window_ms: int = REWARD_WINDOW_MS,
     update_lag_ms: int = HOUR_MS,
     reward_fn: Callable[[float], float] = float,
+    keep_events: bool = False,
 ) -> OfflineResult:
     """Simulate ``users`` users against the specs' policies in process; see the module docstring.
 
     ``specs`` default to ``[spec]`` if given, else the demo's experiments; the learning curve and
-    ``truth`` follow ``spec`` (default: the first of them), ``truths`` cover them all.
+    ``truth`` follow ``spec`` (default: the first of them), ``truths`` cover them all. With
+    ``keep_events`` the result holds every listening event (the surrogate is fitted on them).
     """
     began = time.perf_counter()
     specs = specs if specs is not None else ([spec] if spec is not None else load_demo_specs())
@@ -195,6 +198,7 @@ def run_offline(
     curve = LearningCurve()
     counts = {"sessions": 0, "recommendations": 0, "events": 0, "updates": 0}
     learners: dict[str, Policy] = {}
+    kept: list[ListeningEvent] = []
     seq = 0
     for ts, index, day in agenda:
         counts["updates"] += _learn_due(pending, ts, learners, reward_fn)
@@ -207,6 +211,8 @@ def run_offline(
         exposed = composition.used() if day >= 0 else {}
         events, decisions, contexts = _play_session(params, user, ts, day, state, policy, arms, num_items, exposed)
         counts["events"] += len(events)
+        if keep_events:
+            kept.extend(events)
         counts["sessions"] += bool(events)
         counts["recommendations"] += len(decisions)
         rewards = credit_rewards(decisions, events, reward_window_ms)
@@ -221,7 +227,12 @@ def run_offline(
     days = (params.horizon_ms() - ORIGIN_MS) / DAY_MS
     return OfflineResult(users=users, seed=seed, days=round(days, 2), truth=truths[spec.id],
                          learning_curve=curve.rows(), counts=counts, wall_s=time.perf_counter() - began,
-                         people=people, truths=truths)
+                         people=people, truths=truths, events=kept)
+
+
+def _played(ms: float) -> float:
+    """The learner's reward (``one_per_play``) from the ms a decision earned: 1 when something was played."""
+    return 1.0 if ms > 0 else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--update-lag-hours", type=float, default=1.0)
     parser.add_argument("--curve", action="store_true", help="print the learning curve too")
+    parser.add_argument("--spec", default=None, help="one spec file to run instead of the demo's experiments")
+    parser.add_argument("--reward", choices=("ms", "plays"), default="ms",
+                        help="what a decision's reward is: ms played (default) or 1 if played, as the learner")
     args = parser.parse_args(argv)
-    result = run_offline(users=args.users, seed=args.seed, update_lag_ms=int(args.update_lag_hours * HOUR_MS))
+    specs = [load_spec(args.spec)] if args.spec else None
+    result = run_offline(users=args.users, seed=args.seed, update_lag_ms=int(args.update_lag_hours * HOUR_MS),
+                         specs=specs, reward_fn=_played if args.reward == "plays" else float)
     out = result.summary()
     if args.curve:
         out["learning_curve"] = result.learning_curve

@@ -17,6 +17,7 @@ from streams.policies.errors import (
     UnknownPolicy,
 )
 from streams.policies.linear import LinUCBPolicy, ThompsonPolicy
+from streams.policies.long_term import LongTermLinUCBPolicy
 from streams.policies.registry import POLICIES, make_policy, policy_from_state
 from streams.policies.regression import EpsilonGreedyPolicy, SoftmaxPolicy
 
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidPolicyState",
     "InvalidReward",
     "LinUCBPolicy",
+    "LongTermLinUCBPolicy",
     "Policy",
     "PolicyError",
     "PopularityPolicy",

@@ -16,6 +16,7 @@ from streams.policies.base import Policy
 from streams.policies.baselines import PopularityPolicy, UniformPolicy
 from streams.policies.errors import InvalidPolicyState, UnknownPolicy
 from streams.policies.linear import LinUCBPolicy, ThompsonPolicy
+from streams.policies.long_term import LongTermLinUCBPolicy
 from streams.policies.regression import EpsilonGreedyPolicy, SoftmaxPolicy
 
 POLICIES: dict[str, type[Policy]] = {
@@ -26,6 +27,7 @@ POLICIES: dict[str, type[Policy]] = {
         EpsilonGreedyPolicy,
         SoftmaxPolicy,
         LinUCBPolicy,
+        LongTermLinUCBPolicy,
         ThompsonPolicy,
     )
 }
