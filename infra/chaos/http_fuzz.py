@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,40 +59,52 @@ def fuzz_api(document: dict[str, Any], base_url: str, *, seed: int, examples: in
     from schemathesis import GenerationMode
 
     schema = schemathesis.openapi.from_dict(document)
-    statuses: Counter[str] = Counter()
-    server_errors: list[str] = []
-    transport_errors: list[str] = []
-    nothing_to_vary: list[str] = []
+    found = _Findings()
     for path, methods in document["paths"].items():
         for method in methods:
             operation = schema[path][method.upper()]
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 for extra in headers or [{}]:
-                    strategy = operation.as_strategy(mode, headers=extra or None)
-
-                    @hypothesis.seed(seed)
-                    @hypothesis.settings(max_examples=examples, database=None, deadline=None, derandomize=False,
-                                         suppress_health_check=list(hypothesis.HealthCheck), phases=[
-                                             hypothesis.Phase.explicit, hypothesis.Phase.generate])
-                    @hypothesis.given(case=strategy)
-                    def send(case: Any) -> None:
-                        try:
-                            response = case.call(base_url=base_url, timeout=30)
-                        except Exception as exc:  # noqa: BLE001 - a refused or broken connection is a finding
-                            transport_errors.append(f"{method.upper()} {path}: {type(exc).__name__}: {exc}"[:300])
-                            return
-                        statuses[str(response.status_code)] += 1
-                        if response.status_code >= 500:
-                            server_errors.append(f"{method.upper()} {path} {case.body!r}"[:300])
-
+                    label = f"{method.upper()} {path}"
                     try:
-                        send()
+                        _fuzz(operation.as_strategy(mode, headers=extra or None), label, base_url=base_url,
+                              seed=seed, examples=examples, found=found)
                     except hypothesis.errors.Unsatisfiable:
                         # Negative mode of an operation with no parameters and no body: nothing invalid to send.
-                        nothing_to_vary.append(f"{method.upper()} {path} {mode.value}")
-    return {"nothing_to_vary": sorted(set(nothing_to_vary)),"requests": sum(statuses.values()), "statuses": dict(sorted(statuses.items())),
-            "responses_5xx": len(server_errors), "examples_5xx": server_errors[:5],
-            "transport_errors": len(transport_errors), "examples_transport": transport_errors[:5]}
+                        found.nothing_to_vary.add(f"{label} {mode.value}")
+    return {"nothing_to_vary": sorted(found.nothing_to_vary), "requests": sum(found.statuses.values()),
+            "statuses": dict(sorted(found.statuses.items())), "responses_5xx": len(found.server_errors),
+            "examples_5xx": found.server_errors[:5], "transport_errors": len(found.transport_errors),
+            "examples_transport": found.transport_errors[:5]}
+
+
+@dataclass
+class _Findings:
+    statuses: Counter[str] = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
+    transport_errors: list[str] = field(default_factory=list)
+    nothing_to_vary: set[str] = field(default_factory=set)
+
+
+def _fuzz(strategy: Any, label: str, *, base_url: str, seed: int, examples: int, found: _Findings) -> None:
+    import hypothesis
+
+    @hypothesis.seed(seed)
+    @hypothesis.settings(max_examples=examples, database=None, deadline=None, derandomize=False,
+                         suppress_health_check=list(hypothesis.HealthCheck),
+                         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
+    @hypothesis.given(case=strategy)
+    def send(case: Any) -> None:
+        try:
+            response = case.call(base_url=base_url, timeout=30)
+        except Exception as exc:  # noqa: BLE001 - a refused or broken connection is a finding
+            found.transport_errors.append(f"{label}: {type(exc).__name__}: {exc}"[:300])
+            return
+        found.statuses[str(response.status_code)] += 1
+        if response.status_code >= 500:
+            found.server_errors.append(f"{label} {case.body!r}"[:300])
+
+    send()
 
 
 def _start(stack: ChaosStack, token: str) -> tuple[str, str]:

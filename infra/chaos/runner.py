@@ -98,9 +98,9 @@ def run_scenarios(names: Sequence[str] | None = None, *, work_dir: Path, seed: i
         report_path.parent.mkdir(parents=True, exist_ok=True)
         previous = _previous(report_path)
         if names:  # a partial run keeps the other scenarios' last results
-            kept = [s for s in previous if s.get("scenario") not in chosen]
-            report["scenarios"] = kept + results
-            report["ok"] = all(s.get("ok") is True for s in report["scenarios"])
+            merged = [s for s in previous if s.get("scenario") not in chosen] + results
+            report["scenarios"] = merged
+            report["ok"] = all(s.get("ok") is True for s in merged)
         report_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report
 

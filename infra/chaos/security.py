@@ -167,7 +167,7 @@ def _help_outputs(env: dict[str, str]) -> dict[str, str]:
     from infra.cli.main import build_parser
 
     parser = build_parser()
-    subcommands = next(a for a in parser._actions if a.dest == "command").choices  # noqa: SLF001
+    subcommands: dict[str, Any] = next(a for a in parser._actions if a.dest == "command").choices or {}  # type: ignore[assignment]  # noqa: SLF001, E501
     outputs = {"tandem --help": _run_tandem(["--help"], env)}
     for name in subcommands:
         outputs[f"tandem {name} --help"] = _run_tandem([name, "--help"], env)
@@ -208,8 +208,8 @@ def _console_refusals(console_url: str, token: str) -> dict[str, str]:
     """The console's answers to writes with a wrong and with no token: they must not echo the right one."""
     answers = {}
     for label, header in (("wrong token", {"Authorization": f"Bearer {token[:-1]}x"}), ("no token", {})):
-        request = urllib.request.Request(f"{console_url}/api/experiments/x/stop", data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json", **header})
+        request = urllib.request.Request(f"{console_url}/api/experiments/x/stop", data=b"{}",  # noqa: S310
+                                         method="POST", headers={"Content-Type": "application/json", **header})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our loopback URL
                 answers[f"console write, {label}"] = response.read().decode(errors="replace")
@@ -328,7 +328,8 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
                      for name, addresses in listeners.items() if name != "broker"
                      for address in addresses for path in ("/metrics", "/health")}
         texts = {**_http_bodies(http_urls), **_console_refusals(urls["console"], token)}
-        texts.update(_help_outputs({"TANDEM_CONSOLE_TOKEN": token, "TANDEM_SASL_PASSWORD": secret_values["sasl_password"],
+        texts.update(_help_outputs({"TANDEM_CONSOLE_TOKEN": token,
+                                    "TANDEM_SASL_PASSWORD": secret_values["sasl_password"],
                                     "TANDEM_POSTGRES_DSN": secret_values["postgres_dsn"]}))
         texts.update(_error_outputs(stack.broker.bootstrap, secret_values))
         sasl = sasl_check(work_dir, secret_values)
