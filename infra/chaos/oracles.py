@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from infra.kafka.topic_reader import newest_per_key, read_topic
@@ -34,9 +34,11 @@ def differences(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str,
 # The aggregator.
 
 
-def aggregation_oracle(settings: Settings, experiment: str) -> tuple[dict[str, dict[str, Any]], int]:
-    """The aggregation core applied once to the topics' records merged in event time (the log has no
-    late records, so the order of partitions cannot change the figures); with its dead-letter count."""
+def aggregation_oracle(settings: Settings, experiment: str, *, keep: Callable[[Any], bool] = lambda record: True,
+                       ) -> tuple[dict[str, dict[str, Any]], int]:
+    """The aggregation core applied once to the topics' records (those ``keep`` accepts) merged in event
+    time (the log has no late records, so the order of partitions cannot change the figures); with its
+    dead-letter count."""
     from experiments.aggregation import AggregationStore, SourceRecord
 
     topics = {role: settings.topic(topic) for role, topic in
@@ -44,7 +46,8 @@ def aggregation_oracle(settings: Settings, experiment: str) -> tuple[dict[str, d
     timed = []
     for role in ("experiments", "exposures", "events"):
         for record in read_topic(settings, topics[role]):
-            timed.append((_ts(record.value) if role != "experiments" else 0, role, record))
+            if keep(record):
+                timed.append((_ts(record.value) if role != "experiments" else 0, role, record))
     timed.sort(key=lambda item: item[0])
     with AggregationStore(":memory:", allowed_lateness_ms=LATENESS_MS, topics=topics) as store:
         result = store.apply_batch(
