@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -67,8 +68,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 @contextlib.contextmanager
 def chaos_stack(work_dir: Path, *, prefix: str = "chaos.", partitions: int = 4,
                 extra_env: dict[str, str] | None = None, **settings_overrides: Any) -> Iterator[ChaosStack]:
-    """A fresh broker, topics and supervisor in ``work_dir``; everything is stopped on exit."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+    """A fresh broker, topics and supervisor in ``work_dir``; everything is stopped on exit.
+
+    ``work_dir`` is emptied first: the broker keeps its log in memory, so state left by an earlier run
+    (the aggregator's database, the workers' RocksDB tables) belongs to a log that no longer exists."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
     with EmbeddedBroker(log_path=work_dir / "broker.log") as broker:
         settings = load_settings({}, bootstrap_servers=broker.bootstrap, topic_prefix=prefix,
                                  partitions=partitions, state_dir=work_dir / "state", **settings_overrides)
