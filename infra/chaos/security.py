@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -139,9 +140,13 @@ def listeners_of(pid: int) -> list[str]:
     found = []
     for member in _tree(pid):
         try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{member}/fd").iterdir()]
+            descriptors = list(Path(f"/proc/{member}/fd").iterdir())
         except OSError:
             continue
+        links = []
+        for descriptor in descriptors:
+            with contextlib.suppress(OSError):  # closed since the listing (the listing's own one, at least)
+                links.append(os.readlink(descriptor))
         found += [listening[m.group(1)] for link in links if (m := re.fullmatch(r"socket:\[(\d+)\]", link))
                   and m.group(1) in listening]
     return sorted(set(found))
