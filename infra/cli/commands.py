@@ -145,8 +145,9 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
 
     from infra.chaos.runner import run_scenarios
 
-    report = run_scenarios(args.scenario, work_dir=Path(args.work_dir) if args.work_dir else settings.state_dir / "chaos",
-                           seed=args.seed, quick=args.quick, report_path=Path(args.out))
+    work_dir = Path(args.work_dir) if args.work_dir else settings.state_dir / "chaos"
+    report = run_scenarios(args.scenario, work_dir=work_dir, seed=args.seed, quick=args.quick,
+                           report_path=Path(args.out))
     for result in report["scenarios"]:
         print(f"{result['scenario']:14} {'ok' if result['ok'] else 'NOT OK':6} {result['done']}")
     print(f"wrote {args.out}")
