@@ -104,6 +104,9 @@ class StatefulWorker:
     argv: tuple[str, ...]
     log: Callable[[ExperimentSpec, int, bool], list[Record]]
     progress: Callable[[ChaosStack, int], int]  # (stack, pid) -> a count that grows as it works
+    #: The count is kept across restarts (stored offsets, files): a new run has worked once it grew.
+    #: Otherwise it is the running process's own (its status file), -1 before its first status.
+    cumulative: bool
     finish: Callable[[ChaosStack], None]  # run it to the end of its input (and stop it)
     check: Callable[[ChaosStack, ExperimentSpec], dict[str, Any]]  # figures with "exact": bool
 
@@ -239,14 +242,14 @@ def _learner_check(stack: ChaosStack, spec: ExperimentSpec) -> dict[str, Any]:
 
 WORKERS = (
     StatefulWorker("aggregator", ("experiments", "aggregate", "--allowed-lateness", "30m"), _experiment_records,
-                   lambda stack, pid: oracles.aggregator_applied(stack.settings), _aggregator_finish,
+                   lambda stack, pid: oracles.aggregator_applied(stack.settings), True, _aggregator_finish,
                    _aggregator_check),
     StatefulWorker("archiver", ("archive", "run", "--flush-interval", "0.3", "--max-records", "400"),
-                   _archive_records, lambda stack, pid: oracles.archived_files(stack.settings), _archiver_finish,
+                   _archive_records, lambda stack, pid: oracles.archived_files(stack.settings), True, _archiver_finish,
                    _archiver_check),
-    StatefulWorker("features", ("features", "run"), _experiment_records, _features_progress, _features_finish,
-                   _features_check),
-    StatefulWorker("learner", ("learner", "run"), _learner_records, _learner_progress, _learner_finish,
+    StatefulWorker("features", ("features", "run"), _experiment_records, _features_progress, False,
+                   _features_finish, _features_check),
+    StatefulWorker("learner", ("learner", "run"), _learner_records, _learner_progress, False, _learner_finish,
                    _learner_check),
 )
 
@@ -259,10 +262,10 @@ def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec
     killed_after_progress = 0
     for wave in parts[:kills]:
         publish(stack.settings, wave)
-        before = worker.progress(stack, -1) if worker.name in ("aggregator", "archiver") else -1
+        before = worker.progress(stack, -1) if worker.cumulative else 0
         pid = stack.start(worker.name, *worker.argv)
         try:
-            wait_until(lambda: worker.progress(stack, pid) > max(before, 0), timeout_s=120,  # noqa: B023
+            wait_until(lambda: worker.progress(stack, pid) > before, timeout_s=120,  # noqa: B023
                        what=f"{worker.name} to make progress", alive=stack.supervisor.check, interval_s=0.05)
             killed_after_progress += 1
         except TimeoutError:
