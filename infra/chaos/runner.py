@@ -91,17 +91,19 @@ def run_scenarios(names: Sequence[str] | None = None, *, work_dir: Path, seed: i
     if unknown:
         raise UnknownScenario(f"--scenario: {', '.join(unknown)} unknown; known: {', '.join(registry)}")
     began = time.monotonic()
-    results = [run_one(name, registry[name], work_dir=work_dir, seed=seed, quick=quick) for name in chosen]
-    report = {"seed": seed, "quick": quick, "wall_s": round(time.monotonic() - began, 1),
-              "ok": all(result["ok"] for result in results), "scenarios": results}
-    if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        previous = _previous(report_path)
-        if names:  # a partial run keeps the other scenarios' last results
-            merged = [s for s in previous if s.get("scenario") not in chosen] + results
-            report["scenarios"] = merged
-            report["ok"] = all(s.get("ok") is True for s in merged)
-        report_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    previous = _previous(report_path) if report_path is not None and names else []
+    kept = [s for s in previous if s.get("scenario") not in chosen]  # a partial run keeps the others' last results
+    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    for name in chosen:
+        results.append(run_one(name, registry[name], work_dir=work_dir, seed=seed, quick=quick))
+        scenarios = kept + results
+        report = {"seed": seed, "quick": quick, "wall_s": round(time.monotonic() - began, 1),
+                  "complete": len(results) == len(chosen), "ok": all(s.get("ok") is True for s in scenarios),
+                  "scenarios": scenarios}
+        if report_path is not None:  # after each scenario: an interrupted run keeps what it measured
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report
 
 

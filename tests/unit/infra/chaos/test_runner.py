@@ -69,3 +69,17 @@ def test_an_unknown_scenario_is_named(tmp_path: Path) -> None:
 def test_results_that_break_the_interface_are_refused(result: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_result("x", result)
+
+
+def test_the_report_is_written_after_each_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "chaos.json"
+    seen: list[dict[str, Any]] = []
+
+    def reads_the_report(work_dir: Path, seed: int, quick: bool) -> dict[str, Any]:
+        seen.append(json.loads(out.read_text()))
+        return {"scenario": "second", "done": "read the report", "ok": True, "figures": {}}
+
+    report = run_scenarios(work_dir=tmp_path, report_path=out,
+                           registry={"failing": failing, "second": reads_the_report})
+    assert [s["scenario"] for s in seen[0]["scenarios"]] == ["failing"] and seen[0]["complete"] is False
+    assert report["complete"] is True and json.loads(out.read_text()) == report
