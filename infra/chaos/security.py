@@ -179,8 +179,9 @@ def _help_outputs(env: dict[str, str]) -> dict[str, str]:
     for name, subparser in subcommands.items():
         outputs[f"tandem {name} --help"] = subparser.format_help()
         for action in subparser._actions:  # noqa: SLF001
-            for child_name, child in (getattr(action, "choices", None) or {}).items():
-                if hasattr(child, "format_help"):
+            choices = getattr(action, "choices", None)
+            for child_name, child in (choices.items() if isinstance(choices, dict) else ()):
+                if hasattr(child, "format_help"):  # a subcommand's parser, not a choice of values
                     outputs[f"tandem {name} {child_name} --help"] = child.format_help()
     return outputs
 
