@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-unit test-integration check lint types imports bench up down clean
+.PHONY: help install browser demo test test-unit test-integration check lint types imports bench chaos up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ imports: $(STAMP)
 
 bench: $(STAMP) ## every benchmark; writes bench/results.json
 	$(BIN)/python -m bench.run
+
+chaos: $(STAMP) ## crashes, hostile input, HTTP fuzz and security checks; writes bench/chaos.json
+	$(BIN)/tandem chaos
 
 up: $(STAMP) ## start broker, workers and serving API in the background (logs in .tandem/logs)
 	$(BIN)/tandem up

@@ -150,14 +150,19 @@ class AggregationState:
         self._horizon = max(self._horizon, spec.lookback)
 
     # ---- records -----------------------------------------------------------------------
+    # A refused record (the reason says why) changes nothing, its partition's watermark included: an
+    # exposure of an unknown experiment stamped days ahead would otherwise close windows early and
+    # make the valid records after it late (found by the chaos harness, infra/chaos/hostile_input.py).
     def apply_event(self, event: ListeningEvent, partition: Partition) -> str | None:
         reason = self._event(event)
-        self._observe(partition, event.ts)
+        if reason is None:
+            self._observe(partition, event.ts)
         return reason
 
     def apply_exposure(self, exposure: Exposure, partition: Partition) -> str | None:
         reason = self._exposure(exposure)
-        self._observe(partition, exposure.ts)
+        if reason is None:
+            self._observe(partition, exposure.ts)
         return reason
 
     def _event(self, event: ListeningEvent) -> str | None:

@@ -15,7 +15,7 @@ from infra.settings import Settings
 def register(*, commands_parser: Any) -> None:
     """Add the stacks' subcommands to the ``tandem`` parser."""
     for add in (_add_demo, _add_experiments, _add_features, _add_learner, _add_simulate, _add_up_down, _add_serve,
-                _add_evaluate_policy, _add_report, _add_stats, batch.add_archive):
+                _add_evaluate_policy, _add_report, _add_stats, _add_chaos, batch.add_archive):
         add(commands_parser)
     console.register(commands_parser=commands_parser)  # the console and experiments stop|decide
 
@@ -143,6 +143,35 @@ def _add_stats(commands_parser: Any) -> None:
     stats = commands_parser.add_parser("stats", help="statistics from a JSON file of sufficient statistics")
     stats.add_argument("file", help="a JSON file, or - for standard input")
     stats.set_defaults(handler=cmd_stats)
+
+
+def _add_chaos(commands_parser: Any) -> None:
+    chaos = commands_parser.add_parser(
+        "chaos", help="crashes, hostile input, HTTP fuzz and security checks on the embedded stack; "
+                      "writes bench/chaos.json")
+    chaos.add_argument("--scenario", action="append", default=None,
+                       help="one scenario (repeatable; default: every one): crashes, hostile_input, http_fuzz, "
+                            "security")
+    chaos.add_argument("--quick", action="store_true", help="a short seeded version of each scenario")
+    chaos.add_argument("--seed", type=int, default=20)
+    chaos.add_argument("--work-dir", default=None, help="where the scenarios' brokers and logs go "
+                                                      "(default: <state dir>/chaos)")
+    chaos.add_argument("--out", default="bench/chaos.json", help="the report")
+    chaos.set_defaults(handler=cmd_chaos)
+
+
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from infra.chaos.runner import run_scenarios
+
+    work_dir = Path(args.work_dir) if args.work_dir else settings.state_dir / "chaos"
+    report = run_scenarios(args.scenario, work_dir=work_dir, seed=args.seed, quick=args.quick,
+                           report_path=Path(args.out))
+    for result in report["scenarios"]:
+        print(f"{result['scenario']:14} {'ok' if result['ok'] else 'NOT OK':6} {result['done']}")
+    print(f"wrote {args.out}")
+    return 0 if report["ok"] else 1
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

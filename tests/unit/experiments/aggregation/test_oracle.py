@@ -159,7 +159,8 @@ def run(log, lateness: int):
                 assert record.ts + SPEC.min_end_offset <= closed_before
         else:
             assert record.experiment == "nope" or record.variant == "zz", reason
-        maxima[partition] = max(record.ts, maxima[partition] or record.ts)
+        if reason is None:  # a refused record moves no watermark
+            maxima[partition] = max(record.ts, maxima[partition] or record.ts)
     return state, accepted, late, maxima
 
 

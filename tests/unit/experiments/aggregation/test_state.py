@@ -98,3 +98,24 @@ def test_a_dedupe_span_bounds_the_ids_and_makes_older_events_late():
     assert state.apply_event(ListeningEvent(event_id="e13", user_id="u", ts=T0 + 13 * D, type="play",
                                             item_id="i"), PARTS[0]) is None
     assert state.metric_records("exp") == before
+
+
+def test_a_refused_record_moves_no_watermark():
+    """An exposure of an unknown experiment stamped days ahead is a dead letter and nothing else: it
+    must not close windows and make the valid events after it late (found by the chaos harness)."""
+    state = AggregationState(allowed_lateness_ms=0, resolution_ms=1)
+    state.register_spec(SPEC)
+    for partition in PARTS:
+        state.declare_partition(partition)
+    state.apply_exposure(Exposure(exposure_id="x", experiment="exp", variant="a", user_id="u", ts=T0 + D), PARTS[1])
+    state.apply_event(ListeningEvent(event_id="e0", user_id="u", ts=T0 + D, type="play", item_id="i"), PARTS[0])
+    before = state.tracker.watermark
+    ghost = Exposure(exposure_id="g", experiment="no-such", variant="a", user_id="v", ts=T0 + 30 * D)
+    assert state.apply_exposure(ghost, PARTS[1]) is not None  # refused
+    late_event = ListeningEvent(event_id="e-far", user_id="u", ts=T0 + 30 * D, type="play", item_id="i")
+    assert state.apply_event(late_event.model_copy(update={"ts": T0 + 40 * D - 1}), PARTS[0]) is None
+    assert state.tracker.watermark == before  # the exposures partition still holds it at T0 + 1 d
+    # a valid play two days after the exposure is inside the user's open 7-day window, not late
+    assert state.apply_event(ListeningEvent(event_id="e1", user_id="u", ts=T0 + 3 * D, type="play",
+                                            item_id="i"), PARTS[0]) is None
+    assert state.late == {}
