@@ -26,7 +26,8 @@ def not_json(work_dir: Path, seed: int, quick: bool) -> dict[str, Any]:
 
 
 def test_the_registry_runs_the_issue_scenarios_in_order() -> None:
-    assert list(SCENARIOS) == ["crashes", "hostile_input", "http_fuzz", "security"]
+    assert list(SCENARIOS) == [
+        "crashes", "broker_outage", "hostile_input", "http_fuzz", "blast_radius", "security"]
 
 
 def test_a_failing_scenario_is_reported_not_ok_and_the_others_still_run(tmp_path: Path) -> None:
