@@ -36,7 +36,7 @@ from experiments.aggregation.stats import record_key
 from experiments.aggregation.store import INPUTS
 from experiments.errors import FencedWrite
 from infra.kafka.config import consumer_config, producer_config
-from infra.kafka.incarnation import check_incarnation, check_offsets, current_incarnation, log_ends
+from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
 from infra.settings import Settings
@@ -97,20 +97,9 @@ def open_store(
 def check_store_log(settings: Settings, store: AggregationStore) -> None:
     """Raise ``StaleState`` when ``store`` holds state of another broker log (another incarnation,
     or a log shorter than its stored offsets); else keep the current incarnation with it."""
-    from kafka import KafkaConsumer, TopicPartition
-
     where = "the PostgreSQL store" if settings.postgres_dsn is not None else str(database_path(settings))
-    stored = store.all_stored_offsets()
-    current = current_incarnation(settings)
-    check_incarnation(consumer="the aggregator", state=where, stored=store.incarnation(), current=current,
-                      stored_offsets=stored)
-    if stored:
-        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
-        try:
-            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored)])
-        finally:
-            probe.close()
-        check_offsets(consumer="the aggregator", state=where, stored=stored, log_ends=ends)
+    current = check_state_log(settings, consumer="the aggregator", state=where, stored=store.incarnation(),
+                              stored_offsets=store.all_stored_offsets())
     store.record_incarnation(current.id)
 
 

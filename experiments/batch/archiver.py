@@ -26,7 +26,7 @@ from typing import Any
 from experiments.batch.archive import Archive
 from experiments.batch.decoding import decode_partition_batch
 from infra.kafka.config import consumer_config, producer_config
-from infra.kafka.incarnation import check_incarnation, check_offsets, current_incarnation, log_ends
+from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
 from infra.settings import Settings
@@ -70,21 +70,11 @@ def default_archive_url(settings: Settings) -> str:
 def check_archive_log(settings: Settings, archive: Archive) -> None:
     """Raise ``StaleState`` when the archive's offsets belong to another broker log (resuming at
     them would skip the new log's first records); else record the current incarnation with it."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    current = current_incarnation(settings)
     resume = {(settings.topic(topic), partition): offset for topic in ARCHIVED
               for partition, offset in archive.resume_offsets(topic.name).items()}
-    where = f"archive {archive.url}"
     stored = archive.incarnation()
-    check_incarnation(consumer="the archiver", state=where, stored=stored, current=current, stored_offsets=resume)
-    if resume:
-        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
-        try:
-            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(resume)])
-        finally:
-            probe.close()
-        check_offsets(consumer="the archiver", state=where, stored=resume, log_ends=ends)
+    current = check_state_log(settings, consumer="the archiver", state=f"archive {archive.url}", stored=stored,
+                              stored_offsets=resume)
     if stored is None:
         archive.record_incarnation(current.id)
 

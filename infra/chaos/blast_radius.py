@@ -39,7 +39,8 @@ from experiments.aggregation import AggregationStore, SourceRecord
 from experiments.aggregation.stats import merge_partials
 from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_json
 from experiments.synthetic import synthetic_log
-from infra.chaos.serving_probe import ChaosStack, load
+from infra.chaos.oracles import differences
+from infra.chaos.serving_probe import RestartableStack, load, ratio
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
 from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
 from infra.kafka.broker import free_port
@@ -59,7 +60,7 @@ STOPPED_S, PERIOD_S = 0.15, 0.2
 
 def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     began = time.monotonic()
-    with ChaosStack(work_dir, topic_prefix="blast.") as stack:
+    with RestartableStack(work_dir, topic_prefix="blast.") as stack:
         stack.start_broker()
         publish_experiments(stack.settings, demo_specs(), who="chaos: blast radius")
         url = stack.start_serving()
@@ -91,7 +92,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
 
 # -- forward: serving while the experimentation stack is broken ------------------------------------
 
-def _forward(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
+def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
     rps = 100.0 if quick else 300.0
     phase_s = 2.0 if quick else 20.0
     users = 300 if quick else 3000
@@ -146,9 +147,9 @@ def _forward(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str
     summary: dict[str, dict[str, Any]] = {name: _latency(result) for name, result in phases.items()}
     for name, (before, after) in around.items():
         base = _mean(phases[before]["p99_ms"], phases[after]["p99_ms"])
-        summary[name]["p99_ratio_to_a"] = _ratio(phases[name]["p99_ms"], base)
+        summary[name]["p99_ratio_to_a"] = ratio(phases[name]["p99_ms"], base)
     running = [phases[name]["p99_ms"] for name in ("a1_running", "a2_running", "a3_running", "a4_running")]
-    noise = _ratio(max(running), min(running)) if all(running) else None
+    noise = ratio(max(running), min(running)) if all(running) else None
     return {"rps": rps, "phase_s": phase_s, "phases": summary, "a_phases_p99_max_to_min": noise,
             "starved": starved, "console_flood": flooded, "aggregator_alive_after_duty_cycle": aggregator_alive}
 
@@ -212,7 +213,7 @@ def flood(url: str, *, seconds: float, concurrency: int = 16) -> dict[str, Any]:
 
 # -- reverse: the experiment's figures while serving is overloaded ----------------------------------
 
-def _reverse(stack: ChaosStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
+def _reverse(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
     """The experiment under its own topic prefix and state (so the oracle reads its log alone), on
     the same broker and host as the overloaded serving."""
     users = 200 if quick else 2000
@@ -315,15 +316,6 @@ def _without_id(records: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def differences(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> list[str]:
-    found = [f"{key}: missing" for key in expected.keys() - actual.keys()]
-    found += [f"{key}: unexpected" for key in actual.keys() - expected.keys()]
-    for key in expected.keys() & actual.keys():
-        found += [f"{key}.{name}: {actual[key].get(name)!r} != expected {value!r}"
-                  for name, value in expected[key].items() if actual[key].get(name) != value]
-    return sorted(found)
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our loopback URL
@@ -340,10 +332,6 @@ def _latency(result: dict[str, Any]) -> dict[str, Any]:
 def _mean(*values: float | None) -> float | None:
     known = [value for value in values if value is not None]
     return sum(known) / len(known) if known else None
-
-
-def _ratio(value: float | None, base: float | None) -> float | None:
-    return None if value is None or not base else round(value / base, 3)
 
 
 def main() -> None:

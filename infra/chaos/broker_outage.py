@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra.chaos.serving_probe import ChaosStack, health, load, metric_total
+from infra.chaos.serving_probe import RestartableStack, health, load, metric_total, ratio
 from infra.demo.run import demo_specs, publish_experiments
 from infra.demo.supervisor import tandem_argv, wait_for
 from infra.kafka.topic_reader import read_topic
@@ -41,7 +41,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     # A request logs a decision and ~3 exposures: about half of the outage's records fit, so both
     # buffering and overflow are exercised.
     max_pending = int(rps * outage_s * 2)
-    with ChaosStack(work_dir, topic_prefix="outage.") as stack:
+    with RestartableStack(work_dir, topic_prefix="outage.") as stack:
         stack.start_broker()
         publish_experiments(stack.settings, demo_specs(), who="chaos: broker outage")
         url = stack.start_serving("--max-pending", str(max_pending))
@@ -76,7 +76,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
         "max_pending": max_pending,
         "baseline": _latency(baseline),
         "during_outage": _latency(during),
-        "p99_ratio_outage_to_baseline": _ratio(during["p99_ms"], baseline["p99_ms"]),
+        "p99_ratio_outage_to_baseline": ratio(during["p99_ms"], baseline["p99_ms"]),
         "buffered_during_outage": buffered,
         "overflowed": overflowed,
         "overflowed_on_metrics": overflow_on_metrics,
@@ -106,7 +106,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     }
 
 
-def aggregate_once(stack: ChaosStack) -> dict[str, Any]:
+def aggregate_once(stack: RestartableStack) -> dict[str, Any]:
     """``tandem experiments aggregate`` until idle: its exit code and stderr."""
     import os
 
@@ -142,10 +142,6 @@ def _wait_drained(url: str, *, timeout_s: float) -> float | None:
 def _latency(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("requests", "completed", "errors", "error_kinds", "achieved_rps", "p50_ms", "p99_ms", "max_ms")
     return {key: result[key] for key in keys}
-
-
-def _ratio(value: float | None, base: float | None) -> float | None:
-    return None if value is None or not base else round(value / base, 3)
 
 
 def main() -> None:

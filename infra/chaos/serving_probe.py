@@ -2,7 +2,7 @@
 broker can stop and come back at the same address, processes started through ``tandem``, fixed-rate
 load on serving, and serving's own figures (``/health``, ``/metrics``).
 
-Everything started here is stopped by ``ChaosStack.close`` (a context manager), also on failure.
+Everything started here is stopped by ``RestartableStack.close`` (a context manager), also on failure.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from infra.settings import Settings, load_settings
 logger = logging.getLogger(__name__)
 
 
-class ChaosStack:
+class RestartableStack:
     """A broker on a port of its own, topics, and ``tandem`` processes, all under ``work_dir``."""
 
     def __init__(self, work_dir: Path, *, topic_prefix: str) -> None:
@@ -76,7 +76,7 @@ class ChaosStack:
         finally:
             self.stop_broker()
 
-    def __enter__(self) -> ChaosStack:
+    def __enter__(self) -> RestartableStack:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -111,6 +111,11 @@ def load(url: str, *, rps: float, duration_s: float, seed: int, warmup_s: float 
 
     return asyncio.run(generate(url=url, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
                                 seed=seed, t0_ms=T0_MS if t0_ms is None else t0_ms))
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """``value / base`` to 3 decimals; None when either is unknown (or the base is 0)."""
+    return None if value is None or not base else round(value / base, 3)
 
 
 def tail(path: Path, lines: int = 5) -> str:

@@ -137,6 +137,24 @@ def check_offsets(*, consumer: str, state: str, stored: Mapping[tuple[str, int],
     )
 
 
+def check_state_log(settings: Settings, *, consumer: str, state: str, stored: str | None,
+                    stored_offsets: Mapping[tuple[str, int], int]) -> Incarnation:
+    """Both checks for a consumer that keeps offsets with its state: ``stored`` (its incarnation) is
+    this log's, and no stored offset lies past its partition's end. The current incarnation."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    current = current_incarnation(settings)
+    check_incarnation(consumer=consumer, state=state, stored=stored, current=current, stored_offsets=stored_offsets)
+    if stored_offsets:
+        probe = KafkaConsumer(**consumer_config(settings, group_id=None))
+        try:
+            ends = log_ends(probe, [TopicPartition(t, p) for t, p in sorted(stored_offsets)])
+        finally:
+            probe.close()
+        check_offsets(consumer=consumer, state=state, stored=stored_offsets, log_ends=ends)
+    return current
+
+
 class MarkerFile:
     """The incarnation kept with state that lives in files (a Faust data dir, the archive)."""
 
