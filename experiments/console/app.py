@@ -26,6 +26,7 @@ from experiments.console.errors import BadBody
 from experiments.console.openapi import document
 from experiments.console.service import Console, spec_errors
 from experiments.errors import InvalidSpec, TransitionRefused, UnknownExperiment
+from experiments.ope.errors import GateRefused
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except UnknownExperiment as exc:
         return _error(404, str(exc))
-    except TransitionRefused as exc:
+    except (TransitionRefused, GateRefused) as exc:
         return _error(409, str(exc))
     except InvalidSpec as exc:
         return _error(422, str(exc), spec_errors(exc))
@@ -100,7 +101,7 @@ async def get_experiment(request: web.Request) -> web.Response:
 async def apply(request: web.Request) -> web.Response:
     body = parse_body(ApplyBody, await _json_body(request))
     console = request.app[CONSOLE]
-    spec = await _blocking(partial(console.apply, body.spec, who=body.who, why=body.why))
+    spec = await _blocking(partial(console.apply, body.spec, who=body.who, why=body.why, no_gate=body.no_gate))
     return web.json_response(await _blocking(partial(console.detail, spec.id)))
 
 

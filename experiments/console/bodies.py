@@ -22,6 +22,7 @@ class ApplyBody(_Body):
     spec: dict[str, Any] = Field(description="the experiment spec, as in the YAML files (durations, instants)")
     who: Who = "console"
     why: Text = ""
+    no_gate: bool = Field(False, description="serve a policy without the evaluation gate (recorded as skipped)")
 
 
 class StopBody(_Body):

@@ -19,6 +19,7 @@ from experiments.console.state import ConsoleState
 from experiments.errors import InvalidSpec
 from experiments.lifecycle import DecisionRecord, apply_spec, decision_record, transition, version
 from experiments.monitor import HealthCheck, as_of, evaluate
+from experiments.ope.gate import carry_evaluation
 from experiments.report.owner import report_spec
 from experiments.report.render import build_report
 from experiments.spec import ExperimentSpec, parse_spec
@@ -134,12 +135,15 @@ class Console:
 
     # -- writes --------------------------------------------------------------------------
 
-    def apply(self, data: Mapping[str, Any], *, who: str, why: str = "") -> ExperimentSpec:
-        """Validate and apply a spec (``InvalidSpec`` names the field; ``TransitionRefused`` says why not)."""
+    def apply(self, data: Mapping[str, Any], *, who: str, why: str = "", no_gate: bool = False) -> ExperimentSpec:
+        """Validate and apply a spec (``InvalidSpec`` names the field; ``TransitionRefused`` says why not;
+        ``GateRefused`` when a variant serves another policy without the evaluation gate's record)."""
         proposed = parse_spec(dict(data))
         with self._write_lock:
             current = self.state.specs_by_id().get(proposed.id)
-            return self._publish(apply_spec(current, proposed, who=who, at=self.clock(), why=why))
+            at = self.clock()
+            following = apply_spec(current, proposed, who=who, at=at, why=why)
+            return self._publish(carry_evaluation(current, following, no_gate=no_gate, who=who, at=at))
 
     def stop(self, experiment: str, *, who: str, why: str) -> ExperimentSpec:
         with self._write_lock:

@@ -15,7 +15,10 @@ Otherwise it passes. The gate is a guard against serving a policy the data alrea
 condemns, not a proof that it wins: that is the A/B test's job, and the calibration
 record compares the two afterwards.
 
->>> from experiments.ope.estimators import Estimate
+>>> from experiments.ope.errors import GateRefused
+from experiments.ope.estimators import Estimate
+from experiments.spec import Evaluation, ExperimentSpec
+from experiments.surfaces import PolicyChoice
 >>> good = {"dr": Estimate("dr", 0.8, 0.01, 0.78, 0.82, 0.95, 1000, 500.0, 2.0)}
 >>> bad = {"dr": Estimate("dr", 0.3, 0.01, 0.28, 0.32, 0.95, 1000, 500.0, 2.0)}
 >>> judge({"short_term": bad}, {"short_term": good}, GateRule())
@@ -29,7 +32,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from experiments.ope.errors import GateRefused
 from experiments.ope.estimators import Estimate
+from experiments.spec import Evaluation, ExperimentSpec
+from experiments.surfaces import PolicyChoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +68,33 @@ def judge(
             reasons.append(f"{reward}: {rule.method} predicts harm: upper bound {mine.ci_high:.3g} < control "
                            f"{theirs.value:.3g}" + (f" - {rule.margin:.0%}" if rule.margin else ""))
     return not reasons, tuple(reasons)
+
+
+def gated_variants(spec: ExperimentSpec) -> dict[str, PolicyChoice]:
+    """The variants that serve a policy other than the control's: those the gate evaluates."""
+    control = spec.variant(spec.control)
+    baseline = control.ranker if control is not None else None
+    return {v.name: v.ranker for v in spec.variants
+            if v.name != spec.control and v.ranker is not None and v.ranker != baseline}
+
+
+def carry_evaluation(
+    current: ExperimentSpec | None, proposed: ExperimentSpec, *, no_gate: bool, who: str, at: int,
+) -> ExperimentSpec:
+    """``proposed`` with the gate's record where the evaluation cannot run (the console's apply:
+    OPE reads the logged decisions and the surrogate, which ``tandem experiments apply`` does).
+
+    A spec that gates nothing passes as it is. A new version whose gated variants are the current
+    version's keeps the current record (a record in the body is never trusted: it could claim a pass).
+    Otherwise only ``no_gate`` lets it through, recorded as ``skipped`` by ``who``; else ``GateRefused``."""
+    gated = gated_variants(proposed)
+    if not gated:
+        return proposed
+    if current is not None and current.evaluation is not None and gated_variants(current) == gated:
+        return proposed.model_copy(update={"evaluation": current.evaluation})
+    if no_gate:
+        return proposed.model_copy(update={"evaluation": Evaluation(gate="skipped", who=who, at=at)})
+    names = ", ".join(f"variants.{name} ({choice.policy})" for name, choice in gated.items())
+    raise GateRefused(f"{proposed.id}: {names} serve another policy than the control: run the evaluation gate "
+                      f"with `tandem experiments apply FILE --surrogate F`, or apply with no_gate (recorded)")
+

@@ -22,7 +22,7 @@ from typing import Any
 
 from experiments.ope.errors import GateRefused, InvalidLog
 from experiments.ope.estimators import Estimate, LoggedDecision, evaluate
-from experiments.ope.gate import GateRule, judge
+from experiments.ope.gate import GateRule, gated_variants, judge
 from experiments.spec import (
     EstimateRecord,
     Evaluation,
@@ -39,14 +39,6 @@ from infra.settings import Settings
 from streams.events import Decision, ModelSnapshot, decode
 from streams.features.config import affinity_name
 from streams.policies import Policy, make_policy, policy_from_state
-
-
-def gated_variants(spec: ExperimentSpec) -> dict[str, PolicyChoice]:
-    """The variants that serve a policy other than the control's: those the gate evaluates."""
-    control = spec.variant(spec.control)
-    baseline = control.ranker if control is not None else None
-    return {v.name: v.ranker for v in spec.variants
-            if v.name != spec.control and v.ranker is not None and v.ranker != baseline}
 
 
 def long_term_value(surrogate: Surrogate, decision: Decision, plays: float) -> float:

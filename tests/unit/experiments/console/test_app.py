@@ -86,9 +86,13 @@ def test_invalid_specs_and_bodies_are_422_with_the_field_paths() -> None:
 
 def test_apply_stop_and_decide_with_the_token() -> None:
     async def check(client: TestClient, writer: Any) -> None:
-        created = await client.post("/api/experiments", json={"spec": spec_body(id="new"), "who": "ana"},
+        ungated = await client.post("/api/experiments", json={"spec": spec_body(id="new"), "who": "ana"},
                                     headers=AUTH)
+        assert ungated.status == 409 and "evaluation gate" in (await ungated.json())["error"]
+        created = await client.post("/api/experiments", json={"spec": spec_body(id="new"), "who": "ana",
+                                                               "no_gate": True}, headers=AUTH)
         assert created.status == 200 and (await created.json())["version"] == 1
+        assert writer.specs[-1].evaluation.gate == "skipped" and writer.specs[-1].evaluation.who == "ana"
         stopped = await client.post("/api/experiments/guarded/stop", json={"why": "enough", "who": "bo"},
                                     headers=AUTH)
         assert stopped.status == 200 and (await stopped.json())["status"] == "stopped"
