@@ -15,10 +15,7 @@ Otherwise it passes. The gate is a guard against serving a policy the data alrea
 condemns, not a proof that it wins: that is the A/B test's job, and the calibration
 record compares the two afterwards.
 
->>> from experiments.ope.errors import GateRefused
-from experiments.ope.estimators import Estimate
-from experiments.spec import Evaluation, ExperimentSpec
-from experiments.surfaces import PolicyChoice
+>>> from experiments.ope.estimators import Estimate
 >>> good = {"dr": Estimate("dr", 0.8, 0.01, 0.78, 0.82, 0.95, 1000, 500.0, 2.0)}
 >>> bad = {"dr": Estimate("dr", 0.3, 0.01, 0.28, 0.32, 0.95, 1000, 500.0, 2.0)}
 >>> judge({"short_term": bad}, {"short_term": good}, GateRule())
