@@ -35,7 +35,12 @@ a crash may repeat them (same ``dead_letter_id``, same snapshot version), never 
 Which records are *late* depends on when the watermark moved relative to their arrival,
 as for any watermark: with every partition in event-time order (how the simulation
 publishes) and the learner's hour of allowed lateness, nothing is late and the result is
-a function of the records alone, whatever the interleaving of partitions.
+a function of the records alone, whatever the interleaving of partitions. That holds because every
+assigned input partition holds the watermark back until it delivers a valid record: Faust fetches a
+batch per partition, and the first batches read (plays days ahead of the decisions, in the chaos
+harness's hostile log) once made every decision read after them late. A partition read to its end
+(its high-water mark) without a valid record, empty or bad records only, stops holding it, so it
+cannot stall learning; a valid record it gets later holds it again from its own event time.
 
 Rebalances (one worker). Faust seeks every assigned partition back to its committed offset
 after a rebalance. The learner keeps its state, drops the records it had not acknowledged
