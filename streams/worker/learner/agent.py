@@ -35,7 +35,12 @@ a crash may repeat them (same ``dead_letter_id``, same snapshot version), never 
 Which records are *late* depends on when the watermark moved relative to their arrival,
 as for any watermark: with every partition in event-time order (how the simulation
 publishes) and the learner's hour of allowed lateness, nothing is late and the result is
-a function of the records alone, whatever the interleaving of partitions.
+a function of the records alone, whatever the interleaving of partitions. That holds because every
+assigned input partition holds the watermark back until it delivers a valid record: Faust fetches a
+batch per partition, and the first batches read (plays days ahead of the decisions, in the chaos
+harness's hostile log) once made every decision read after them late. A partition read to its end
+(its high-water mark) without a valid record, empty or bad records only, stops holding it, so it
+cannot stall learning; a valid record it gets later holds it again from its own event time.
 
 Rebalances (one worker). Faust seeks every assigned partition back to its committed offset
 after a rebalance. The learner keeps its state, drops the records it had not acknowledged
@@ -69,7 +74,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from infra.kafka.config import producer_config
@@ -186,6 +191,7 @@ class LearnerAdapter:
         send_snapshot: Callable[[ModelSnapshot], Awaitable[None]],
         dead_letters: DeadLetters,
         generation: Callable[[], Any] = lambda: None,
+        caught_up: Callable[[Partition], bool] = lambda partition: False,
     ) -> None:
         self.learner = learner
         self.learner_id = learner_id
@@ -195,6 +201,7 @@ class LearnerAdapter:
         self.send_snapshot = send_snapshot
         self.dead_letters = dead_letters
         self.generation = generation  # the consumer group generation now (Faust's)
+        self.caught_up = caught_up  # whether every record of an input partition was read (none waits)
         self.waiting: list[Any] = []  # Faust events in the state, not yet in a stored checkpoint
         self.checkpoints = 0
         self.failures = 0
@@ -217,8 +224,22 @@ class LearnerAdapter:
             if self._offered % ADVANCE_EVERY == 0:
                 await self.advance()
 
+    def hold(self, partitions: Iterable[Partition]) -> None:
+        """Assigned input partitions hold the watermark back until they deliver a valid record: else the
+        first partitions read would move it past the records the others have not delivered yet."""
+        for partition in partitions:
+            self.learner.learner.declare(partition)
+
+    def release_idle(self) -> None:
+        """Stop holding the watermark for the partitions that were read to their end without a valid
+        record (empty, or bad records only): nothing known is left to wait for on them."""
+        online = self.learner.learner
+        for partition in [p for p, ts in online.newest.items() if ts < 0 and self.caught_up(p)]:
+            online.forget(partition)
+
     async def advance(self) -> None:
         """Close the windows the watermark passed and publish the snapshots due."""
+        self.release_idle()
         self.learner.advance()
         for snapshot in self.learner.learner.due_snapshots():
             await self.send_snapshot(snapshot)
@@ -293,10 +314,21 @@ def install_learner(app: Any, settings: Settings, *, checkpoint_every_s: float =
     async def send_snapshot(snapshot: ModelSnapshot) -> None:
         await models.send(key=snapshot.policy.encode(), value=encode(snapshot))
 
+    from faust.types import TP
+
+    def caught_up(partition: Partition) -> bool:
+        try:
+            highwater = app.consumer.highwater(TP(*partition))
+        except Exception:  # noqa: BLE001 - not fetched from yet: unknown, so not caught up
+            return False
+        return highwater is not None and (highwater == 0 or learner.positions.get(partition, 0) >= highwater)
+
     adapter = LearnerAdapter(
         learner, learner_id=learner_id, stored=learner.positions, slot=slot, send_checkpoint=send_checkpoint,
         send_snapshot=send_snapshot, dead_letters=dead_letters, generation=lambda: app.consumer_generation_id,
+        caught_up=caught_up,
     )
+    input_topics = {settings.topic(DECISIONS), settings.topic(EVENTS)}
 
     @app.agent(inputs, name="learner")
     async def learn(stream: Any) -> None:
@@ -308,5 +340,9 @@ def install_learner(app: Any, settings: Settings, *, checkpoint_every_s: float =
         await adapter.checkpoint()
 
     on_rebalance(app, adapter.forget_waiting)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust accepts coroutines here
+    async def hold_watermark(app: Any, assigned: Any, **kwargs: Any) -> None:
+        adapter.hold((tp.topic, tp.partition) for tp in assigned if tp.topic in input_topics)
 
     return adapter

@@ -163,3 +163,45 @@ def test_an_undecodable_decision_is_dead_lettered_and_acked_with_the_checkpoint(
     bad_event = harness.event(EVENTS, b"{")
     harness.handle(bad_event)
     assert len(harness.letters.records) == 1  # bad events are the features agent's to report
+
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def test_an_assigned_partition_not_read_yet_holds_the_watermark() -> None:
+    """The hostile-input finding: the worker read a batch of plays days ahead on the events partitions
+    before the decisions partition delivered anything; the watermark passed the decisions, all late."""
+    harness = Harness()
+    harness.adapter.hold([(DECISIONS, 0), (EVENTS, 0)])
+    later = [encode(ListeningEvent(event_id=f"x{n}", user_id="u2", ts=T0_MS + 3 * DAY_MS + n, type=EventType.PLAY,
+                                   item_id="i1", genre="jazz", ms_played=1)) for n in range(400)]
+    harness.handle(*(harness.event(EVENTS, value) for value in later))  # two periodic advances
+    harness.handle(harness.event(DECISIONS, decision(1)))
+    assert harness.learner.learner.late == 0 and harness.learner.learner.joiner.open_decisions == 1
+    asyncio.run(harness.adapter.checkpoint())
+    assert harness.learner.learner.updates == 0  # the decision's partition holds its window open
+
+
+def test_without_holding_the_first_partition_read_makes_the_others_late() -> None:
+    harness = Harness()
+    later = [encode(ListeningEvent(event_id=f"x{n}", user_id="u2", ts=T0_MS + 3 * DAY_MS + n, type=EventType.PLAY,
+                                   item_id="i1", genre="jazz", ms_played=1)) for n in range(200)]
+    harness.handle(*(harness.event(EVENTS, value) for value in later))
+    harness.handle(harness.event(DECISIONS, decision(1)))
+    assert harness.learner.learner.late == 1  # what the worker did before it held its assigned partitions
+
+
+def test_a_partition_read_to_its_end_without_a_valid_record_stops_holding() -> None:
+    harness = Harness()
+    read: set[tuple[str, int]] = set()
+    harness.adapter.caught_up = lambda partition: partition in read
+    harness.adapter.hold([(DECISIONS, 0), (DECISIONS, 1), (EVENTS, 0)])
+    harness.handle(harness.event(DECISIONS, decision(1)), harness.event(EVENTS, play(2)),
+                   harness.event(DECISIONS, b"{", partition=1))
+    asyncio.run(harness.adapter.checkpoint())
+    assert harness.learner.learner.watermark is None  # decisions[1] may still deliver a valid record
+    read.add((DECISIONS, 1))  # read to its end: bad records only
+    harness.handle(*(harness.event(EVENTS, play(n)) for n in range(3, 3 + 60 * 60 * 1000, 60_000)))
+    asyncio.run(harness.adapter.checkpoint())
+    assert (DECISIONS, 1) not in harness.learner.learner.newest
+    assert harness.learner.learner.watermark is not None
