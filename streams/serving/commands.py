@@ -84,10 +84,12 @@ async def run_server(service: ServingService, *, host: str, port: int, stop: asy
 def serve(
     settings: Settings, *, host: str = "127.0.0.1", port: int = 8080,
     config: ServingConfig = ServingConfig(),  # noqa: B008 - frozen
+    spool: bool = True,
 ) -> int:
     """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop.
 
-    Without a ``spool_dir`` in ``config``, the spool is ``<state_dir>/serving-spool/<port>``.
+    Without a ``spool_dir`` in ``config``, the spool is ``<state_dir>/serving-spool/<port>``;
+    ``spool=False``: no spool (a SIGKILL loses the records not yet delivered).
     """
     from infra.errors import ProvisioningError
     from infra.kafka.topics import apply_topics
@@ -96,7 +98,9 @@ def serve(
         apply_topics(settings)
     except ProvisioningError as exc:  # serve anyway: the log buffers and the live config keeps trying
         logger.error("topics not checked (%s); serving with the default policy until the broker answers", exc)
-    if config.spool_dir is None:
+    if not spool:
+        config = dataclasses.replace(config, spool_dir=None)
+    elif config.spool_dir is None:
         config = dataclasses.replace(config, spool_dir=settings.state_dir / "serving-spool" / str(port))
     features = open_online_store(settings)
     service = build_service(settings, features=features, config=config).start()
