@@ -8,7 +8,10 @@ pays the Feast read, the assignment, the policy's choice and the asynchronous lo
 decision and exposure. The same load is then offered to a constant aiohttp server (same
 response shape, no work) in the same run: the floor that the load generator, HTTP and
 this machine put under any server. Then, for each server, ``capacity_rps``: the highest
-offered rate whose p99 stays under 10 ms (``capacity``). Prints JSON; asserts nothing.
+offered rate whose p99 stays under 10 ms (``capacity``). The served figures are with the
+decision log's write-ahead spool (as ``tandem serve``); the same load is offered once more to
+a server without it (``without_spool``), and ``spool_p99_ratio`` is p99 with / p99 without.
+Prints JSON; asserts nothing.
 
     python -m bench.bench_serving [--rps 500] [--duration 20] [--no-capacity]
 """
@@ -248,6 +251,8 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
             finally:
                 _stop(server)
                 server_log.close()
+            without_spool = _without_spool(env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
+                                           log=Path(tmp) / "server-without-spool.log")
         floor = baseline(rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users,
                          log=Path(tmp) / "constant-server.log", with_capacity=with_capacity)
     return {
@@ -259,6 +264,9 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
         "target_p99_vs_constant_server": 1.25,
         **limit,
         "target_server_cpu_ms_per_request": 0.5,
+        "without_spool": without_spool,
+        "spool_p99_ratio": (round(result["p99_ms"] / without_spool["p99_ms"], 2)
+                            if result["p99_ms"] and without_spool["p99_ms"] else None),
         "server": {
             "policies_at_start": health["policies"],
             "experiments_at_start": list(health["experiments"]),
@@ -278,7 +286,28 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
     }
 
 
-def _serve(port: int) -> int:
+def _without_spool(env: dict[str, str], *, rps: float, duration_s: float, warmup_s: float, users: int,
+                   log: Path) -> dict[str, Any]:
+    """The same server and load without the decision log's spool: what the spool costs."""
+    from infra.kafka.broker import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve", str(port), "--no-spool"],
+                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(url, server, log)
+            cpu_before = _cpu_seconds(server.pid)
+            result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
+            cpu = _cpu_seconds(server.pid) - cpu_before
+        finally:
+            _stop(server)
+    return {**{k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors")},
+            "server_cpu_ms_per_request": round(cpu / max(1, result["requests"] + int(warmup_s * rps)) * 1e3, 3)}
+
+
+def _serve(port: int, *, spool: bool = True) -> int:
     """The server process: ``serve()`` on the settings from the environment (as ``tandem serve``)."""
     import logging
 
@@ -288,7 +317,7 @@ def _serve(port: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "feast"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return serve(load_settings(), port=port)
+    return serve(load_settings(), port=port, spool=spool)
 
 
 def _serve_constant(port: int) -> None:
@@ -320,10 +349,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--no-capacity", action="store_true", help="skip the capacity search (about 1 min each)")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server process
+    parser.add_argument("--no-spool", action="store_true", help=argparse.SUPPRESS)  # the server process's
     parser.add_argument("--serve-constant", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the baseline's
     args = parser.parse_args()
     if args.serve:
-        sys.exit(_serve(args.serve))
+        sys.exit(_serve(args.serve, spool=not args.no_spool))
     if args.serve_constant:
         _serve_constant(args.serve_constant)
         return

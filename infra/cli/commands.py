@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from infra.cli import batch, console
@@ -116,6 +117,14 @@ def _add_serve(commands_parser: Any) -> None:
     serve.add_argument("--max-pending", type=int, default=None,
                        help="decisions and exposures buffered while the broker does not acknowledge them "
                             "(default 100000); past it they are counted as overflowed (/metrics)")
+    serve.add_argument("--spool-dir", type=Path, default=None,
+                       help="the write-ahead spool of answered decisions and exposures not yet confirmed by "
+                            "the broker, sent again after a crash (default <state_dir>/serving-spool/<port>)")
+    serve.add_argument("--no-spool", action="store_true",
+                       help="no spool: a killed process loses the records the broker has not yet acknowledged")
+    serve.add_argument("--spool-fsync-interval", type=float, default=None, metavar="SECONDS",
+                       help="fsync the spool at most this often (default never: a killed process loses "
+                            "nothing, a machine crash may lose the unsynced tail)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -401,8 +410,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from streams.serving.commands import serve
 
     bounded = {} if args.max_pending is None else {"max_pending": args.max_pending}
-    return serve(settings, host=args.host, port=args.port,
-                 config=ServingConfig(feature_reads=args.feature_reads, **bounded))
+    return serve(settings, host=args.host, port=args.port, spool=not args.no_spool,
+                 config=ServingConfig(feature_reads=args.feature_reads, spool_dir=args.spool_dir,
+                                      spool_fsync_interval_s=args.spool_fsync_interval, **bounded))
 
 
 def cmd_evaluate_policy(args: argparse.Namespace, settings: Settings) -> int:

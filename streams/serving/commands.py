@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -24,6 +25,7 @@ from streams.serving.live_config import LiveConfig, LiveConfigReader
 from streams.serving.recommender import FeatureReader
 from streams.serving.request import ServingConfig
 from streams.serving.service import ServingService
+from streams.serving.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ def build_service(
                 DEAD_LETTERS.name: settings.topic(DEAD_LETTERS),
                 STICKY_ASSIGNMENTS.name: settings.topic(STICKY_ASSIGNMENTS)},
         max_pending=config.max_pending,
+        spool=None if config.spool_dir is None else Spool(config.spool_dir,
+                                                           fsync_interval_s=config.spool_fsync_interval_s),
     )
     live = LiveConfig(on_rejected=lambda letter: log.offer(DEAD_LETTERS.name, letter))
     reader = LiveConfigReader(
@@ -80,8 +84,13 @@ async def run_server(service: ServingService, *, host: str, port: int, stop: asy
 def serve(
     settings: Settings, *, host: str = "127.0.0.1", port: int = 8080,
     config: ServingConfig = ServingConfig(),  # noqa: B008 - frozen
+    spool: bool = True,
 ) -> int:
-    """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Run the serving API until SIGINT or SIGTERM; 0 on a clean stop.
+
+    Without a ``spool_dir`` in ``config``, the spool is ``<state_dir>/serving-spool/<port>``;
+    ``spool=False``: no spool (a SIGKILL loses the records not yet delivered).
+    """
     from infra.errors import ProvisioningError
     from infra.kafka.topics import apply_topics
 
@@ -89,6 +98,10 @@ def serve(
         apply_topics(settings)
     except ProvisioningError as exc:  # serve anyway: the log buffers and the live config keeps trying
         logger.error("topics not checked (%s); serving with the default policy until the broker answers", exc)
+    if not spool:
+        config = dataclasses.replace(config, spool_dir=None)
+    elif config.spool_dir is None:
+        config = dataclasses.replace(config, spool_dir=settings.state_dir / "serving-spool" / str(port))
     features = open_online_store(settings)
     service = build_service(settings, features=features, config=config).start()
     # Feast, pandas and dask leave ~250k long-lived objects; a full collection then scans them all

@@ -10,6 +10,15 @@ acknowledged); past that, ``offer`` refuses the record and counts it as overflow
 and a warning is logged (at most every 10 s, with the count). Delivery failures are
 counted and logged too. Nothing is dropped silently: every record is in exactly one
 of ``acknowledged``, ``failed``, ``overflowed`` or ``pending``.
+
+With a ``spool`` (``streams.serving.spool``; ``tandem serve`` has one), ``offer`` also
+encodes the record and appends it to the local write-ahead spool, flushed to the OS, before
+it returns, hence before the HTTP answer is sent: a SIGKILL then loses nothing answered. A
+record leaves the spool when the broker acknowledges it (or its delivery definitely fails,
+counted in ``failed``). ``start`` first sends again what a previous process left in the spool
+(counted in ``replayed``); consumers dedupe on the record ids, so a record delivered twice is
+counted once. The spool holds at most ``max_pending`` records the broker has not confirmed,
+plus, until their segment is full and confirmed, records it has.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from streams.events import encode
+from streams.serving.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +61,14 @@ class DecisionLog:
         topics: dict[str, str],
         max_pending: int = 100_000,
         retry_s: float = 1.0,
+        spool: Spool | None = None,
     ) -> None:
         self._factory = producer_factory
         self.topics = dict(topics)
         self.max_pending = max_pending
         self._retry_s = retry_s
-        self._queue: deque[tuple[str, Any]] = deque()
+        self.spool = spool
+        self._queue: deque[_Queued] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._idle = False  # the drain thread waits for records
@@ -64,6 +77,7 @@ class DecisionLog:
         self.acknowledged: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.overflowed: Counter[str] = Counter()
+        self.replayed: Counter[str] = Counter()
         self.last_error: str | None = None
         self.last_ack_monotonic: float | None = None
         self.last_failure_monotonic: float | None = None
@@ -76,23 +90,42 @@ class DecisionLog:
     # -- the request path --------------------------------------------------------------
 
     def offer(self, kind: str, record: Any) -> bool:
-        """Queue ``record`` (keyed by its ``user_id``) for the ``kind`` topic; False if it overflowed."""
+        """Queue ``record`` (keyed by its ``user_id``) for the ``kind`` topic; False if it overflowed.
+
+        With a spool, the record is encoded and on the spool (flushed to the OS) when this returns.
+        """
+        key = _key(record).encode("utf-8")
+        value: bytes | None = None
+        if self.spool is not None:
+            try:
+                value = encode(record)
+            except ValueError as exc:  # an invalid record would never be accepted: count it
+                with self._cond:
+                    self.offered[kind] += 1
+                    self._pending += 1
+                self._done(kind, error=exc)
+                return True
         with self._cond:
             if self._pending >= self.max_pending:
                 self.overflowed[kind] += 1
                 overflow = True
             else:
-                if self._pending == 0:
-                    self._busy_since = time.monotonic()
-                self._pending += 1
+                self._enqueue(kind, key, value, record)
                 self.offered[kind] += 1
-                self._queue.append((kind, record))
-                if self._idle:  # wake the drain thread only when it waits: one wake-up per batch
-                    self._cond.notify()
                 overflow = False
         if overflow:
             self._warn("overflow")
         return not overflow
+
+    def _enqueue(self, kind: str, key: bytes, value: bytes | None, record: Any) -> None:
+        """Spool (when there is a spool) and queue one record; the caller holds the lock."""
+        segment = None if self.spool is None or value is None else self.spool.append(kind, key, value)
+        if self._pending == 0:
+            self._busy_since = time.monotonic()
+        self._pending += 1
+        self._queue.append(_Queued(kind, key, value, record, segment))
+        if self._idle:  # wake the drain thread only when it waits: one wake-up per batch
+            self._cond.notify()
 
     def broker_error(self, text: str) -> None:
         """The producer's report of a client-wide error (records keep waiting; see ``healthy``)."""
@@ -129,6 +162,13 @@ class DecisionLog:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> DecisionLog:
+        """Queue again what a previous process left in the spool, then start the drain thread."""
+        if self.spool is not None:
+            with self._cond:
+                for item in self.spool.recover():
+                    self._enqueue(item.kind, item.key, item.value, None)
+                    self.replayed[item.kind] += 1
+                self.spool.discard_recovered()
         self._thread.start()
         return self
 
@@ -141,7 +181,11 @@ class DecisionLog:
         if self._thread.is_alive():
             self._thread.join(timeout_s + 2.0)
         if self._pending:
-            logger.error("decision log closed with %d records unsent or unacknowledged", self._pending)
+            logger.error("decision log closed with %d records unsent or unacknowledged%s", self._pending,
+                         "" if self.spool is None else f" (kept in the spool {self.spool.directory})")
+        if self.spool is not None:
+            with self._cond:
+                self.spool.close()
 
     # -- the drain thread --------------------------------------------------------------
 
@@ -163,8 +207,8 @@ class DecisionLog:
                     break
                 batch = list(self._queue)  # everything queued, in one hold of the lock
                 self._queue.clear()
-            for index, (kind, record) in enumerate(batch):
-                if not self._send(producer, kind, record):
+            for index, item in enumerate(batch):
+                if not self._send(producer, item):
                     with self._cond:  # the rest goes back to the front, in order, for a retry
                         self._queue.extendleft(reversed(batch[index:]))
                     time.sleep(min(self._retry_s, 0.2))
@@ -186,29 +230,33 @@ class DecisionLog:
                     return None
                 self._cond.wait(self._retry_s)
 
-    def _send(self, producer: Any, kind: str, record: Any) -> bool:
+    def _send(self, producer: Any, item: _Queued) -> bool:
         """Hand one record to the producer; False if it should be retried (not accepted)."""
+        kind, segment = item.kind, item.segment
+        value = item.value
+        if value is None:
+            try:
+                value = encode(item.record)
+            except ValueError as exc:  # an invalid record would never be accepted: count it
+                self._done(kind, error=exc)
+                return True
         try:
-            value = encode(record)
-        except ValueError as exc:  # an invalid record would never be accepted: count it
-            self._done(kind, error=exc)
-            return True
-        try:
-            key = _key(record)
-            future = producer.send(self.topics[kind], key=key.encode("utf-8"), value=value)
+            future = producer.send(self.topics[kind], key=item.key, value=value)
         except BufferError as exc:  # the producer's queue is full (the broker is slow or away)
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         except Exception as exc:  # noqa: BLE001 - counted and logged, never lost silently
-            self._done(kind, error=exc)
+            self._done(kind, error=exc, segment=segment)
             return True
-        future.add_callback(lambda _meta: self._done(kind))
-        future.add_errback(lambda exc: self._done(kind, error=exc))
+        future.add_callback(lambda _meta: self._done(kind, segment=segment))
+        future.add_errback(lambda exc: self._done(kind, error=exc, segment=segment))
         return True
 
-    def _done(self, kind: str, *, error: BaseException | None = None) -> None:
+    def _done(self, kind: str, *, error: BaseException | None = None, segment: int | None = None) -> None:
         with self._cond:
             self._pending -= 1
+            if segment is not None and self.spool is not None:
+                self.spool.confirm(segment)
             if error is None:
                 self.acknowledged[kind] += 1
                 self.last_ack_monotonic = time.monotonic()
@@ -224,6 +272,17 @@ class DecisionLog:
             producer.close(timeout=max(0.0, self._deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - what is left is reported by close()
             logger.error("decision log: closing the producer failed: %s: %s", type(exc).__name__, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A record waiting for the producer: encoded already when it is spooled (``segment``)."""
+
+    kind: str
+    key: bytes
+    value: bytes | None
+    record: Any
+    segment: int | None
 
 
 def _key(record: Any) -> str:

@@ -13,3 +13,7 @@ class InvalidRequest(ServingError, ValueError):
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SpoolError(ServingError):
+    """The decision log's spool directory cannot be used (locked by another process, or foreign files)."""

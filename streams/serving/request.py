@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,7 +31,9 @@ class ServingConfig:
     """Plain parameters of the serving API (connection settings live in ``infra.settings``).
 
     ``max_pending`` bounds the decisions and exposures not yet acknowledged by the broker;
-    past it new records are counted as overflowed and not buffered. ``feature_reads``:
+    past it new records are counted as overflowed and not buffered (nor spooled). ``spool_dir``:
+    every decision and exposure is appended there before its request is answered, and sent
+    again by the next process if this one is killed first (``streams.serving.spool``). ``feature_reads``:
     ``inline`` reads Feast on the event loop, ``thread`` in a coalescing reader thread, and
     ``auto`` inline when the store says its reads are in-process (SQLite), else in the
     thread (``streams.serving.features``). In the thread, ``feature_timeout_s`` bounds the
@@ -43,6 +46,10 @@ class ServingConfig:
     max_candidates: int = MAX_CANDIDATES
     max_body_bytes: int = MAX_BODY_BYTES
     max_pending: int = 100_000
+    #: The decision log's write-ahead spool (``streams.serving.spool``); None: no spool.
+    spool_dir: Path | None = None
+    #: fsync the spool at most this often (None: never; a SIGKILL loses nothing either way).
+    spool_fsync_interval_s: float | None = None
     feature_reads: Literal["auto", "inline", "thread"] = "auto"
     feature_timeout_s: float = 0.05
     max_feature_reads: int = 1024
@@ -59,6 +66,8 @@ class ServingConfig:
             raise ValueError(f"gil_switch_interval_s: {self.gil_switch_interval_s!r} must be in (0, 0.1]")
         if self.feature_reads not in ("auto", "inline", "thread"):
             raise ValueError(f"feature_reads: {self.feature_reads!r} must be auto, inline or thread")
+        if self.spool_fsync_interval_s is not None and not self.spool_fsync_interval_s > 0:
+            raise ValueError(f"spool_fsync_interval_s: {self.spool_fsync_interval_s!r} must be > 0")
         if not self.feature_timeout_s > 0:
             raise ValueError(f"feature_timeout_s: {self.feature_timeout_s!r} must be > 0")
 
