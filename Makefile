@@ -55,7 +55,7 @@ imports: $(STAMP)
 bench: $(STAMP) ## every benchmark; writes bench/results.json
 	$(BIN)/python -m bench.run
 
-chaos: $(STAMP) ## crashes, hostile input, HTTP fuzz and security checks; writes bench/chaos.json
+chaos: $(STAMP) ## crashes, broker outage, hostile input, HTTP fuzz, blast radius, security; writes bench/chaos.json
 	$(BIN)/tandem chaos
 
 up: $(STAMP) ## start broker, workers and serving API in the background (logs in .tandem/logs)

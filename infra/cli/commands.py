@@ -156,11 +156,11 @@ def _add_stats(commands_parser: Any) -> None:
 
 def _add_chaos(commands_parser: Any) -> None:
     chaos = commands_parser.add_parser(
-        "chaos", help="crashes, hostile input, HTTP fuzz and security checks on the embedded stack; "
-                      "writes bench/chaos.json")
+        "chaos", help="crashes, broker outage, hostile input, HTTP fuzz, blast radius and security checks on "
+                      "the embedded stack; writes bench/chaos.json")
     chaos.add_argument("--scenario", action="append", default=None,
-                       help="one scenario (repeatable; default: every one): crashes, hostile_input, http_fuzz, "
-                            "security")
+                       help="one scenario (repeatable; default: every one): crashes, broker_outage, "
+                            "hostile_input, http_fuzz, blast_radius, security")
     chaos.add_argument("--quick", action="store_true", help="a short seeded version of each scenario")
     chaos.add_argument("--seed", type=int, default=20)
     chaos.add_argument("--work-dir", default=None, help="where the scenarios' brokers and logs go "
