@@ -4,7 +4,7 @@ A process keeps its figures where its logic keeps them (plain counters, cheap on
 hot path) and describes them as metric families in one function, called at scrape time
 (``families``); ``registry(families)`` wraps it for ``prometheus_client`` and
 ``serve_metrics`` serves it over HTTP on a loopback port of its own (``METRICS_PORTS``).
-The serving API answers ``/metrics`` on its own HTTP port with ``exposition``.
+The serving API and the console answer ``/metrics`` on their own HTTP port with ``exposition``.
 
 ``Histogram`` is a cumulative histogram for such code: ``observe`` takes no lock and
 allocates nothing (the request path of the serving API calls it), ``family`` turns it
@@ -43,14 +43,14 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
-#: The loopback port of each process's ``/metrics`` (the serving API uses its own HTTP port).
-#: A port already taken is replaced by a free one, logged and written to the process's status file.
+#: The loopback port of each process's ``/metrics`` (the serving API and the console answer
+#: ``GET /metrics`` on their own HTTP port). A port already taken is replaced by a free one,
+#: logged (the workers also write it to their status file).
 METRICS_PORTS: dict[str, int] = {
     "features": 9461,
     "learner": 9462,
     "aggregator": 9463,
     "archiver": 9464,
-    "console": 9465,
 }
 
 #: The text format ``exposition`` writes (Prometheus 0.0.4), for an HTTP ``Content-Type``.
@@ -116,6 +116,24 @@ def partition_lag(name: str, help_text: str, lags: Mapping[tuple[str, int], int]
     for (topic, partition), lag in sorted(lags.items()):
         family.add_metric([topic, str(partition)], float(lag))
     return family
+
+
+def consumer_lags(consumer: Any) -> dict[tuple[str, int], int]:
+    """Records not read yet per ``(topic, partition)`` assigned to a kafka-python consumer: its fetch
+    high-watermark minus its position (``end_offsets`` is wrong on the embedded broker). A
+    partition not fetched from yet has no high-watermark and is left out: never a false 0."""
+    from kafka.errors import KafkaError
+
+    lags: dict[tuple[str, int], int] = {}
+    for tp in list(consumer.assignment()):
+        try:
+            highwater = consumer.highwater(tp)
+            position = None if highwater is None else consumer.position(tp)
+        except KafkaError:  # no longer assigned: the group moved it meanwhile
+            continue
+        if highwater is not None and position is not None:
+            lags[(tp.topic, tp.partition)] = max(0, highwater - position)
+    return lags
 
 
 class _Collector(Collector):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+from kafka import TopicPartition
+from kafka.errors import IllegalStateError
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.metrics import Histogram, counter, exposition, gauge, registry, serve_metrics
+from infra.metrics import Histogram, consumer_lags, counter, exposition, gauge, registry, serve_metrics
 
 
 def parsed(text: str) -> dict:
@@ -45,3 +47,28 @@ def test_a_taken_port_falls_back_to_a_free_one() -> None:
                 assert parsed(response.read().decode())[("t_up", ())] == 1
         finally:
             server.close()
+
+
+class FetchedConsumer:
+    """What ``consumer_lags`` reads of a kafka-python consumer: assignment, high-watermarks, positions."""
+
+    def __init__(self, highwater: dict, position: dict, revoked: set) -> None:
+        self._highwater, self._position, self._revoked = highwater, position, revoked
+
+    def assignment(self) -> set:
+        return set(self._highwater)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        if tp in self._revoked:
+            raise IllegalStateError("Partition is not assigned")
+        return self._highwater[tp]
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._position[tp]
+
+
+def test_consumer_lag_is_the_fetch_highwater_minus_the_position() -> None:
+    read, caught_up, unfetched, revoked = (TopicPartition("t", p) for p in range(4))
+    consumer = FetchedConsumer(highwater={read: 10, caught_up: 5, unfetched: None, revoked: 9},
+                               position={read: 4, caught_up: 5, unfetched: 0, revoked: 0}, revoked={revoked})
+    assert consumer_lags(consumer) == {("t", 0): 6, ("t", 1): 0}  # never a false 0 for the others
