@@ -26,10 +26,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.core import Metric
 
 from experiments.aggregation import AggregationStore, BatchResult, SourceRecord
 from experiments.aggregation.stats import record_key
@@ -39,6 +41,7 @@ from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
+from infra.metrics import MetricsServer, consumer_lags, counter, partition_lag, registry, serve_metrics
 from infra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ MAX_POLL_RECORDS = 5000
 FULL_COLLECTION_EVERY = 2000
 #: Event-time resolution of each user's history: 1 ms keeps every window exact to the millisecond.
 DEFAULT_RESOLUTION_MS = 1
+#: Seconds between the figures handed to ``/metrics`` (with the consumer lag they carry).
+STATUS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -58,6 +63,9 @@ class AggregatorStats:
     skipped: int = 0
     dead_letters: int = 0
     metric_records: int = 0
+    consumed: dict[str, int] = field(default_factory=dict)  # records polled, by topic
+    window_closes: dict[str, int] = field(default_factory=dict)  # by experiment
+    late: dict[str, int] = field(default_factory=dict)  # records refused as late, by experiment
     started_at: float = field(default_factory=time.monotonic)
     first_batch_at: float | None = None  # monotonic seconds: when the first data batch arrived
     last_batch_at: float | None = None  # ... and when the last one was committed and published
@@ -125,8 +133,12 @@ class Aggregator:
         crash_after_commits: int | None = None,
         group: str | None = None,
         publish: bool = True,
+        metrics_port: int | None = None,
     ) -> None:
+        """``/metrics`` is served on loopback ``metrics_port`` while ``run`` runs (0: any free port,
+        None: not served); a taken port is replaced by a free one, logged."""
         self.settings = settings
+        self.metrics_port = metrics_port
         self.group = group or group_id(settings)
         # A replay that checks another aggregator's figures reads the same topics but must not write them.
         self.publish = publish
@@ -140,6 +152,10 @@ class Aggregator:
         # The group decides which partitions are this process's: claim those, never on demand.
         self.store = open_store(settings, claim_on_demand=False, **self._store_args)
         self.stats = AggregatorStats()
+        #: What ``/metrics`` shows: a copy of the figures that the consumer loop replaces, so a
+        #: scrape (on the server's thread) never touches the consumer or the live counters.
+        self.status: Mapping[str, Any] = {}
+        self._status_at = float("-inf")
         self._stop = threading.Event()
         self._metrics_topic = settings.topic(EXPERIMENT_METRICS)
         self._dead_letter_topic = settings.topic(DEAD_LETTERS)
@@ -168,12 +184,14 @@ class Aggregator:
         reassigned = _subscribe(consumer, self._inputs)
         specs = SpecFeed(self.settings, self._specs_topic, start=store.stored_offsets())
         self._reassigned = reassigned
+        metrics = self._serve_metrics()
         try:
             self._publish_outbox(publisher)
             self._account(store.apply_batch(specs.read_to_end()))
             last_record = time.monotonic()
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS)
+                self._publish_status(consumer)
                 if reassigned.is_set():
                     # What this poll fetched may start anywhere: drop it, claim what is ours now and
                     # seek to the offsets stored with its state.
@@ -182,11 +200,7 @@ class Aggregator:
                     self._publish_outbox(publisher)
                     self._publish_all_metrics(publisher)
                     continue
-                records = [
-                    SourceRecord(r.topic, r.partition, r.offset, r.key, r.value)
-                    for partition_records in batch.values()
-                    for r in partition_records
-                ]
+                records = self._records(batch)
                 if not records:
                     if not self._caught_up(consumer):
                         last_record = time.monotonic()
@@ -197,12 +211,42 @@ class Aggregator:
                 self._apply(records, received_at=last_record, specs=specs, consumer=consumer, publisher=publisher)
                 self._settle_garbage()
         finally:
+            if metrics is not None:
+                metrics.close()
             gc.unfreeze()
             specs.close()
             consumer.close(autocommit=False)
             publisher.close()
             self.store.close()
         return self.stats
+
+    def _serve_metrics(self) -> MetricsServer | None:
+        if self.metrics_port is None:
+            return None
+        server = serve_metrics(registry(lambda: aggregator_families(self.status)), port=self.metrics_port)
+        self.metrics_port = server.port
+        logger.info("aggregator /metrics on http://127.0.0.1:%d/metrics", server.port)
+        return server
+
+    def _records(self, batch: Mapping[Any, list[Any]]) -> list[SourceRecord]:
+        """A poll's records, counted by topic."""
+        consumed = self.stats.consumed
+        for tp, partition_records in batch.items():
+            consumed[tp.topic] = consumed.get(tp.topic, 0) + len(partition_records)
+        return [
+            SourceRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            for partition_records in batch.values()
+            for r in partition_records
+        ]
+
+    def _publish_status(self, consumer: Any) -> None:
+        """Hand ``/metrics`` a copy of the figures and the lag, at most every ``STATUS_INTERVAL_S``:
+        one assignment, so a scrape sees the old status or the new one."""
+        now = time.monotonic()
+        if self.metrics_port is None or now - self._status_at < STATUS_INTERVAL_S:
+            return
+        self._status_at = now
+        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer)}
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:
@@ -277,6 +321,9 @@ class Aggregator:
         self.stats.skipped += result.skipped
         self.stats.dead_letters += len(result.dead_letters)
         self.stats.metric_records += len(result.metric_records)
+        for figure, counts in ((self.stats.window_closes, result.window_closes), (self.stats.late, result.late)):
+            for experiment, count in counts.items():
+                figure[experiment] = figure.get(experiment, 0) + count
 
     def _publish_outbox(self, publisher: KafkaPublisher) -> None:
         """Send what the store committed but the broker has not acknowledged, then clear it."""
@@ -306,6 +353,27 @@ class Aggregator:
             consumer.commit()
         except KafkaError as exc:  # the database holds the truth; a failed courtesy commit costs nothing
             logger.debug("courtesy commit failed: %s", exc)
+
+
+def aggregator_families(status: Mapping[str, Any]) -> list[Metric]:
+    """The aggregator's figures, from the status its consumer loop last published (``Aggregator.status``)."""
+    return [
+        counter("tandem_aggregator_records", "records consumed, by topic", status.get("consumed", {}), "topic"),
+        counter("tandem_aggregator_records_applied", "records applied to the state", status.get("applied", 0)),
+        counter("tandem_aggregator_records_skipped", "records below the offset stored with the state (replayed)",
+                status.get("skipped", 0)),
+        counter("tandem_aggregator_batches", "batches committed to the store", status.get("batches", 0)),
+        counter("tandem_aggregator_window_closes", "users' metric windows closed by the watermark, by experiment",
+                status.get("window_closes", {}), "experiment"),
+        counter("tandem_aggregator_late_records", "records refused as late, by experiment", status.get("late", {}),
+                "experiment"),
+        counter("tandem_aggregator_dead_letters", "records sent to the dead-letter topic",
+                status.get("dead_letters", 0)),
+        counter("tandem_aggregator_metric_records", "experiment-metrics records that changed",
+                status.get("metric_records", 0)),
+        partition_lag("tandem_aggregator_consumer_lag", "records of the events and exposures topics not read yet",
+                      status.get("lag", {})),
+    ]
 
 
 def _subscribe(consumer: Any, topics: list[str]) -> threading.Event:

@@ -86,7 +86,7 @@ class Journal:
     pruned_exposures: list[str] = field(default_factory=list)
     anchors: set[tuple[str, str]] = field(default_factory=set)
     contributions: list[tuple[str, str, str, str, Contribution]] = field(default_factory=list)
-    late: set[str] = field(default_factory=set)
+    late: dict[str, int] = field(default_factory=dict)  # late records per experiment
     partitions: set[Partition] = field(default_factory=set)
 
 
@@ -181,8 +181,7 @@ class AggregationState:
             )
             if hit:
                 for exp in hit:
-                    self.late[exp] = self.late.get(exp, 0) + 1
-                    self.journal.late.add(exp)
+                    self._count_late(exp)
                 return (
                     f"late: event time {event.ts} is before watermark - allowed lateness ({closed}) "
                     f"and falls in a closed window of {', '.join(hit)}"
@@ -192,8 +191,7 @@ class AggregationState:
             span = self.dedupe_span_ms
             if span is not None and event.ts < closed - span:
                 for exp in sorted(self.user_anchors.get(event.user_id, {})):  # the user's experiments
-                    self.late[exp] = self.late.get(exp, 0) + 1
-                    self.journal.late.add(exp)
+                    self._count_late(exp)
                 return (
                     f"late: event time {event.ts} is before watermark - allowed lateness - dedupe span "
                     f"({closed - span}): a duplicate of it could no longer be told apart"
@@ -239,8 +237,7 @@ class AggregationState:
         if anchor is None or (exposure.ts, exposure.exposure_id) < (anchor.ts, anchor.exposure_id):
             closed = self._closed_upto
             if closed is not None and exposure.ts + spec.min_end_offset <= closed:
-                self.late[exp] = self.late.get(exp, 0) + 1
-                self.journal.late.add(exp)
+                self._count_late(exp)
                 return (
                     f"late: exposure at {exposure.ts} would anchor windows already closed by "
                     f"watermark - allowed lateness ({closed})"
@@ -272,6 +269,10 @@ class AggregationState:
             heapq.heappush(self._expiry, (exposure.ts, 1, exposure.exposure_id))
             self.journal.exposures[exposure.exposure_id] = exposure.ts
         return None
+
+    def _count_late(self, exp: str) -> None:
+        self.late[exp] = self.late.get(exp, 0) + 1
+        self.journal.late[exp] = self.journal.late.get(exp, 0) + 1
 
     def _count(self, exp: str, anchor: Anchor, sign: int) -> None:
         counts = self.counts.get((exp, anchor.variant))

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,10 @@ class BatchResult:
     metric_records: list[dict[str, Any]] = field(default_factory=list)
     applied: int = 0
     skipped: int = 0
+    #: Per experiment: user metric windows the watermark closed, and records refused as late
+    #: (with what commits outside a batch wrote since the last one).
+    window_closes: dict[str, int] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)
 
 
 class OutboxItem(NamedTuple):
@@ -122,6 +127,8 @@ class AggregationStore:
         self._snapshot_entries: dict[int, int] = {}
         self._published_watermarks: dict[int, int | None] = {}  # per partition, as in its last records
         self._pending_specs: list[ExperimentSpec] = []
+        self._window_closes: Counter[str] = Counter()  # since the last batch's result, from the journals
+        self._late: Counter[str] = Counter()
         q = self._conn.execute
         for (raw,) in q("SELECT spec_json FROM agg_specs").fetchall():
             spec = spec_from_json(raw)
@@ -331,6 +338,8 @@ class AggregationStore:
             self._broken = True  # memory may be ahead of the database
             raise
         result.metric_records = self._commit(offsets, result.dead_letters)
+        result.window_closes, self._window_closes = dict(self._window_closes), Counter()
+        result.late, self._late = dict(self._late), Counter()
         return result
 
     def _apply(self, records: Iterable[SourceRecord], result: BatchResult, offsets: dict) -> None:
@@ -480,6 +489,8 @@ class AggregationStore:
         snapshot (and ``COMPACT_MIN``), the whole state in place of the changelog."""
         state = self.states[part]
         journal = state.take_journal()
+        self._window_closes.update(contribution[0] for contribution in journal.contributions)
+        self._late.update(journal.late)
         seq = self._next_seq[part]
         x = self._conn.executemany
         if self._log_entries[part] > self._compaction_point(part):
@@ -509,7 +520,7 @@ class AggregationStore:
             else:
                 j = state.journal
                 touched[part] = (
-                    {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | j.late | {s.id for s in j.specs}
+                    {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | set(j.late) | {s.id for s in j.specs}
                 )
         changed = []
         parts = sorted(self.states)

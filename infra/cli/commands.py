@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.cli import batch, console
+from infra.metrics import METRICS_PORTS
 from infra.settings import Settings
 
 
@@ -57,6 +58,9 @@ def _add_experiments(commands_parser: Any) -> None:
         help="how long behind watermark - lateness event ids are kept, e.g. 2h (default: the lookback); "
              "older events are late. With --resolution 1d, bounds state by users and days",
     )
+    aggregate.add_argument("--metrics-port", type=int, default=METRICS_PORTS["aggregator"],
+                           help="loopback port of /metrics (default %(default)s; 0: any free port; "
+                                "a taken port is replaced by a free one, logged)")
     aggregate.add_argument("--crash-after-commits", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
     allocate = actions.add_parser("allocate", help="move bandit experiments' weights (Thompson sampling), "
                                                    "a new spec version per period")
@@ -318,6 +322,7 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
         resolution_ms=parse_duration(args.resolution),
         dedupe_span_ms=None if args.dedupe_span is None else parse_duration(args.dedupe_span),
         crash_after_commits=args.crash_after_commits,
+        metrics_port=args.metrics_port,
     )
     signal.signal(signal.SIGTERM, lambda *_: aggregator.stop())
     signal.signal(signal.SIGINT, lambda *_: aggregator.stop())

@@ -253,6 +253,9 @@ def test_late_records_are_dead_letters_and_counted(new_target):
     assert (plays["n"], plays["sum"], plays["late_records"], plays["exposed"], plays["in_progress"]) == (
         1, 1.0, 2, 2, 1)
     assert plays["watermark_ts"] == T0 + 30 * S
+    # what the aggregator's /metrics counts: the late records, and each user's metric window closed
+    assert result.late == {"exp": 2}
+    assert result.window_closes == {"exp": sum(r["n"] for r in records.values())} and plays["n"] > 0
     store.close()
 
 
