@@ -19,9 +19,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from prometheus_client.core import Metric
 
 from experiments.batch.archive import Archive
 from experiments.batch.decoding import decode_partition_batch
@@ -29,6 +31,7 @@ from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
+from infra.metrics import MetricsServer, consumer_lags, counter, gauge, partition_lag, registry, serve_metrics
 from infra.settings import Settings
 from streams.events import dead_letter, encode_dead_letter
 
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 STAGE = "experiments.archive"
 ARCHIVED: tuple[Topic, ...] = (EVENTS, EXPOSURES, DECISIONS)
 MAX_POLL_RECORDS = 5000
+#: Seconds between the figures handed to ``/metrics`` (with the consumer lag they carry).
+STATUS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -45,6 +50,9 @@ class ArchiverStats:
     dead_letters: int = 0
     batches: int = 0
     files: int = 0
+    consumed: dict[str, int] = field(default_factory=dict)  # records polled, by topic
+    archived: dict[str, int] = field(default_factory=dict)  # records in files written, by topic
+    pending: int = 0  # records polled and not in a file yet
     started_at: float = field(default_factory=time.monotonic)
     first_record_at: float | None = None  # monotonic seconds: the first record polled
     last_flush_at: float | None = None  # ... and the end of the last flush
@@ -92,8 +100,12 @@ class Archiver:
         flush_interval_s: float = 30.0,
         group: str | None = None,
         crash_after_batches: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
+        """``/metrics`` is served on loopback ``metrics_port`` while ``run`` runs (0: any free port,
+        None: not served); a taken port is replaced by a free one, logged."""
         self.settings = settings
+        self.metrics_port = metrics_port
         # Fault injection for the crash tests: SIGKILL itself right after the Nth batch's files
         # are written, before the next batch and before the offset commit.
         self._crash_after_batches = crash_after_batches
@@ -104,6 +116,10 @@ class Archiver:
         self.max_bytes = max_bytes
         self.flush_interval_s = flush_interval_s
         self.stats = ArchiverStats()
+        #: What ``/metrics`` shows: a copy of the figures that the consumer loop replaces, so a
+        #: scrape (on the server's thread) never touches the consumer or the live counters.
+        self.status: Mapping[str, Any] = {}
+        self._status_at = float("-inf")
         self._roles = {settings.topic(topic): topic.name for topic in ARCHIVED}
         self._dead_letter_topic = settings.topic(DEAD_LETTERS)
         self._pending: dict[tuple[str, int], _Pending] = {}
@@ -124,26 +140,23 @@ class Archiver:
         )
         publisher = KafkaPublisher(config=producer_config(self.settings), topic=self._dead_letter_topic)
         reassigned = _subscribe(consumer, list(self._roles))
+        metrics = self._serve_metrics()
         try:
             last_record = time.monotonic()
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=200, max_records=MAX_POLL_RECORDS)
+                self._publish_status(consumer)
                 if reassigned.is_set():
                     # What this poll fetched may start anywhere: drop it and everything pending,
                     # and seek every partition to what the dataset holds.
                     reassigned.clear()
                     self._pending.clear()
+                    self.stats.pending = 0
                     self._oldest_pending = None
                     self._seek_to_archived(consumer)
                     continue
                 now = time.monotonic()
-                for tp, records in batch.items():
-                    pending = self._pending.setdefault((tp.topic, tp.partition), _Pending())
-                    for r in records:
-                        pending.records.append((r.offset, r.key, r.value))
-                        pending.size += len(r.value or b"")
-                    self.stats.records += len(records)
-                    self.stats.first_record_at = self.stats.first_record_at or now
+                self._take(batch, now)
                 if batch:
                     last_record = now
                     self._oldest_pending = self._oldest_pending or now
@@ -155,9 +168,41 @@ class Archiver:
                 elif caught_up and idle_exit_s is not None and now - last_record > idle_exit_s:
                     break
         finally:
+            if metrics is not None:
+                metrics.close()
             consumer.close(autocommit=False)
             publisher.close()
         return self.stats
+
+    def _take(self, batch: Mapping[Any, list[Any]], now: float) -> None:
+        """Add a poll's records to their partitions' pending batches, counted by topic."""
+        consumed = self.stats.consumed
+        for tp, records in batch.items():
+            pending = self._pending.setdefault((tp.topic, tp.partition), _Pending())
+            for r in records:
+                pending.records.append((r.offset, r.key, r.value))
+                pending.size += len(r.value or b"")
+            self.stats.records += len(records)
+            self.stats.pending += len(records)
+            consumed[tp.topic] = consumed.get(tp.topic, 0) + len(records)
+            self.stats.first_record_at = self.stats.first_record_at or now
+
+    def _serve_metrics(self) -> MetricsServer | None:
+        if self.metrics_port is None:
+            return None
+        server = serve_metrics(registry(lambda: archiver_families(self.status)), port=self.metrics_port)
+        self.metrics_port = server.port
+        logger.info("archiver /metrics on http://127.0.0.1:%d/metrics", server.port)
+        return server
+
+    def _publish_status(self, consumer: Any) -> None:
+        """Hand ``/metrics`` a copy of the figures and the lag, at most every ``STATUS_INTERVAL_S``:
+        one assignment, so a scrape sees the old status or the new one."""
+        now = time.monotonic()
+        if self.metrics_port is None or now - self._status_at < STATUS_INTERVAL_S:
+            return
+        self._status_at = now
+        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer)}
 
     def _due(self, now: float) -> bool:
         if not self._pending:
@@ -196,20 +241,39 @@ class Archiver:
                 publisher.publish_bytes(topic.encode(), encode_dead_letter(letter))
                 letters += 1
             first, last = pending.records[0][0], pending.records[-1][0]
-            batches.append((role, partition, first, last, table))
+            batches.append((topic, role, partition, first, last, table))
         if letters:
             publisher.flush()
             self.stats.dead_letters += letters
-        for role, partition, first, last, table in batches:
+        archived = self.stats.archived
+        for topic, role, partition, first, last, table in batches:
             # A batch of dead letters only leaves no file: a restart repeats its letters (same ids).
             self.stats.files += len(self.archive.write_batch(role, partition, first, last, table))
             self.stats.batches += 1
+            archived[topic] = archived.get(topic, 0) + table.num_rows
             if self._crash_after_batches is not None and self.stats.batches >= self._crash_after_batches:
                 os.kill(os.getpid(), signal.SIGKILL)
         self._pending.clear()
+        self.stats.pending = 0
         self._oldest_pending = None
         self.stats.last_flush_at = time.monotonic()
         _commit_courtesy(consumer)
+
+
+def archiver_families(status: Mapping[str, Any]) -> list[Metric]:
+    """The archiver's figures, from the status its consumer loop last published (``Archiver.status``)."""
+    return [
+        counter("tandem_archiver_records", "records consumed, by topic", status.get("consumed", {}), "topic"),
+        counter("tandem_archiver_records_archived", "records in Parquet files written, by topic",
+                status.get("archived", {}), "topic"),
+        counter("tandem_archiver_files_written", "Parquet files written", status.get("files", 0)),
+        counter("tandem_archiver_batches", "partition batches written", status.get("batches", 0)),
+        counter("tandem_archiver_dead_letters", "records sent to the dead-letter topic",
+                status.get("dead_letters", 0)),
+        gauge("tandem_archiver_records_pending", "records consumed and not in a file yet", status.get("pending", 0)),
+        partition_lag("tandem_archiver_consumer_lag", "records of the archived topics not read yet",
+                      status.get("lag", {})),
+    ]
 
 
 def _caught_up(consumer: Any) -> bool:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infra.metrics import METRICS_PORTS
 from infra.settings import Settings
 
 ENGINES = ("duckdb", "spark")
@@ -24,6 +25,9 @@ def add_archive(commands_parser: Any) -> None:
     run.add_argument("--flush-interval", type=float, default=30.0, help="seconds a record may wait for its file")
     run.add_argument("--max-records", type=int, default=200_000, help="records per batch of files, at most")
     run.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    run.add_argument("--metrics-port", type=int, default=METRICS_PORTS["archiver"],
+                     help="loopback port of /metrics (default %(default)s; 0: any free port; "
+                          "a taken port is replaced by a free one, logged)")
     run.add_argument("--crash-after-batches", type=int, default=None, help=argparse.SUPPRESS)  # crash tests
     archive.set_defaults(handler=cmd_archive)
 
@@ -59,7 +63,8 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     from experiments.batch.archiver import Archiver
 
     archiver = Archiver(settings=settings, archive_url=args.archive, flush_interval_s=args.flush_interval,
-                        max_records=args.max_records, crash_after_batches=args.crash_after_batches)
+                        max_records=args.max_records, crash_after_batches=args.crash_after_batches,
+                        metrics_port=args.metrics_port)
     signal.signal(signal.SIGTERM, lambda *_: archiver.stop())
     signal.signal(signal.SIGINT, lambda *_: archiver.stop())
     stats = archiver.run(idle_exit_s=args.idle_exit)
