@@ -4,7 +4,8 @@ Every write (``POST``) checks ``Authorization: Bearer <token>`` before it reads 
 without the right token it answers 401 and changes nothing (with no token configured every
 write is refused). Lifecycle refusals are 409 with the reason, invalid bodies or specs 422
 with the field paths, unknown experiments 404. Blocking work (the statistics, the broker's
-acknowledgement) runs off the event loop.
+acknowledgement) runs off the event loop. ``GET /metrics`` (Prometheus text) counts every
+response by route and status; like every read it needs no token, and it shows none.
 """
 
 from __future__ import annotations
@@ -18,20 +19,25 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from experiments.console import pages
 from experiments.console.bodies import ApplyBody, DecideBody, StopBody, parse_body
 from experiments.console.errors import BadBody
+from experiments.console.metrics import RequestCounts, console_families
 from experiments.console.openapi import document
 from experiments.console.service import Console, spec_errors
 from experiments.errors import InvalidSpec, TransitionRefused, UnknownExperiment
 from experiments.ope.errors import GateRefused
+from infra.metrics import CONTENT_TYPE, exposition, registry
 
 logger = logging.getLogger(__name__)
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
 TOKEN: web.AppKey[SecretStr | None] = web.AppKey("token", SecretStr)  # type: ignore[arg-type]
+COUNTS: web.AppKey[RequestCounts] = web.AppKey("counts", RequestCounts)
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 MAX_BODY_BYTES = 256 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -49,6 +55,20 @@ def _authorized(request: web.Request) -> bool:
     if token is None or not given.startswith("Bearer "):
         return False
     return hmac.compare_digest(given.removeprefix("Bearer ").encode(), token.get_secret_value().encode())
+
+
+@web.middleware
+async def _count(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every response (refusals and redirects too) by route and status."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        request.app[COUNTS].done(request.method, route, exc.status)
+        raise
+    request.app[COUNTS].done(request.method, route, response.status)
+    return response
 
 
 @web.middleware
@@ -142,14 +162,21 @@ async def detail_page(request: web.Request) -> web.Response:
     return web.Response(text=pages.detail_page(detail), content_type="text/html")
 
 
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=exposition(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/experiments")
 
 
 def build_app(console: Console, *, token: SecretStr | None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _errors])
     app[CONSOLE] = console
     app[TOKEN] = token if token is not None and token.get_secret_value() else None
+    counts = app[COUNTS] = RequestCounts()
+    app[METRICS] = registry(lambda: console_families(
+        counts, (spec.status for spec in console.state.specs()), len(console.automatic_stops)))
     app.router.add_get("/", home)
     app.router.add_get("/experiments", list_page)
     app.router.add_get("/experiments/{id}", detail_page)
@@ -159,4 +186,5 @@ def build_app(console: Console, *, token: SecretStr | None) -> web.Application:
     app.router.add_post("/api/experiments/{id}/stop", stop)
     app.router.add_post("/api/experiments/{id}/decide", decide)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     return app

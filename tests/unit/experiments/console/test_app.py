@@ -126,3 +126,22 @@ def test_the_openapi_document_lists_every_route_and_body() -> None:
         assert {"ApplyBody", "StopBody", "DecideBody", "Error"} <= set(doc["components"]["schemas"])
 
     run(check)
+
+
+def test_metrics_need_no_token_show_none_and_count_the_refused_writes() -> None:
+    async def check(client: TestClient, writer: Any) -> None:
+        assert (await client.post("/api/experiments/guarded/stop", json={})).status == 401
+        assert (await client.post("/api/experiments/nope/stop", json={}, headers=AUTH)).status == 404
+        assert (await client.get("/api/experiments")).status == 200
+        response = await client.get("/metrics")
+        assert response.status == 200 and response.content_type == "text/plain"
+        text = await response.text()
+        assert TOKEN not in text
+        assert 'tandem_console_requests_total{route="/api/experiments",status="200"} 1.0' in text
+        assert 'tandem_console_requests_total{route="/api/experiments/{id}/stop",status="401"} 1.0' in text
+        assert 'tandem_console_writes_refused_total{status="401"} 1.0' in text
+        assert 'tandem_console_writes_refused_total{status="404"} 1.0' in text
+        assert 'tandem_console_experiments{status="running"} 1.0' in text
+        assert "tandem_console_automatic_stops_total 0.0" in text
+
+    run(check)
