@@ -1,5 +1,6 @@
-"""Every personalization worker's ``/metrics``, scraped during a short run on the embedded broker
-and read with ``prometheus_client``'s parser: the figures an operator pages on are there and count."""
+"""Every process's ``/metrics`` (features worker, learner, serving, aggregator, archiver, console),
+scraped during a short run on the embedded broker and read with ``prometheus_client``'s parser:
+the figures an operator pages on are there and count."""
 
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
+from experiments.console import build_app as build_console_app
+from experiments.console import open_console
+from experiments.lifecycle import apply_spec, publish_spec
+from experiments.spec import DEMO_SPEC_PATH, load_spec
 from infra.kafka.config import producer_config
-from infra.kafka.topics import DECISIONS, EVENTS, apply_topics
+from infra.kafka.topics import DECISIONS, EVENTS, EXPOSURES, apply_topics
 from infra.settings import Settings
 from streams.producer import EventPublisher
 from streams.serving import ServingConfig, build_app, build_service
 from streams.worker.learner.app import learner_status_path
 from streams.worker.status import read_status, status_path
+from tests.helpers import T0_MS
+from tests.integration.test_aggregator import publish_log as publish_experiment_log
 from tests.integration.test_learner_recovery import make_log
 from tests.integration.test_learner_recovery import publish as publish_log
 from tests.integration.test_serving import InMemoryFeatures
@@ -159,3 +167,109 @@ def test_serving_exposes_its_figures(settings: Settings) -> None:
     assert value(scraped, "tandem_serving_records_overflowed_total", topic="decisions") == 0
     assert value(scraped, "tandem_serving_policy_version", policy="popularity") == 0
     assert dashboard_names("tandem_serving_") <= {n for n, _ in scraped}, "the dashboard queries a name not exposed"
+
+
+@contextmanager
+def tandem(settings: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``tandem <args> --metrics-port 0`` on the test's broker, prefix and state directory."""
+    env = {**os.environ, "TANDEM_BOOTSTRAP_SERVERS": settings.resolved_bootstrap(),
+           "TANDEM_TOPIC_PREFIX": settings.topic_prefix, "TANDEM_STATE_DIR": str(settings.state_dir)}
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "infra.cli", *args, "--metrics-port", "0"],
+                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+
+
+def scrape_logged(name: str, process: subprocess.Popen[bytes], done, log: Path, timeout_s: float = 240) -> dict:
+    """Scrape ``/metrics`` at the port the process logged (``<name> /metrics on ...``) until ``done(samples)``."""
+    deadline, scraped = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{name} exited:\n{log.read_text(errors='replace')[-3000:]}"
+        found = re.search(rf"{name} /metrics on http://127\.0\.0\.1:(\d+)/metrics", log.read_text(errors="replace"))
+        if found:
+            scraped = scrape(int(found.group(1)))
+            if done(scraped):
+                return scraped
+        time.sleep(0.3)
+    raise AssertionError(f"metrics never complete: {sorted(scraped.items())[:80]}")
+
+
+def lag_labels(scraped: dict, name: str) -> set[tuple[str, str]]:
+    return {(dict(labels)["topic"], dict(labels)["partition"]) for n, labels in scraped if n == name}
+
+
+def test_aggregator_and_archiver_expose_their_figures(settings: Settings, tmp_path: Path) -> None:
+    apply_topics(settings)
+    spec = load_spec(DEMO_SPEC_PATH)
+    sent = publish_experiment_log(settings, spec, users=150, days=12)  # three bad records among them
+    events = sum(1 for role, _, _ in sent if role == "events")
+    exposures = sum(1 for role, _, _ in sent if role == "exposures")
+    every_partition = {str(p) for p in range(settings.partitions)}
+    aggregator_log, archiver_log = tmp_path / "aggregator.log", tmp_path / "archiver.log"
+    with tandem(settings, aggregator_log, "experiments", "aggregate", "--allowed-lateness", "30m") as aggregator, \
+            tandem(settings, archiver_log, "archive", "run", "--flush-interval", "0.3") as archiver:
+
+        def aggregator_done(s: dict) -> bool:
+            return (value(s, "tandem_aggregator_records_total", topic=settings.topic(EVENTS)) >= events
+                    and value(s, "tandem_aggregator_records_total", topic=settings.topic(EXPOSURES)) >= exposures
+                    and total(s, "tandem_aggregator_consumer_lag") == 0
+                    and len(lag_labels(s, "tandem_aggregator_consumer_lag")) == 2 * settings.partitions)
+
+        scraped = scrape_logged("aggregator", aggregator, aggregator_done, aggregator_log)
+        assert value(scraped, "tandem_aggregator_records_applied_total") >= events + exposures
+        assert value(scraped, "tandem_aggregator_dead_letters_total") == 3
+        assert value(scraped, "tandem_aggregator_window_closes_total", experiment=spec.id) > 0
+        assert value(scraped, "tandem_aggregator_batches_total") > 0
+        assert value(scraped, "tandem_aggregator_metric_records_total") > 0
+        assert {p for _, p in lag_labels(scraped, "tandem_aggregator_consumer_lag")} == every_partition
+        assert dashboard_names("tandem_aggregator_") <= {n for n, _ in scraped}, "a name the dashboard queries lacks"
+
+        def archiver_done(s: dict) -> bool:
+            return (value(s, "tandem_archiver_records_total", topic=settings.topic(EVENTS)) >= events
+                    and value(s, "tandem_archiver_records_pending") == 0
+                    and value(s, "tandem_archiver_files_written_total") > 0
+                    and len(lag_labels(s, "tandem_archiver_consumer_lag")) > 0)
+
+        scraped = scrape_logged("archiver", archiver, archiver_done, archiver_log)
+        assert value(scraped, "tandem_archiver_records_archived_total", topic=settings.topic(EVENTS)) == events - 2
+        assert value(scraped, "tandem_archiver_records_archived_total", topic=settings.topic(EXPOSURES)) == exposures
+        assert value(scraped, "tandem_archiver_dead_letters_total") == 2  # the two bad events
+        assert value(scraped, "tandem_archiver_batches_total") > 0
+        assert dashboard_names("tandem_archiver_") <= {n for n, _ in scraped}, "a name the dashboard queries lacks"
+
+
+def test_console_exposes_its_figures(settings: Settings) -> None:
+    token = "metrics-test-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    apply_topics(settings)
+    spec = load_spec(DEMO_SPEC_PATH)
+    publish_spec(settings, apply_spec(None, spec, who="owner", at=T0_MS))
+
+    async def run() -> str:
+        with open_console(settings, monitor=False) as running:
+            async with TestClient(TestServer(build_console_app(running.console, token=SecretStr(token)))) as client:
+                assert (await client.post(f"/api/experiments/{spec.id}/stop", json={})).status == 401
+                assert (await client.post("/api/experiments/nope/stop", json={}, headers=auth)).status == 404
+                assert (await client.post(f"/api/experiments/{spec.id}/decide", json={}, headers=auth)).status == 409
+                assert (await client.post("/api/experiments", json={"spec": {}}, headers=auth)).status == 422
+                stopped = await client.post(f"/api/experiments/{spec.id}/stop", json={"why": "x"}, headers=auth)
+                assert stopped.status == 200, await stopped.text()
+                assert (await client.get("/api/experiments")).status == 200
+                return await (await client.get("/metrics")).text()
+
+    text = asyncio.run(run())
+    assert token not in text
+    scraped = samples(text)
+    assert value(scraped, "tandem_console_requests_total", route="/api/experiments", status="200") == 1
+    assert value(scraped, "tandem_console_requests_total", route="/api/experiments/{id}/stop", status="200") == 1
+    for status in ("401", "404", "409", "422"):
+        assert value(scraped, "tandem_console_writes_refused_total", status=status) == 1, status
+    assert value(scraped, "tandem_console_experiments", status="stopped") == 1
+    assert value(scraped, "tandem_console_experiments", status="running") == 0
+    assert value(scraped, "tandem_console_automatic_stops_total") == 0  # --no-monitor here
+    assert dashboard_names("tandem_console_") <= {n for n, _ in scraped}, "the dashboard queries a name not exposed"
