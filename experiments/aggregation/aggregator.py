@@ -246,7 +246,7 @@ class Aggregator:
         if self.metrics_port is None or now - self._status_at < STATUS_INTERVAL_S:
             return
         self._status_at = now
-        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer)}
+        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer), "experiments": self.store.experiments()}
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:
@@ -357,6 +357,10 @@ class Aggregator:
 
 def aggregator_families(status: Mapping[str, Any]) -> list[Metric]:
     """The aggregator's figures, from the status its consumer loop last published (``Aggregator.status``)."""
+
+    def per_experiment(figure: str) -> dict[str, int]:  # every known experiment, 0 until it counts
+        return dict.fromkeys(status.get("experiments", ()), 0) | status.get(figure, {})
+
     return [
         counter("tandem_aggregator_records", "records consumed, by topic", status.get("consumed", {}), "topic"),
         counter("tandem_aggregator_records_applied", "records applied to the state", status.get("applied", 0)),
@@ -364,8 +368,8 @@ def aggregator_families(status: Mapping[str, Any]) -> list[Metric]:
                 status.get("skipped", 0)),
         counter("tandem_aggregator_batches", "batches committed to the store", status.get("batches", 0)),
         counter("tandem_aggregator_window_closes", "users' metric windows closed by the watermark, by experiment",
-                status.get("window_closes", {}), "experiment"),
-        counter("tandem_aggregator_late_records", "records refused as late, by experiment", status.get("late", {}),
+                per_experiment("window_closes"), "experiment"),
+        counter("tandem_aggregator_late_records", "records refused as late, by experiment", per_experiment("late"),
                 "experiment"),
         counter("tandem_aggregator_dead_letters", "records sent to the dead-letter topic",
                 status.get("dead_letters", 0)),

@@ -226,6 +226,7 @@ def test_aggregator_and_archiver_expose_their_figures(settings: Settings, tmp_pa
         assert value(scraped, "tandem_aggregator_window_closes_total", experiment=spec.id) > 0
         assert value(scraped, "tandem_aggregator_batches_total") > 0
         assert value(scraped, "tandem_aggregator_metric_records_total") > 0
+        assert scraped[("tandem_aggregator_late_records_total", (("experiment", spec.id),))] == 0  # none in this log
         assert {p for _, p in lag_labels(scraped, "tandem_aggregator_consumer_lag")} == every_partition
         assert dashboard_names("tandem_aggregator_") <= {n for n, _ in scraped}, "a name the dashboard queries lacks"
 
