@@ -197,16 +197,16 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(timeout=10)
 
 
-def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path,
-             with_capacity: bool = True) -> dict[str, Any]:
-    """The same load against a server that answers a constant: the floor under any server here."""
+def _server_under_load(server_args: list[str], env: dict[str, str], log: Path, *, rps: float, duration_s: float,
+                       warmup_s: float, users: int, with_capacity: bool = False) -> dict[str, Any]:
+    """Start ``bench.bench_serving`` with ``server_args`` on a free port, offer the load, stop it: the
+    latencies, the server's CPU per request and, if asked, its capacity."""
     from infra.kafka.broker import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve-constant", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", *server_args, str(port)],
                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(url, server, log)
@@ -219,6 +219,14 @@ def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log:
     return {**{k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "loadgen_cpu_s")},
             "server_cpu_ms_per_request": round(cpu / max(1, result["requests"] + int(warmup_s * rps)) * 1e3, 3),
             **limit}
+
+
+def baseline(*, rps: float, duration_s: float, warmup_s: float, users: int, log: Path,
+             with_capacity: bool = True) -> dict[str, Any]:
+    """The same load against a server that answers a constant: the floor under any server here."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return _server_under_load(["--serve-constant"], env, log, rps=rps, duration_s=duration_s, warmup_s=warmup_s,
+                              users=users, with_capacity=with_capacity)
 
 
 def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, users: int = 10_000,
@@ -289,22 +297,10 @@ def run(*, rps: float = 500.0, duration_s: float = 20.0, warmup_s: float = 2.0, 
 def _without_spool(env: dict[str, str], *, rps: float, duration_s: float, warmup_s: float, users: int,
                    log: Path) -> dict[str, Any]:
     """The same server and load without the decision log's spool: what the spool costs."""
-    from infra.kafka.broker import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "bench.bench_serving", "--serve", str(port), "--no-spool"],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            _wait_healthy(url, server, log)
-            cpu_before = _cpu_seconds(server.pid)
-            result = _offer_load(url, env, rps=rps, duration_s=duration_s, warmup_s=warmup_s, users=users)
-            cpu = _cpu_seconds(server.pid) - cpu_before
-        finally:
-            _stop(server)
-    return {**{k: result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors")},
-            "server_cpu_ms_per_request": round(cpu / max(1, result["requests"] + int(warmup_s * rps)) * 1e3, 3)}
+    result = _server_under_load(["--no-spool", "--serve"], env, log, rps=rps, duration_s=duration_s,
+                                warmup_s=warmup_s, users=users)
+    del result["loadgen_cpu_s"]
+    return result
 
 
 def _serve(port: int, *, spool: bool = True) -> int:

@@ -47,10 +47,10 @@ _REQUIRED = {
 }
 _STRINGS = {
     "events": ("event_id", "user_id", "item_id", "genre"),
-    "exposures": ("exposure_id", "experiment", "variant", "user_id"),
+    "exposures": ("exposure_id", "experiment", "variant", "user_id", "surface"),
 }
 #: Fields with a default: a null there may be an explicit null, which the schema refuses.
-_DEFAULTED = {"events": ("v", "ms_played"), "exposures": ("v",)}
+_DEFAULTED = {"events": ("v", "ms_played"), "exposures": ("v", "params")}
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,20 @@ class Rejected:
     error: InvalidRecord
 
 
+#: Fields of the wire schema the archive does not keep: parsed and checked, then dropped.
+_WIRE_ONLY = {
+    "events": (),
+    "exposures": (pa.field("surface", pa.string()), pa.field("params", pa.list_(pa.string()))),
+}
+#: List fields of Names, with their largest length.
+_NAME_LISTS = {"events": {}, "exposures": {"params": 100}}
+
+
 def _wire_schema(topic: str) -> pa.Schema:
     fields = [pa.field("v", pa.int64())] + [
         pa.field(f.name, f.type) for f in SCHEMAS[topic] if f.name not in _PROVENANCE
     ]
-    return pa.schema(fields)
+    return pa.schema(fields + list(_WIRE_ONLY[topic]))
 
 
 _WIRE = {topic: _wire_schema(topic) for topic in _REQUIRED}
@@ -140,8 +149,14 @@ def _constraints_hold(topic: str, table: pa.Table, values: list[bytes | None]) -
     ts = table.column("ts")
     checks += [pc.greater_equal(ts, MIN_TS_MS), pc.less(ts, MAX_TS_MS)]
     for name in _STRINGS[topic]:
-        length = pc.utf8_length(table.column(name))
-        checks.append(pc.fill_null(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 128)), True))
+        checks.append(pc.fill_null(_name_length_holds(table.column(name)), True))
+    for name, longest in _NAME_LISTS[topic].items():
+        names = table.column(name)
+        checks.append(pc.fill_null(pc.less_equal(pc.list_value_length(names), longest), True))
+        flat = pc.list_flatten(names)
+        if flat.null_count:
+            return False
+        checks.append(_name_length_holds(flat))
     if topic == "events":
         kind = table.column("type")
         checks.append(pc.is_in(kind, value_set=pa.array([t.value for t in EventType])))
@@ -149,4 +164,10 @@ def _constraints_hold(topic: str, table: pa.Table, values: list[bytes | None]) -
         checks.append(pc.or_(pc.invert(needs_item), pc.is_valid(table.column("item_id"))))
         played = table.column("ms_played")
         checks.append(pc.fill_null(pc.and_(pc.greater_equal(played, 0), pc.less_equal(played, MAX_MS_PLAYED)), True))
-    return all(pc.all(check).as_py() for check in checks)
+    return all(pc.all(check, min_count=0).as_py() for check in checks)  # min_count=0: all of nothing holds
+
+
+def _name_length_holds(strings: Any) -> Any:
+    """A Name's rule (1 to 128 characters), per string; null where the string is null."""
+    length = pc.utf8_length(strings)
+    return pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 128))

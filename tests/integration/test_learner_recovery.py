@@ -14,15 +14,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from infra.chaos.oracles import comparable_learner_state, learner_oracle
 from infra.kafka.config import admin_config, producer_config
 from infra.kafka.topic_reader import read_topic
 from infra.kafka.topics import DECISIONS, EVENTS, MODELS, apply_topics
 from infra.settings import Settings
 from streams.events import Decision, EventType, ListeningEvent, ModelSnapshot, decode
-from streams.learning import Checkpoint, CheckpointedLearner, OnlineLearner
-from streams.policies import make_policy
+from streams.learning import Checkpoint
 from streams.producer import EventPublisher
 from streams.worker.app import app_id
 from streams.worker.learner.agent import newest_checkpoint
@@ -150,34 +149,6 @@ def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
             if tp.topic in inputs and meta.offset >= 0}
 
 
-def oracle(settings: Settings) -> tuple[CheckpointedLearner, dict[tuple[str, int], int]]:
-    """An uninterrupted learner fed every input record, partition by partition in offset order."""
-    learner = CheckpointedLearner(
-        OnlineLearner(policy_factory=lambda name: make_policy(name, seed=None)),
-        decisions_topic=settings.topic(DECISIONS),
-    )
-    ends: dict[tuple[str, int], int] = {}
-    for topic in ("decisions", "events"):
-        for record in read_topic(settings, settings.topic(topic)):
-            learner.offer(record.topic, record.partition, record.offset, record.value)
-            ends[(record.topic, record.partition)] = record.offset + 1
-    learner.advance()
-    return learner, ends
-
-
-def comparable(state: dict[str, Any]) -> dict[str, Any]:
-    """A learner state without what may legitimately differ: random generators (the worker's
-    policies are unseeded) and the order of the joiner's buffers (it follows arrival order)."""
-    joiner, policies = state["joiner"], state["policies"]
-    return {
-        **state,
-        "policies": {name: {k: v for k, v in policy.items() if k != "rng"} for name, policy in policies.items()},
-        "joiner": {**joiner, "decisions": sorted(joiner["decisions"], key=lambda d: d["decision_id"]),
-                   "events": sorted(joiner["events"], key=lambda e: e[0]["event_id"])},
-        "newest": sorted(state["newest"]),
-    }
-
-
 def kill_with_work_past_the_checkpoint(settings: Settings, process: subprocess.Popen[bytes], after: int, *,
                                        margin: int, log: Path) -> Checkpoint:
     """SIGKILL ``process`` once its newest checkpoint covers more than ``after`` records and the
@@ -227,12 +198,12 @@ def test_sigkill_mid_stream_then_restart_equals_the_uninterrupted_learner(settin
     publisher.join(timeout=300)
     assert not publisher.is_alive(), "the log was not published"
 
-    expected, ends = oracle(settings)
+    expected, ends = learner_oracle(settings)
     assert expected.learner.updates > 500 and expected.learner.late == 0
     with worker(settings, log) as process:
         final = wait_checkpoint(settings, process, lambda c: positions(c) == ends, timeout_s=300, log=log)
         assert final.head.seq > stored.head.seq  # numbered on from the restored checkpoint
-        assert comparable(final.state()) == comparable(expected.learner.to_state())
+        assert comparable_learner_state(final.state()) == comparable_learner_state(expected.learner.to_state())
         # Serving's view: the newest snapshot of each policy is the uninterrupted learner's policy.
         want = {name: policy.to_state() for name, policy in expected.learner.policies.items()}
         deadline = time.monotonic() + 300

@@ -12,7 +12,8 @@ from streams.events import MAX_TS_MS, MIN_TS_MS
 
 GOOD_EVENT = {"v": 1, "event_id": "e1", "user_id": "u1", "ts": 1_767_225_600_000, "type": "play",
               "item_id": "i1", "genre": "jazz", "ms_played": 1000}
-GOOD_EXPOSURE = {"exposure_id": "x1", "experiment": "exp", "variant": "a", "user_id": "u1", "ts": 1_767_225_600_000}
+GOOD_EXPOSURE = {"exposure_id": "x1", "experiment": "exp", "variant": "a", "user_id": "u1", "ts": 1_767_225_600_000,
+                 "surface": "home", "params": ["ranker"]}  # as serving writes them
 
 # Values that break a field in the ways producers do: wrong JSON types, bounds, nulls, absence.
 BREAKS = st.sampled_from([
@@ -21,6 +22,9 @@ BREAKS = st.sampled_from([
     ("type", "pause"), ("type", None), ("item_id", None), ("item_id", ""), ("genre", None), ("genre", "g" * 129),
     ("ms_played", -1), ("ms_played", 86_400_001), ("ms_played", None), ("ms_played", 1.5), ("v", 2), ("v", None),
     ("extra", 1), ("exposure_id", ""), ("variant", None), ("experiment", "x" * 200), ("user_id", "ü" * 128),
+    ("surface", None), ("surface", ""), ("surface", 5), ("surface", "s" * 129), ("params", None), ("params", "ranker"),
+    ("params", []), ("params", [""]), ("params", [None]), ("params", [5]), ("params", ["p"] * 100),
+    ("params", ["p"] * 101), ("params", ["x" * 129]),
 ])
 
 
@@ -38,7 +42,7 @@ def mutate(record: dict, breaks: list[tuple[str, object]], drops: list[str]) -> 
 @given(
     topic=st.sampled_from(["events", "exposures"]),
     mutations=st.lists(st.tuples(st.lists(BREAKS, max_size=2),
-                                 st.lists(st.sampled_from(["ts", "v", "ms_played", "item_id", "genre", "type"]),
+                                 st.lists(st.sampled_from(["ts", "v", "ms_played", "item_id", "genre", "type", "surface", "params"]),
                                           max_size=2)), min_size=1, max_size=6),
     session=st.booleans(),
 )
@@ -65,3 +69,10 @@ def test_valid_batches_take_the_fast_path() -> None:
     fast = _fast("events", 0, records)
     assert fast is not None and fast.num_rows == 100
     assert fast.column("kafka_offset").to_pylist() == list(range(100))
+
+
+def test_valid_exposures_take_the_fast_path() -> None:
+    records = [(i, b"k", json.dumps({**GOOD_EXPOSURE, "exposure_id": f"x{i}"}).encode()) for i in range(100)]
+    fast = _fast("exposures", 0, records)
+    assert fast is not None and fast.num_rows == 100
+    assert fast.to_pylist() == _one_by_one("exposures", 0, records)[0].to_pylist()
