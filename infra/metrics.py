@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,3 +185,40 @@ def serve_metrics(reg: CollectorRegistry, *, port: int, host: str = "127.0.0.1")
         logger.warning("metrics port %s:%d is taken (%s): /metrics is on port %d instead",
                        host, port, exc, server.server_port)
     return MetricsServer(port=int(server.server_port), _server=server, _thread=thread)
+
+
+class LoopStatus:
+    """``/metrics`` for a consumer loop (the aggregator, the archiver): the loop hands it a copy of
+    its figures at most every ``interval_s`` (``offer``), and a scrape, on the server's thread,
+    reads only the last copy, never the consumer or the live counters. ``port=None``: not served."""
+
+    def __init__(self, name: str, families: Callable[[Mapping[str, Any]], Iterable[Metric]], *,
+                 port: int | None, interval_s: float = 1.0) -> None:
+        self.name = name
+        self.port = port
+        self.interval_s = interval_s
+        self.status: Mapping[str, Any] = {}
+        self._families = families
+        self._offered_at = float("-inf")
+        self._server: MetricsServer | None = None
+
+    def start(self) -> None:
+        if self.port is None:
+            return
+        self._server = serve_metrics(registry(lambda: self._families(self.status)), port=self.port)
+        self.port = self._server.port
+        logger.info("%s /metrics on http://127.0.0.1:%d/metrics", self.name, self.port)
+
+    def offer(self, figures: Callable[[], Mapping[str, Any]]) -> None:
+        """Take ``figures()`` when the last copy is ``interval_s`` old: one assignment, so a scrape
+        sees the old status or the new one."""
+        now = time.monotonic()
+        if self._server is None or now - self._offered_at < self.interval_s:
+            return
+        self._offered_at = now
+        self.status = figures()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None

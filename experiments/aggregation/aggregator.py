@@ -41,7 +41,7 @@ from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES
-from infra.metrics import MetricsServer, consumer_lags, counter, partition_lag, registry, serve_metrics
+from infra.metrics import LoopStatus, consumer_lags, counter, partition_lag
 from infra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,6 @@ MAX_POLL_RECORDS = 5000
 FULL_COLLECTION_EVERY = 2000
 #: Event-time resolution of each user's history: 1 ms keeps every window exact to the millisecond.
 DEFAULT_RESOLUTION_MS = 1
-#: Seconds between the figures handed to ``/metrics`` (with the consumer lag they carry).
-STATUS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -138,7 +136,6 @@ class Aggregator:
         """``/metrics`` is served on loopback ``metrics_port`` while ``run`` runs (0: any free port,
         None: not served); a taken port is replaced by a free one, logged."""
         self.settings = settings
-        self.metrics_port = metrics_port
         self.group = group or group_id(settings)
         # A replay that checks another aggregator's figures reads the same topics but must not write them.
         self.publish = publish
@@ -152,10 +149,7 @@ class Aggregator:
         # The group decides which partitions are this process's: claim those, never on demand.
         self.store = open_store(settings, claim_on_demand=False, **self._store_args)
         self.stats = AggregatorStats()
-        #: What ``/metrics`` shows: a copy of the figures that the consumer loop replaces, so a
-        #: scrape (on the server's thread) never touches the consumer or the live counters.
-        self.status: Mapping[str, Any] = {}
-        self._status_at = float("-inf")
+        self.metrics = LoopStatus("aggregator", aggregator_families, port=metrics_port)
         self._stop = threading.Event()
         self._metrics_topic = settings.topic(EXPERIMENT_METRICS)
         self._dead_letter_topic = settings.topic(DEAD_LETTERS)
@@ -184,14 +178,14 @@ class Aggregator:
         reassigned = _subscribe(consumer, self._inputs)
         specs = SpecFeed(self.settings, self._specs_topic, start=store.stored_offsets())
         self._reassigned = reassigned
-        metrics = self._serve_metrics()
+        self.metrics.start()
         try:
             self._publish_outbox(publisher)
             self._account(store.apply_batch(specs.read_to_end()))
             last_record = time.monotonic()
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS)
-                self._publish_status(consumer)
+                self.metrics.offer(lambda: self._figures(consumer))
                 if reassigned.is_set():
                     # What this poll fetched may start anywhere: drop it, claim what is ours now and
                     # seek to the offsets stored with its state.
@@ -211,22 +205,13 @@ class Aggregator:
                 self._apply(records, received_at=last_record, specs=specs, consumer=consumer, publisher=publisher)
                 self._settle_garbage()
         finally:
-            if metrics is not None:
-                metrics.close()
+            self.metrics.close()
             gc.unfreeze()
             specs.close()
             consumer.close(autocommit=False)
             publisher.close()
             self.store.close()
         return self.stats
-
-    def _serve_metrics(self) -> MetricsServer | None:
-        if self.metrics_port is None:
-            return None
-        server = serve_metrics(registry(lambda: aggregator_families(self.status)), port=self.metrics_port)
-        self.metrics_port = server.port
-        logger.info("aggregator /metrics on http://127.0.0.1:%d/metrics", server.port)
-        return server
 
     def _records(self, batch: Mapping[Any, list[Any]]) -> list[SourceRecord]:
         """A poll's records, counted by topic."""
@@ -239,14 +224,9 @@ class Aggregator:
             for r in partition_records
         ]
 
-    def _publish_status(self, consumer: Any) -> None:
-        """Hand ``/metrics`` a copy of the figures and the lag, at most every ``STATUS_INTERVAL_S``:
-        one assignment, so a scrape sees the old status or the new one."""
-        now = time.monotonic()
-        if self.metrics_port is None or now - self._status_at < STATUS_INTERVAL_S:
-            return
-        self._status_at = now
-        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer), "experiments": self.store.experiments()}
+    def _figures(self, consumer: Any) -> dict[str, Any]:
+        """What ``/metrics`` shows (``aggregator_families``): a copy of the counters, the lag, the experiments."""
+        return {**asdict(self.stats), "lag": consumer_lags(consumer), "experiments": self.store.experiments()}
 
     def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:

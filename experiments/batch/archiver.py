@@ -31,7 +31,7 @@ from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.incarnation import check_state_log
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topics import DEAD_LETTERS, DECISIONS, EVENTS, EXPOSURES, Topic
-from infra.metrics import MetricsServer, consumer_lags, counter, gauge, partition_lag, registry, serve_metrics
+from infra.metrics import LoopStatus, consumer_lags, counter, gauge, partition_lag
 from infra.settings import Settings
 from streams.events import dead_letter, encode_dead_letter
 
@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 STAGE = "experiments.archive"
 ARCHIVED: tuple[Topic, ...] = (EVENTS, EXPOSURES, DECISIONS)
 MAX_POLL_RECORDS = 5000
-#: Seconds between the figures handed to ``/metrics`` (with the consumer lag they carry).
-STATUS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -105,7 +103,6 @@ class Archiver:
         """``/metrics`` is served on loopback ``metrics_port`` while ``run`` runs (0: any free port,
         None: not served); a taken port is replaced by a free one, logged."""
         self.settings = settings
-        self.metrics_port = metrics_port
         # Fault injection for the crash tests: SIGKILL itself right after the Nth batch's files
         # are written, before the next batch and before the offset commit.
         self._crash_after_batches = crash_after_batches
@@ -116,10 +113,7 @@ class Archiver:
         self.max_bytes = max_bytes
         self.flush_interval_s = flush_interval_s
         self.stats = ArchiverStats()
-        #: What ``/metrics`` shows: a copy of the figures that the consumer loop replaces, so a
-        #: scrape (on the server's thread) never touches the consumer or the live counters.
-        self.status: Mapping[str, Any] = {}
-        self._status_at = float("-inf")
+        self.metrics = LoopStatus("archiver", archiver_families, port=metrics_port)
         self._roles = {settings.topic(topic): topic.name for topic in ARCHIVED}
         self._dead_letter_topic = settings.topic(DEAD_LETTERS)
         self._pending: dict[tuple[str, int], _Pending] = {}
@@ -140,12 +134,12 @@ class Archiver:
         )
         publisher = KafkaPublisher(config=producer_config(self.settings), topic=self._dead_letter_topic)
         reassigned = _subscribe(consumer, list(self._roles))
-        metrics = self._serve_metrics()
+        self.metrics.start()
         try:
             last_record = time.monotonic()
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=200, max_records=MAX_POLL_RECORDS)
-                self._publish_status(consumer)
+                self.metrics.offer(lambda: {**asdict(self.stats), "lag": consumer_lags(consumer)})
                 if reassigned.is_set():
                     # What this poll fetched may start anywhere: drop it and everything pending,
                     # and seek every partition to what the dataset holds.
@@ -168,8 +162,7 @@ class Archiver:
                 elif caught_up and idle_exit_s is not None and now - last_record > idle_exit_s:
                     break
         finally:
-            if metrics is not None:
-                metrics.close()
+            self.metrics.close()
             consumer.close(autocommit=False)
             publisher.close()
         return self.stats
@@ -186,23 +179,6 @@ class Archiver:
             self.stats.pending += len(records)
             consumed[tp.topic] = consumed.get(tp.topic, 0) + len(records)
             self.stats.first_record_at = self.stats.first_record_at or now
-
-    def _serve_metrics(self) -> MetricsServer | None:
-        if self.metrics_port is None:
-            return None
-        server = serve_metrics(registry(lambda: archiver_families(self.status)), port=self.metrics_port)
-        self.metrics_port = server.port
-        logger.info("archiver /metrics on http://127.0.0.1:%d/metrics", server.port)
-        return server
-
-    def _publish_status(self, consumer: Any) -> None:
-        """Hand ``/metrics`` a copy of the figures and the lag, at most every ``STATUS_INTERVAL_S``:
-        one assignment, so a scrape sees the old status or the new one."""
-        now = time.monotonic()
-        if self.metrics_port is None or now - self._status_at < STATUS_INTERVAL_S:
-            return
-        self._status_at = now
-        self.status = {**asdict(self.stats), "lag": consumer_lags(consumer)}
 
     def _due(self, now: float) -> bool:
         if not self._pending:

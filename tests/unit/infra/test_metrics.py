@@ -9,7 +9,16 @@ from kafka import TopicPartition
 from kafka.errors import IllegalStateError
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.metrics import Histogram, consumer_lags, counter, exposition, gauge, registry, serve_metrics
+from infra.metrics import (
+    Histogram,
+    LoopStatus,
+    consumer_lags,
+    counter,
+    exposition,
+    gauge,
+    registry,
+    serve_metrics,
+)
 
 
 def parsed(text: str) -> dict:
@@ -72,3 +81,22 @@ def test_consumer_lag_is_the_fetch_highwater_minus_the_position() -> None:
     consumer = FetchedConsumer(highwater={read: 10, caught_up: 5, unfetched: None, revoked: 9},
                                position={read: 4, caught_up: 5, unfetched: 0, revoked: 0}, revoked={revoked})
     assert consumer_lags(consumer) == {("t", 0): 6, ("t", 1): 0}  # never a false 0 for the others
+
+
+def test_a_loop_status_serves_the_last_copy_it_took_and_takes_one_per_interval() -> None:
+    families = lambda status: [counter("t_loop_records", "records", status.get("records", 0))]  # noqa: E731
+    off = LoopStatus("loop", families, port=None)
+    off.start()
+    off.offer(lambda: {"records": 1})
+    assert off.status == {} and off.port is None  # not served: nothing copied
+
+    status = LoopStatus("loop", families, port=0, interval_s=3600)
+    status.start()
+    try:
+        status.offer(lambda: {"records": 5})
+        status.offer(lambda: {"records": 9})  # within the interval: not taken
+        with urllib.request.urlopen(f"http://127.0.0.1:{status.port}/metrics", timeout=10) as response:  # noqa: S310
+            text = response.read().decode()
+    finally:
+        status.close()
+    assert parsed(text)[("t_loop_records_total", ())] == 5
