@@ -10,7 +10,11 @@ Prints JSON:
 * ``experiments``: ``{"1": eps, "10": eps, "100": eps}``, the store alone (SQLite, no broker)
   fed the same events with E live experiments, each user in at most 10 of them;
 * ``state_bytes_per_exposed_user``: ``{"10": b, "100": b}``, bytes of stored state per exposed
-  user at 10 and 100 events per user (day resolution), with the part that is event ids.
+  user at 10 and 100 events per user, with the part that is event ids, on the configuration
+  that bounds state by users and days: ``--resolution 1d --dedupe-span 1h --no-item-sets`` (the
+  demo's metrics are counts and sums; ``state_detail.*.item_sets_total`` is the same run keeping
+  the item and genre sets, which distinct-count metrics need and which grow with the items a
+  user plays in a day).
 
 Nothing is asserted; the targets are printed beside the figures.
 """
@@ -104,8 +108,12 @@ def _spec(base: ExperimentSpec, index: int) -> ExperimentSpec:
 
 
 def _records(*, experiments: int, users: int, events_per_user: int, seed: int) -> list[SourceRecord]:
-    """Specs, then per user one exposure to each of its (at most 10) experiments and its events,
-    over 14 days from the experiments' start, in time order, on 4 partitions by user."""
+    """Specs, then per user its events over 14 days from its first visit and, as serving logs them,
+    an exposure to each of its (at most 10) experiments on every day it is active (at the day's
+    first event; the first visit counts as one), in time order, on 4 partitions by user.
+
+    Exposures flow as long as users are active, as they do from serving: a partition whose
+    exposures stopped would hold its watermark back, and no window would ever close."""
     base = load_spec(DEMO_SPEC_PATH)
     specs = [_spec(base, i) for i in range(experiments)]
     rng = random.Random(seed)
@@ -121,15 +129,19 @@ def _records(*, experiments: int, users: int, events_per_user: int, seed: int) -
     for u in range(users):
         user, part = f"user-{u:05d}", u % PARTITIONS
         first = base.start + rng.randrange(DAY)
-        for spec in rng.sample(specs, min(10, experiments)):
-            x = Exposure(exposure_id=f"x-{spec.id}-{u}", experiment=spec.id, variant=rng.choice(spec.variants).name,
-                         user_id=user, ts=first)
-            timed.append((first, TOPICS["exposures"], part, user, encode(x)))
+        assigned = [(spec, rng.choice(spec.variants).name) for spec in rng.sample(specs, min(10, experiments))]
+        visits = {first // DAY: first}
         for i in range(events_per_user):
             ts = first + rng.randrange(14 * DAY)
+            visits[ts // DAY] = min(ts, visits.get(ts // DAY, ts))
             e = ListeningEvent(event_id=f"e-{u}-{i}", user_id=user, ts=ts, type="play", item_id=f"i{rng.randrange(50)}",
                                genre=f"g{rng.randrange(8)}", ms_played=rng.randrange(200_000))
             timed.append((ts, TOPICS["events"], part, user, encode(e)))
+        for day, ts in visits.items():
+            for spec, variant in assigned:
+                x = Exposure(exposure_id=f"x-{spec.id}-{u}-{day}", experiment=spec.id, variant=variant,
+                             user_id=user, ts=ts)
+                timed.append((ts, TOPICS["exposures"], part, user, encode(x)))
     timed.sort(key=lambda t: t[0])
     out += [record(topic, part, key, value) for _, topic, part, key, value in timed]
     return out
@@ -169,6 +181,16 @@ def state_bytes(path: Path) -> dict[str, int]:
     return {"total": sum(sizes.values()), "event_ids": event_ids, "exposed_users": len(users)}
 
 
+def _stored_state(records: list[SourceRecord], path: Path, *, item_sets: bool) -> dict[str, int]:
+    with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY,
+                          dedupe_span_ms=DEDUPE_SPAN_MS, item_sets=item_sets) as store:
+        for i in range(0, len(records), 5000):
+            store.apply_batch(records[i:i + 5000])
+        logged = state_bytes(path)
+        store.compact()  # the state itself, without the deltas written since the last snapshot
+    return {**state_bytes(path), "before_compaction": logged["total"]}
+
+
 def store_figures(*, users: int) -> dict[str, Any]:
     out: dict[str, Any] = {"experiments": {}, "state_bytes_per_exposed_user": {}, "state_detail": {}}
     with tempfile.TemporaryDirectory(prefix="tandem-bench-store-") as tmp:
@@ -176,15 +198,10 @@ def store_figures(*, users: int) -> dict[str, Any]:
             records = _records(experiments=e, users=users, events_per_user=20, seed=1)
             out["experiments"][str(e)] = round(store_rate(records, Path(tmp) / f"exp{e}.db"))
         for n in (10, 100):
-            path = Path(tmp) / f"state{n}.db"
             records = _records(experiments=10, users=users // 2, events_per_user=n, seed=2)
-            with AggregationStore(path, allowed_lateness_ms=30 * 60_000, topics=TOPICS, resolution_ms=DAY,
-                                  dedupe_span_ms=DEDUPE_SPAN_MS) as store:
-                for i in range(0, len(records), 5000):
-                    store.apply_batch(records[i:i + 5000])
-                logged = state_bytes(path)
-                store.compact()  # the state itself, without the deltas written since the last snapshot
-            sizes = {**state_bytes(path), "before_compaction": logged["total"]}
+            sizes, with_sets = (_stored_state(records, Path(tmp) / f"state{n}{keep}.db", item_sets=keep)
+                                for keep in (False, True))
+            sizes["item_sets_total"] = with_sets["total"]
             out["state_bytes_per_exposed_user"][str(n)] = round(sizes["total"] / sizes["exposed_users"])
             out["state_detail"][str(n)] = sizes
     eps = out["experiments"]

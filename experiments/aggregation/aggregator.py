@@ -91,12 +91,13 @@ def open_store(
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
     resolution_ms: int = DEFAULT_RESOLUTION_MS,
     dedupe_span_ms: int | None = None,
+    item_sets: bool = True,
     claim_on_demand: bool = True,
 ) -> AggregationStore:
     topics = {topic.name: settings.topic(topic) for topic in INPUTS}
     return AggregationStore(
         store_target(settings), allowed_lateness_ms=allowed_lateness_ms, topics=topics, resolution_ms=resolution_ms,
-        dedupe_span_ms=dedupe_span_ms, claim_on_demand=claim_on_demand,
+        dedupe_span_ms=dedupe_span_ms, item_sets=item_sets, claim_on_demand=claim_on_demand,
     )
 
 
@@ -128,6 +129,7 @@ class Aggregator:
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
         resolution_ms: int = DEFAULT_RESOLUTION_MS,
         dedupe_span_ms: int | None = None,
+        item_sets: bool = True,
         crash_after_commits: int | None = None,
         group: str | None = None,
         publish: bool = True,
@@ -144,7 +146,7 @@ class Aggregator:
         self._crash_after_commits = crash_after_commits
         self._store_args: dict[str, Any] = {
             "allowed_lateness_ms": allowed_lateness_ms, "resolution_ms": resolution_ms,
-            "dedupe_span_ms": dedupe_span_ms,
+            "dedupe_span_ms": dedupe_span_ms, "item_sets": item_sets,
         }
         # The group decides which partitions are this process's: claim those, never on demand.
         self.store = open_store(settings, claim_on_demand=False, **self._store_args)

@@ -17,8 +17,8 @@ pe   event ids pruned (applied before ``e``: an id pruned and seen again is in b
 e    ``[event_id, user, ts]`` event ids remembered for dedupe
 b    ``[user, bucket_start, type, n, ms_played, items, genres]`` a bucket's summary of one event
      type (a document names every type of a bucket it changes); ``[user, bucket_start]``: gone
-px   exposure ids pruned (applied before ``x``)
-x    ``[exposure_id, ts]``
+px   (older logs) exposure ids pruned; read and ignored, no exposure id is remembered any more
+x    (older logs) ``[exposure_id, ts]``; read and ignored
 a    ``[experiment, user, variant, ts, exposure_id, multi]`` a first exposure
 c    ``[experiment, variant, metric, value, den, pre]`` a closed window, added to the sums
 s    ``[experiment, variant, metric, n, {field: terms}]`` the sums as a whole (snapshots)
@@ -71,10 +71,6 @@ def delta(state: AggregationState, journal: Journal) -> tuple[dict[str, Any], in
             else:
                 rows.extend([user, start, etype, *summary.to_row()] for etype, summary in bucket.items())
         doc["b"] = rows
-    if journal.pruned_exposures:
-        doc["px"] = journal.pruned_exposures
-    if journal.exposures:
-        doc["x"] = list(journal.exposures.items())
     if journal.anchors:
         doc["a"] = [_anchor_row(e, u, state.anchors[e][u]) for e, u in journal.anchors]
     if journal.contributions:
@@ -96,7 +92,6 @@ def snapshot(state: AggregationState) -> tuple[list[dict[str, Any]], int]:
             for user, buckets in state.buckets.items() for start, bucket in buckets.items()
             for etype, summary in bucket.items()
         ],
-        "x": list(state.exposure_ts.items()),
         "a": [_anchor_row(e, u, a) for e, users in state.anchors.items() for u, a in users.items()],
         "s": [[e, v, m, s.n, s.terms()] for (e, v, m), s in state.stats.items()],
         "p": [[t, p, ts] for (t, p), ts in state.tracker.partitions.items()],
@@ -117,7 +112,6 @@ class Restored:
 
     events: dict[str, tuple[str, int]] = field(default_factory=dict)
     buckets: dict[tuple[str, int], dict[str, list[Any]]] = field(default_factory=dict)
-    exposures: dict[str, int] = field(default_factory=dict)
     anchors: dict[tuple[str, str], Anchor] = field(default_factory=dict)
     stats: dict[tuple[str, str, str], SufficientStats] = field(default_factory=dict)
     late: dict[str, int] = field(default_factory=dict)
@@ -126,7 +120,7 @@ class Restored:
     entries: int = 0
 
     def apply(self, doc: dict[str, Any]) -> None:
-        events, exposures, buckets = self.events, self.exposures, self.buckets
+        events, buckets = self.events, self.buckets
         for i in doc.get("pe", ()):
             events.pop(i, None)
         for i, user, ts in doc.get("e", ()):
@@ -141,10 +135,6 @@ class Restored:
                     written.add(key)
                     buckets[key] = {}
                 buckets[key][row[2]] = row[3:]
-        for i in doc.get("px", ()):
-            exposures.pop(i, None)
-        for i, ts in doc.get("x", ()):
-            exposures[i] = ts
         for e, u, variant, ts, exposure_id, multi in doc.get("a", ()):
             self.anchors[(e, u)] = Anchor(variant, ts, exposure_id, bool(multi))
         for e, v, m, value, den, pre in doc.get("c", ()):

@@ -3,7 +3,9 @@
 The schema already refuses an unknown event type or metric kind (``experiments.spec``). What
 the aggregator adds is its own limit: it keeps each user's history for the longest CUPED
 pre-window of a live experiment, up to ``MAX_PRE_PERIOD_MS``; a spec asking for more would
-get pre-values from a history that was already forgotten.
+get pre-values from a history that was already forgotten. An aggregator started without the
+item and genre sets of its buckets (``item_sets=False``, ``--no-item-sets``) cannot fold a
+``distinct_items`` or ``distinct_genres`` measure.
 
 >>> from experiments.spec import DEMO_SPEC_PATH, load_spec
 >>> check_foldable(load_spec(DEMO_SPEC_PATH), max_pre_period_ms=DAY)  # doctest: +ELLIPSIS
@@ -22,7 +24,9 @@ DAY = 86_400_000
 MAX_PRE_PERIOD_MS = 28 * DAY
 
 
-def check_foldable(spec: ExperimentSpec, *, max_pre_period_ms: int = MAX_PRE_PERIOD_MS) -> ExperimentSpec:
+def check_foldable(
+    spec: ExperimentSpec, *, max_pre_period_ms: int = MAX_PRE_PERIOD_MS, item_sets: bool = True
+) -> ExperimentSpec:
     """The spec, if the aggregator can fold every metric of it; else ``InvalidSpec`` naming the field."""
     for i, metric in enumerate(spec.metrics):
         if metric.covariate is not None and metric.covariate.length > max_pre_period_ms:
@@ -30,6 +34,14 @@ def check_foldable(spec: ExperimentSpec, *, max_pre_period_ms: int = MAX_PRE_PER
                 f"experiment spec: metrics[{i}].covariate.length: {_days(metric.covariate.length)} is longer "
                 f"than the aggregator keeps ({_days(max_pre_period_ms)})"
             )
+        if not item_sets:
+            measures = {"measure": metric.measure, "numerator": metric.numerator, "denominator": metric.denominator}
+            for name, measure in measures.items():
+                if measure is not None and measure.agg in ("distinct_items", "distinct_genres"):
+                    raise InvalidSpec(
+                        f"experiment spec: metrics[{i}].{name}.agg: {measure.agg} needs the item and genre sets, "
+                        "which this aggregator does not keep (--no-item-sets)"
+                    )
     return spec
 
 

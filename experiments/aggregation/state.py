@@ -21,6 +21,10 @@ Rules (docs/architecture.md, "Time and watermarks"):
   resolution (a day in production) a window counts the buckets that start inside it.
   What is remembered per event is its id and time, for dedupe, over the same lookback, or over
   ``dedupe_span_ms`` behind watermark - allowed lateness, beyond which an event is late.
+* No exposure id is remembered: an exposure only ever moves its user's anchor to the smallest
+  ``(ts, exposure_id)`` and sets the multi-variant flag, and the anchor is kept as long as the
+  experiment, so a replayed exposure finds its own effect already there and changes nothing.
+  Serving logs an exposure per request; remembering their ids would grow state with requests.
 * A user's metric window closes when ``watermark - allowed_lateness >= window end``; its
   value is then computed once and added to the statistics. A record older than that point
   that would change a closed window (an event inside it, of a type the metric reads; an
@@ -82,8 +86,6 @@ class Journal:
     pruned_events: list[str] = field(default_factory=list)
     #: (user, bucket start) whose summary changed or went away: the store rewrites them from memory.
     buckets: set[tuple[str, int]] = field(default_factory=set)
-    exposures: dict[str, int] = field(default_factory=dict)
-    pruned_exposures: list[str] = field(default_factory=list)
     anchors: set[tuple[str, str]] = field(default_factory=set)
     contributions: list[tuple[str, str, str, str, Contribution]] = field(default_factory=list)
     late: dict[str, int] = field(default_factory=dict)  # late records per experiment
@@ -93,7 +95,7 @@ class Journal:
 class AggregationState:
     def __init__(
         self, *, allowed_lateness_ms: int, min_retention_ms: int = 0, resolution_ms: int = 1,
-        dedupe_span_ms: int | None = None,
+        dedupe_span_ms: int | None = None, item_sets: bool = True,
     ) -> None:
         if resolution_ms < 1:
             raise ValueError("resolution_ms: must be at least 1")
@@ -102,6 +104,9 @@ class AggregationState:
         # How long (behind watermark - allowed lateness) event ids are remembered; None: the
         # lookback. An event older than that is late: a duplicate of it could not be told apart.
         self.dedupe_span_ms = dedupe_span_ms
+        # Without the item and genre sets a bucket is a few numbers, whatever the listening; then no
+        # distinct_items/distinct_genres metric can be folded (``check_foldable`` refuses it).
+        self.item_sets = item_sets
         self.tracker = WatermarkTracker(allowed_lateness_ms=allowed_lateness_ms)
         self.min_retention_ms = min_retention_ms
         self.resolution_ms = resolution_ms
@@ -109,7 +114,6 @@ class AggregationState:
         self.events: dict[str, SeenEvent] = {}  # dedupe over the lookback
         self.buckets: dict[str, dict[int, Bucket]] = {}  # user -> bucket start -> event type -> summary
         self.bucket_starts: dict[str, list[int]] = {}  # user -> sorted bucket starts
-        self.exposure_ts: dict[str, int] = {}
         self.anchors: dict[str, dict[str, Anchor]] = {}  # experiment -> user -> anchor
         self.user_anchors: dict[str, dict[str, Anchor]] = {}  # user -> experiment -> anchor
         self.stats: dict[tuple[str, str, str], SufficientStats] = {}
@@ -117,7 +121,7 @@ class AggregationState:
         self.counts: dict[tuple[str, str], list[int]] = {}  # (exp, variant) -> [exposed, multi-variant]
         self.journal = Journal()
         self._closing: list[tuple[int, str, str, str, int]] = []  # (end, exp, user, metric, anchor ts)
-        self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 1 exposure | 2 bucket, id or user)
+        self._expiry: list[tuple[int, int, str]] = []  # (ts, 0 event | 2 bucket, id or user)
         self._id_expiry: list[tuple[int, int, str]] = []  # (ts, 0, event id) with a dedupe span
         self._closed_upto: int | None = None
         self._horizon = min_retention_ms
@@ -200,8 +204,9 @@ class AggregationState:
         self.events[event.event_id] = SeenEvent(event.ts, user)
         heapq.heappush(self._expiry if self.dedupe_span_ms is None else self._id_expiry, (event.ts, 0, event.event_id))
         self.journal.events[event.event_id] = event.ts
+        keep = self.item_sets
         self._bucket(user, start).setdefault(event.type.value, TypeSummary()).fold(
-            event.ms_played, event.item_id, event.genre
+            event.ms_played, event.item_id if keep else None, event.genre if keep else None
         )
         self.journal.buckets.add((user, start))
         return None
@@ -227,8 +232,6 @@ class AggregationState:
         spec = self.specs.get(exp)
         if spec is None:
             return f"unknown experiment {exp!r}"
-        if exposure.exposure_id in self.exposure_ts:
-            return None
         if spec.variant(exposure.variant) is None:
             return f"variant: {exposure.variant!r} is not a variant of experiment {exp!r}"
         if not spec.start <= exposure.ts < spec.end:
@@ -262,12 +265,9 @@ class AggregationState:
             self._count(exp, anchor, -1)
             anchor.multi = True
             self._count(exp, anchor, 1)
+        else:
+            return None  # a later exposure, or this one replayed: the anchor already says it all
         self.journal.anchors.add((exp, user))
-        closed = self._closed_upto
-        if closed is None or exposure.ts >= closed - self._horizon:  # else never an anchor: no need
-            self.exposure_ts[exposure.exposure_id] = exposure.ts
-            heapq.heappush(self._expiry, (exposure.ts, 1, exposure.exposure_id))
-            self.journal.exposures[exposure.exposure_id] = exposure.ts
         return None
 
     def _count_late(self, exp: str) -> None:
@@ -333,7 +333,7 @@ class AggregationState:
         return [(start, buckets[start]) for start in starts[first:last]]
 
     def _prune(self) -> None:
-        """Forget buckets, event ids and exposure ids no window can need any more.
+        """Forget buckets and event ids no window can need any more.
 
         Runs whenever the watermark moves, so what is remembered (and so what a duplicate of a
         very old record does) depends only on the sequence of records, never on batch sizes.
@@ -348,11 +348,8 @@ class AggregationState:
                 if self.events.pop(record_id, None) is not None:
                     if self.journal.events.pop(record_id, None) is None:
                         self.journal.pruned_events.append(record_id)
-            elif kind == 2:
+            else:
                 self._drop_buckets(record_id, bound)
-            elif self.exposure_ts.pop(record_id, None) is not None:
-                if self.journal.exposures.pop(record_id, None) is None:
-                    self.journal.pruned_exposures.append(record_id)
 
     def _prune_ids(self, bound: int) -> None:
         expiry = self._id_expiry
@@ -383,7 +380,6 @@ class AggregationState:
         specs: list[ExperimentSpec],
         events: list[tuple[str, str, int]],
         buckets: list[tuple[str, int, str, TypeSummary]],
-        exposures: list[tuple[str, int]],
         anchors: list[tuple[str, str, Anchor]],
         stats: dict[tuple[str, str, str], SufficientStats],
         late: dict[str, int],
@@ -405,9 +401,6 @@ class AggregationState:
                 self.bucket_starts.setdefault(user, []).append(start)
                 self._expiry.append((start + self.resolution_ms - 1, 2, user))
             user_buckets[start][etype] = summary
-        for exposure_id, ts in exposures:
-            self.exposure_ts[exposure_id] = ts
-            self._expiry.append((ts, 1, exposure_id))
         heapq.heapify(self._expiry)
         self.tracker.restore(partitions, watermark)
         self._closed_upto = self.tracker.closed_upto

@@ -92,6 +92,7 @@ class AggregationStore:
         min_retention_ms: int = 0,
         resolution_ms: int = 1,
         dedupe_span_ms: int | None = None,
+        item_sets: bool = True,
         owner: str | None = None,
         claim_on_demand: bool = True,
         max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
@@ -109,7 +110,7 @@ class AggregationStore:
         self._surfaces = load_surfaces()
         self._state_args: dict[str, Any] = {
             "allowed_lateness_ms": allowed_lateness_ms, "min_retention_ms": min_retention_ms,
-            "resolution_ms": resolution_ms, "dedupe_span_ms": dedupe_span_ms,
+            "resolution_ms": resolution_ms, "dedupe_span_ms": dedupe_span_ms, "item_sets": item_sets,
         }
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conn, self._dialect = connect(path)
@@ -234,7 +235,6 @@ class AggregationStore:
             specs=list(self.specs.values()),
             events=[(i, user, ts) for i, (user, ts) in restored.events.items()],
             buckets=list(changelog.bucket_rows(restored)),
-            exposures=list(restored.exposures.items()),
             anchors=[(e, u, anchor) for (e, u), anchor in restored.anchors.items()],
             stats=restored.stats,
             late=restored.late,
@@ -395,7 +395,7 @@ class AggregationStore:
         spec = spec_from_json(record.value).streamed()
         if record.key is not None and record.key != spec.id.encode("utf-8"):
             return f"key: {record.key!r} does not match the spec id {spec.id!r}"
-        check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms)
+        check_foldable(spec, max_pre_period_ms=self._max_pre_period_ms, item_sets=self._state_args["item_sets"])
         check_against_surfaces(spec, self._surfaces)  # as serving checks it: both keep the last good version
         self._register(spec)
         return None

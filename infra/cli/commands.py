@@ -58,6 +58,12 @@ def _add_experiments(commands_parser: Any) -> None:
         help="how long behind watermark - lateness event ids are kept, e.g. 2h (default: the lookback); "
              "older events are late. With --resolution 1d, bounds state by users and days",
     )
+    aggregate.add_argument(
+        "--no-item-sets", dest="item_sets", action="store_false",
+        help="keep no item and genre sets in the history: with --resolution 1d and --dedupe-span, a user's "
+             "state is bounded by days and experiments whatever the listening; distinct_items and "
+             "distinct_genres metrics are then refused",
+    )
     aggregate.add_argument("--metrics-port", type=int, default=METRICS_PORTS["aggregator"],
                            help="loopback port of /metrics (default %(default)s; 0: any free port; "
                                 "a taken port is replaced by a free one, logged)")
@@ -321,6 +327,7 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
         allowed_lateness_ms=parse_duration(args.allowed_lateness),
         resolution_ms=parse_duration(args.resolution),
         dedupe_span_ms=None if args.dedupe_span is None else parse_duration(args.dedupe_span),
+        item_sets=args.item_sets,
         crash_after_commits=args.crash_after_commits,
         metrics_port=args.metrics_port,
     )

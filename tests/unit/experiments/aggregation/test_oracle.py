@@ -209,4 +209,3 @@ def test_pruning_keeps_memory_bounded(raws):
     if None not in maxima.values():
         bound = min(maxima.values()) - SPEC.lookback
         assert all(e.ts >= bound for e in state.events.values())
-        assert all(ts >= bound for ts in state.exposure_ts.values())

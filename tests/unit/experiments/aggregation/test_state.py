@@ -119,3 +119,39 @@ def test_a_refused_record_moves_no_watermark():
     assert state.apply_event(ListeningEvent(event_id="e1", user_id="u", ts=T0 + 3 * D, type="play",
                                             item_id="i"), PARTS[0]) is None
     assert state.late == {}
+
+
+def test_exposures_logged_on_every_request_leave_no_trace_but_the_anchor():
+    """Serving logs an exposure per request: state must not grow with them, and a replay of any
+    of them (the first one included) changes nothing."""
+    state = AggregationState(allowed_lateness_ms=0, resolution_ms=D)
+    state.register_spec(SPEC)
+    requests = [Exposure(exposure_id=f"x{day}-{i}", experiment="exp", variant="a", user_id="u",
+                         ts=T0 + day * D + i) for day in range(5) for i in range(3)]
+    for exposure in requests:
+        assert state.apply_exposure(exposure, PARTS[1]) is None
+    first = state.anchors["exp"]["u"]
+    assert (first.ts, first.exposure_id, first.multi) == (T0, "x0-0", False)
+    journal = state.take_journal()
+    assert journal.anchors == {("exp", "u")}
+    before = state.metric_records("exp")
+    for exposure in reversed(requests):
+        assert state.apply_exposure(exposure, PARTS[1]) is None
+    assert state.take_journal().anchors == set()  # nothing to persist
+    assert state.metric_records("exp") == before
+    # one in the other variant flags the user once; its replay is a no-op too
+    other = Exposure(exposure_id="x9", experiment="exp", variant="b", user_id="u", ts=T0 + 9 * D)
+    for _ in range(2):
+        assert state.apply_exposure(other, PARTS[1]) is None
+    assert state.anchors["exp"]["u"].multi and state.counts[("exp", "a")] == [1, 1]
+
+
+def test_without_item_sets_a_bucket_is_a_few_numbers_whatever_the_listening():
+    kept, bare = (AggregationState(allowed_lateness_ms=0, resolution_ms=D, item_sets=keep) for keep in (True, False))
+    for state in (kept, bare):
+        for i in range(50):
+            state.apply_event(ListeningEvent(event_id=f"e{i}", user_id="u", ts=T0 + i, type="play",
+                                             item_id=f"i{i}", genre=f"g{i % 7}", ms_played=10), PARTS[0])
+    kept_row, bare_row = (s.buckets["u"][T0]["play"].to_row() for s in (kept, bare))
+    assert kept_row[:2] == bare_row[:2] == [50, 500]
+    assert (len(kept_row[2]), len(kept_row[3])) == (50, 7) and bare_row[2:] == [[], []]

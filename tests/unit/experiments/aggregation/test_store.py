@@ -104,7 +104,7 @@ def snapshot(store: AggregationStore, target: str | Path) -> tuple:
             restored = changelog.replay(payload for _, payload in conn.execute(
                 "SELECT seq, payload FROM agg_state_log WHERE part = ? ORDER BY seq", (part,)).fetchall())
             states[part] = (
-                watermark, restored.events, restored.buckets, restored.exposures, restored.anchors,
+                watermark, restored.events, restored.buckets, restored.anchors,
                 {key: (s.n, s.terms()) for key, s in restored.stats.items()}, restored.late, restored.partitions,
             )
         offsets = sorted(conn.execute("SELECT * FROM agg_offsets").fetchall())
