@@ -36,3 +36,23 @@ def test_an_unknown_event_type_or_metric_kind_is_refused_naming_the_field(path, 
     data["metrics"][0][path[0]] = value
     with pytest.raises(InvalidSpec, match=re.escape(field)):
         parse_spec(data)
+
+
+def test_without_item_sets_a_distinct_measure_is_refused_naming_the_field():
+    data = json.loads(spec_to_json(load_spec(DEMO_SPEC_PATH)))
+    data["metrics"][0]["measure"] = "distinct_genres"
+    spec = parse_spec(data)
+    assert check_foldable(spec) is spec
+    with pytest.raises(InvalidSpec, match=re.escape("metrics[0].measure.agg: distinct_genres needs the item")):
+        check_foldable(spec, item_sets=False)
+    assert check_foldable(load_spec(DEMO_SPEC_PATH), item_sets=False) is not None  # counts and sums only
+
+
+def test_apply_refuses_a_pre_period_the_aggregator_does_not_keep():
+    from experiments.admission import admit
+    from experiments.surfaces import load_surfaces
+
+    data = json.loads(spec_to_json(load_spec(DEMO_SPEC_PATH)))
+    data["metrics"][1]["covariate"] = {"length": MAX_PRE_PERIOD_MS + DAY}
+    with pytest.raises(InvalidSpec, match=re.escape("metrics[1].covariate.length: 29 days is longer")):
+        admit(parse_spec(data), live=[], surfaces=load_surfaces())
