@@ -10,9 +10,9 @@
    random values; the workers' logs, every ``--help``, the errors of bad settings and of a refused
    SASL login, and every ``/metrics`` and ``/health`` body are scanned for them.
 4. SASL against Tansu with ``--authentication``: a client with a wrong password, and one without
-   SASL, must be refused, and one with the right password accepted. Tansu 0.6.0 refuses every
-   client's first request before any SASL exchange and refuses ``tansu user create`` the same way,
-   so no user can exist and no password can work: the figures say so, and the scenario is not ok.
+   SASL, must be refused, and one with the right password accepted. Tansu 0.6.0's memory store
+   keeps no SCRAM credential (and its build has no PLAIN), so no user can exist and no password
+   can work (docs/chaos.md): the figures say so, and the scenario is not ok.
 """
 
 from __future__ import annotations
