@@ -200,7 +200,9 @@ class Aggregator:
                 if not records:
                     if not self._caught_up(consumer):
                         last_record = time.monotonic()
-                    elif idle_exit_s is not None and time.monotonic() - last_record > idle_exit_s:
+                        continue
+                    self._publish_watermarks(specs=specs, publisher=publisher)
+                    if idle_exit_s is not None and time.monotonic() - last_record > idle_exit_s:
                         break
                     continue
                 last_record = time.monotonic()
@@ -238,13 +240,7 @@ class Aggregator:
         try:
             self._account(self.store.apply_batch(specs.read_to_end() + records))
         except FencedWrite as exc:
-            # Another process owns some of these partitions now: forget every state held here
-            # and wait for the group's new assignment (the next poll delivers it).
-            logger.warning("%s; reloading from the store", exc)
-            self.store.close()
-            self.store = open_store(self.settings, claim_on_demand=False, **self._store_args)
-            specs.restart(self.store.stored_offsets())
-            self._reassigned.set()
+            self._reload(exc, specs)
             return
         if self.stats.first_batch_at is None:
             self.stats.first_batch_at = received_at
@@ -253,6 +249,23 @@ class Aggregator:
         self._publish_outbox(publisher)
         self._commit_courtesy(consumer)
         self.stats.last_batch_at = time.monotonic()
+
+    def _publish_watermarks(self, *, specs: SpecFeed, publisher: KafkaPublisher) -> None:
+        """Read to the end: the records a batch did not change get their partition's newest watermark."""
+        try:
+            if self.store.publish_watermarks():
+                self._publish_outbox(publisher)
+        except FencedWrite as exc:
+            self._reload(exc, specs)
+
+    def _reload(self, exc: FencedWrite, specs: SpecFeed) -> None:
+        """Another process owns some of these partitions now: forget every state held here and
+        wait for the group's new assignment (the next poll delivers it)."""
+        logger.warning("%s; reloading from the store", exc)
+        self.store.close()
+        self.store = open_store(self.settings, claim_on_demand=False, **self._store_args)
+        specs.restart(self.store.stored_offsets())
+        self._reassigned.set()
 
     def _settle_garbage(self) -> None:
         """Keep the cyclic garbage collector off the state.

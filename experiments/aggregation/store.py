@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 STAGE = "experiments.aggregation"
 INPUTS = (EVENTS, EXPOSURES, EXPERIMENTS)
+#: Every record carries its partition's watermark. Republishing every live experiment's records
+#: whenever a watermark moved made each batch cost grow with the number of live experiments; the
+#: records of experiments a batch did not change are republished once the watermark has moved this
+#: much event time, and when the input is read to its end (``publish_watermarks``).
+WATERMARK_REPUBLISH_MS = 60_000
 
 
 def default_topics(prefix: str = "tandem.") -> dict[str, str]:
@@ -96,8 +101,10 @@ class AggregationStore:
         owner: str | None = None,
         claim_on_demand: bool = True,
         max_pre_period_ms: int = MAX_PRE_PERIOD_MS,
+        watermark_republish_ms: int = WATERMARK_REPUBLISH_MS,
     ) -> None:
         topics = dict(topics or default_topics())
+        self._watermark_republish_ms = watermark_republish_ms
         roles = [topic.name for topic in INPUTS]
         if sorted(topics) != sorted(roles):
             raise ValueError(f"topics: needs exactly the keys {', '.join(roles)}")
@@ -320,6 +327,14 @@ class AggregationStore:
         self._register(spec)
         return self._commit({})
 
+    def publish_watermarks(self) -> list[dict[str, Any]]:
+        """Commit the records of every experiment whose partition's watermark moved since they were
+        last published (nothing, and no transaction, when none did); returns them."""
+        self._check()
+        if all(self._published_watermarks.get(part) == state.tracker.watermark for part, state in self.states.items()):
+            return []
+        return self._commit({}, every_watermark=True)
+
     def declare_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Make input partitions hold their partition's watermark back until each has delivered a record."""
         self._check()
@@ -419,9 +434,10 @@ class AggregationStore:
             self._conn.execute("ROLLBACK")
 
     def _commit(
-        self, offsets: dict[tuple[str, int], int], dead_letters: Iterable[DeadLetter] = ()
+        self, offsets: dict[tuple[str, int], int], dead_letters: Iterable[DeadLetter] = (), *,
+        every_watermark: bool = False,
     ) -> list[dict[str, Any]]:
-        changed = self._changed_records()
+        changed = self._changed_records(every_watermark=every_watermark)
         outbox = [
             (self._part_of((d.source_topic, d.partition)) if d.source_topic in self._roles else sql.SHARED,
              f"dead_letter:{d.dead_letter_id}", "dead_letter", d.source_topic, d.model_dump_json())
@@ -507,14 +523,19 @@ class AggregationStore:
                 self._log_entries[part] += entries
         self._conn.execute(sql.SET_WATERMARK, (state.tracker.watermark, part))
 
-    def _changed_records(self) -> list[dict[str, Any]]:
+    def _changed_records(self, *, every_watermark: bool = False) -> list[dict[str, Any]]:
         """The records whose content changed since they were last published. Only experiments
         the batch touched are recomputed (from the journal not yet taken), unless the
-        partition's watermark moved, which every record of the partition carries."""
+        partition's watermark moved by ``watermark_republish_ms`` since every record of it was
+        last published (or moved at all, with ``every_watermark``)."""
         touched: dict[int, set[str] | None] = {}
         for part, state in self.states.items():
             watermark = state.tracker.watermark
-            if part not in self._published_watermarks or self._published_watermarks[part] != watermark:
+            published = self._published_watermarks.get(part, -1)
+            if published == -1 or watermark != published and (
+                every_watermark or published is None or watermark is None
+                or watermark - published >= self._watermark_republish_ms
+            ):
                 self._published_watermarks[part] = watermark
                 touched[part] = None  # every experiment
             else:

@@ -370,3 +370,38 @@ def test_a_spec_setting_a_parameter_its_surface_lacks_is_a_dead_letter_and_the_l
     assert "variants[0].params.colour: not a parameter of surface 'home'" in result.dead_letters[0].error
     assert store.spec("exp") == SPEC
     store.close()
+
+
+def test_a_batch_republishes_the_records_it_did_not_change_only_once_the_watermark_moved_enough(new_target):
+    """Every record carries its partition's watermark; republishing every live experiment's records
+    whenever it moved made a batch's cost grow with the live experiments."""
+    other = SPEC.model_copy(update={"id": "other", "salt": "o"})
+    store = AggregationStore(new_target(), allowed_lateness_ms=0, watermark_republish_ms=60 * S)
+    offsets = {EVENTS: 0, EXPOSURES: 0}
+
+    def batch(ts: int, experiment: str) -> list[dict]:
+        exposure = Exposure(exposure_id=f"x{ts}", experiment=experiment, variant="a", user_id="u", ts=ts)
+        event = ListeningEvent(event_id=f"e{ts}", user_id="u", ts=ts, type="play", item_id="i1")
+        records = [SourceRecord(EXPOSURES, 0, offsets[EXPOSURES], b"u", encode(exposure)),
+                   SourceRecord(EVENTS, 0, offsets[EVENTS], b"u", encode(event))]
+        offsets[EXPOSURES] += 1
+        offsets[EVENTS] += 1
+        return store.apply_batch(records).metric_records
+
+    try:
+        store.register_spec(SPEC)
+        store.register_spec(other)
+        published = batch(T0, "exp")
+        assert {r["experiment"] for r in published} == {"exp", "other"}  # a partition's first records
+        published = batch(T0 + 30 * S, "exp")  # only "exp" changed; the watermark moved 30 s
+        assert {r["experiment"] for r in published} == {"exp"}
+        assert {r["watermark_ts"] for r in published} == {T0 + 30 * S}
+        # read to the end: the others get the newest watermark, once
+        caught_up = store.publish_watermarks()
+        assert {(r["experiment"], r["watermark_ts"]) for r in caught_up} == {("other", T0 + 30 * S)}
+        assert store.publish_watermarks() == []
+        published = batch(T0 + 100 * S, "exp")  # moved 70 s since every record was published
+        assert {(r["experiment"], r["watermark_ts"]) for r in published} == {
+            ("exp", T0 + 100 * S), ("other", T0 + 100 * S)}
+    finally:
+        store.close()
