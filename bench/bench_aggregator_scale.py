@@ -8,7 +8,9 @@ Prints JSON:
 * ``processes``: ``{"1": eps, "2": eps}``, K processes of one group on PostgreSQL, each a
   ``tandem experiments aggregate`` process, records/s over the span of all their batches;
 * ``experiments``: ``{"1": eps, "10": eps, "100": eps}``, the store alone (SQLite, no broker)
-  fed the same events with E live experiments, each user in at most 10 of them;
+  fed the same events with E live experiments, each user in at most 10 of them, over 14 days
+  (a batch moves the watermark about a day); ``experiments_live_time``: ``{"1", "100"}`` the
+  same traffic squeezed into a minute of event time, as a live stream's batches move it;
 * ``state_bytes_per_exposed_user``: ``{"10": b, "100": b}``, bytes of stored state per exposed
   user at 10 and 100 events per user, with the part that is event ids, on the configuration
   that bounds state by users and days: ``--resolution 1d --dedupe-span 1h --no-item-sets`` (the
@@ -43,6 +45,9 @@ from infra.settings import Settings, load_settings
 from streams.events import Exposure, ListeningEvent, encode
 
 DAY = 86_400_000
+#: The "day" of ``experiments_live_time``: 14 of them fit in a minute of event time, so no batch
+#: moves a watermark far (``WATERMARK_REPUBLISH_MS``), as in a live stream; no window closes.
+LIVE_DAY_MS = 4_000
 TOPICS = {"events": "tandem.events", "exposures": "tandem.exposures", "experiments": "tandem.experiments"}
 PARTITIONS = 4
 #: Event ids are remembered this long behind watermark - allowed lateness (``--dedupe-span``).
@@ -107,7 +112,7 @@ def _spec(base: ExperimentSpec, index: int) -> ExperimentSpec:
     return base.model_copy(update={"id": f"exp-{index:03d}", "salt": f"exp-{index:03d}", "layer": None})
 
 
-def _records(*, experiments: int, users: int, events_per_user: int, seed: int) -> list[SourceRecord]:
+def _records(*, experiments: int, users: int, events_per_user: int, seed: int, day: int = DAY) -> list[SourceRecord]:
     """Specs, then per user its events over 14 days from its first visit and, as serving logs them,
     an exposure to each of its (at most 10) experiments on every day it is active (at the day's
     first event; the first visit counts as one), in time order, on 4 partitions by user.
@@ -128,18 +133,18 @@ def _records(*, experiments: int, users: int, events_per_user: int, seed: int) -
     timed: list[tuple[int, str, int, str, bytes]] = []
     for u in range(users):
         user, part = f"user-{u:05d}", u % PARTITIONS
-        first = base.start + rng.randrange(DAY)
+        first = base.start + rng.randrange(day)
         assigned = [(spec, rng.choice(spec.variants).name) for spec in rng.sample(specs, min(10, experiments))]
-        visits = {first // DAY: first}
+        visits = {first // day: first}
         for i in range(events_per_user):
-            ts = first + rng.randrange(14 * DAY)
-            visits[ts // DAY] = min(ts, visits.get(ts // DAY, ts))
+            ts = first + rng.randrange(14 * day)
+            visits[ts // day] = min(ts, visits.get(ts // day, ts))
             e = ListeningEvent(event_id=f"e-{u}-{i}", user_id=user, ts=ts, type="play", item_id=f"i{rng.randrange(50)}",
                                genre=f"g{rng.randrange(8)}", ms_played=rng.randrange(200_000))
             timed.append((ts, TOPICS["events"], part, user, encode(e)))
-        for day, ts in visits.items():
+        for visit, ts in visits.items():
             for spec, variant in assigned:
-                x = Exposure(exposure_id=f"x-{spec.id}-{u}-{day}", experiment=spec.id, variant=variant,
+                x = Exposure(exposure_id=f"x-{spec.id}-{u}-{visit}", experiment=spec.id, variant=variant,
                              user_id=user, ts=ts)
                 timed.append((ts, TOPICS["exposures"], part, user, encode(x)))
     timed.sort(key=lambda t: t[0])
@@ -192,11 +197,15 @@ def _stored_state(records: list[SourceRecord], path: Path, *, item_sets: bool) -
 
 
 def store_figures(*, users: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"experiments": {}, "state_bytes_per_exposed_user": {}, "state_detail": {}}
+    out: dict[str, Any] = {"experiments": {}, "experiments_live_time": {}, "state_bytes_per_exposed_user": {},
+                           "state_detail": {}}
     with tempfile.TemporaryDirectory(prefix="tandem-bench-store-") as tmp:
         for e in (1, 10, 100):
             records = _records(experiments=e, users=users, events_per_user=20, seed=1)
             out["experiments"][str(e)] = round(store_rate(records, Path(tmp) / f"exp{e}.db"))
+        for e in (1, 100):  # the same traffic inside a minute of event time, as a live stream's batches see it
+            records = _records(experiments=e, users=users, events_per_user=20, seed=1, day=LIVE_DAY_MS)
+            out["experiments_live_time"][str(e)] = round(store_rate(records, Path(tmp) / f"live{e}.db"))
         for n in (10, 100):
             records = _records(experiments=10, users=users // 2, events_per_user=n, seed=2)
             sizes, with_sets = (_stored_state(records, Path(tmp) / f"state{n}{keep}.db", item_sets=keep)
@@ -206,6 +215,8 @@ def store_figures(*, users: int) -> dict[str, Any]:
             out["state_detail"][str(n)] = sizes
     eps = out["experiments"]
     out["experiments_ratio_100_to_1"] = round(eps["100"] / eps["1"], 3)
+    live = out["experiments_live_time"]
+    out["experiments_live_time_ratio_100_to_1"] = round(live["100"] / live["1"], 3)
     b = out["state_bytes_per_exposed_user"]
     out["state_ratio_100_to_10"] = round(b["100"] / b["10"], 3)
     out["targets"] = {"experiments_ratio_100_to_1": ">= 0.5", "state_ratio_100_to_10": "<= 1.2"}
