@@ -147,11 +147,16 @@ def _effect(report: dict[str, Any], metric: str, variant: str) -> str:
     return "n/a"
 
 
+#: What the gate's reward behind a calibration row measures, per decision (experiments.ope.calibration).
+REWARDS = {"short_term": "plays", "long_term": "surrogate's value"}
+
+
 def _predicted(predictions: dict[tuple[str, str], Any], metric: str, variant: str) -> str:
     row = predictions.get((variant, metric))
     if row is None:
-        return "none"
-    return f"{_pct(row.predicted)} [{_pct(row.predicted_low)}, {_pct(row.predicted_high)}]"
+        return "none (no policy of its own)"
+    return (f"{REWARDS.get(row.reward, row.reward)} per decision {_pct(row.predicted)} "
+            f"[{_pct(row.predicted_low)}, {_pct(row.predicted_high)}]")
 
 
 def describe_row(row: dict[str, Any]) -> str:
@@ -187,7 +192,7 @@ def render_variants(report: dict[str, Any], truth: dict[str, Any], rows: list[di
             if metric not in row["true_effects"]:
                 continue
             lines.append(f"    {metric:<13} report {_effect(report, metric, variant):<34} truth "
-                         f"{_pct(row['true_effects'][metric]):<8} OPE before serving "
+                         f"{_pct(row['true_effects'][metric]):<8} OPE before serving, "
                          f"{_predicted(predictions, metric, variant)}")
         lines.append(f"    decision      {describe_row(row).split(': ', 1)[1]}")
     return lines
