@@ -84,19 +84,21 @@ def decisive(report: dict[str, Any], truth: dict[str, Any], variant: str, *, alp
     # each row's distance over what it needs: >= 1 means decisive on that metric
     if decision == "do_not_ship":
         deciding = [r for r in rows if r["verdict"] == "worse"]
-        ratio = max((-r["distance"] / needed(r) for r in deciding), default=math.nan)
+        ratio = max((-r["distance"] / needed(r) for r in deciding if math.isfinite(r["distance"])), default=math.nan)
     elif decision == "ship":
-        better = max((r["distance"] / needed(r) for r in rows if r["verdict"] == "better"), default=math.nan)
+        better = max((r["distance"] / needed(r) for r in rows
+                      if r["verdict"] == "better" and math.isfinite(r["distance"])), default=math.nan)
         inside = min((r["distance"] / needed(r) for r in rows if r["role"] == "guardrail"), default=math.inf)
         # and no success metric near enough zero for the deterioration test to call it worse by chance
         clear = min((r["distance"] / (Z_MISS - _isf(alpha / comparisons)) for r in rows if r["role"] == "success"),
                     default=math.inf)
-        ratio = min(better, inside, clear)
+        parts = (better, inside, clear)
+        ratio = math.nan if any(math.isnan(x) for x in parts) else min(parts)
     else:
         ratio = math.nan
     is_decisive = math.isfinite(ratio) and ratio >= 1.0
     # the standard errors shrink as 1 / sqrt(n): n * (1 / ratio)^2 users per arm would reach the threshold
-    return {"decisive": is_decisive, "margin_ratio": ratio, "metrics": rows,
+    return {"decisive": is_decisive, "margin_ratio": ratio if math.isfinite(ratio) else None, "metrics": rows,
             "size_factor": (1.0 / ratio) ** 2 if math.isfinite(ratio) and ratio > 0 else None}
 
 
@@ -173,8 +175,8 @@ def describe_row(row: dict[str, Any]) -> str:
             f"boundary that a miss below 1e-4 needs){grow}")
 
 
-def _ratio(value: float) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:.0%}"
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def render_variants(report: dict[str, Any], truth: dict[str, Any], rows: list[dict[str, Any]],
