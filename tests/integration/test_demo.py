@@ -17,16 +17,18 @@ from infra.demo.run import DemoOptions, decisions_against_truth, demo_specs, run
 from infra.kafka.broker import pid_alive
 from infra.settings import load_settings
 
-# Three variants share the ranker experiment's users (about 630 each at 2,000 users), so the
-# report's standard error of a relative retention lift is about 0.027. The plays bandit's true
-# retention loss is -9 % to -14 % (in-process simulator, seeds 0-5 at 2,000 users): the report
-# ships it only if the lower end of its 90 % interval clears -1 %, i.e. an estimate above about
-# +3.4 %, at least 4.5 standard errors above the truth: probability < 1e-5. Whether it also says
-# do_not_ship is checked only where the truth is decisive at this size (infra/demo/against_truth.py:
-# a miss below 1e-4), which a -11 % loss at 630 users per arm is not (it needs about 2.2x the users);
-# the compact home's -45 % plays is decisive by far.
+# Three variants share the ranker experiment's users (about 640 each at 2,000 users), so the
+# report's standard error of a relative retention lift is about 0.030. At seed 5 the plays
+# bandit's true retention loss is -14.3 % in the in-process simulator and was -11.9 % in a run of
+# this test (seeds 0-5 in process: -8.7 % to -14.3 %; moving the learner's lag from 15 to 30
+# minutes moved seed 11's by 0.1 point). The report ships it only if the lower end of its 90 %
+# interval clears -1 %, i.e. an estimate above about +3.9 %, some 5.3 standard errors above a
+# -11.9 % truth: probability ~1e-7 (seed 11's -6.6 % would leave 3.5: ~3e-4, too near). Whether
+# it also says do_not_ship is checked where the truth is decisive at this size
+# (infra/demo/against_truth.py: a miss below 1e-4), which a -12 % loss at 640 users per arm is
+# short of; the compact home's -45 % plays is decisive by far.
 USERS = 2000
-SEED = 11
+SEED = 5
 
 # What an undisturbed replay must reproduce exactly. Not compared: the record id, and the
 # watermark, which the live aggregator may still be advancing over the last events (no window
