@@ -36,11 +36,15 @@ from streams.events import MAX_TS_MS, MIN_TS_MS, EventType
 DEFAULT_SURFACE = "home"
 #: Every layer is cut into this many buckets; experiments of a layer own disjoint ranges.
 LAYER_BUCKETS = 10_000
-#: The specs shipped with the project; the demo runs the first.
+#: The specs shipped with the project.
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
+#: The two-variant ranker experiment (popularity against LinUCB) the tests and benchmarks build on.
 DEMO_SPEC_PATH = SPECS_DIR / "discovery_vs_bandit.yaml"
-#: The demo's concurrent experiments on the home surface: the ranker, the layout, and the holdout.
-DEMO_SPEC_PATHS = (DEMO_SPEC_PATH, SPECS_DIR / "home_num_items.yaml", SPECS_DIR / "home_holdout.yaml")
+#: The demo's concurrent experiments on the home surface: the ranker (three variants: popularity,
+#: the plays bandit, the long-term-aware bandit; it takes the layer DEMO_SPEC_PATH would), the
+#: layout, and the holdout.
+DEMO_SPEC_PATHS = (SPECS_DIR / "long_term_bandit.yaml", SPECS_DIR / "home_num_items.yaml",
+                   SPECS_DIR / "home_holdout.yaml")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
@@ -354,9 +358,11 @@ class VariantEvaluation(_Spec):
 
 class Evaluation(_Spec):
     """The evaluation gate's record, published with the spec by ``tandem experiments apply``:
-    ``gate`` is ``passed``, or ``skipped`` when ``--no-gate`` was given (then nothing was checked)."""
+    ``gate`` is ``passed``, or ``skipped`` when ``--no-gate`` was given (then nothing was checked),
+    or ``overridden`` when the gate refused a variant (its reasons are in ``variants``) and ``who``
+    served it anyway (the demo does, so the A/B test judges what the gate predicted)."""
 
-    gate: Literal["passed", "skipped"]
+    gate: Literal["passed", "skipped", "overridden"]
     who: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
     at: Instant
     decisions: int = 0  # logged decisions the estimates are computed on

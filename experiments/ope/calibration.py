@@ -87,7 +87,7 @@ def _realized(statistics: Mapping[str, Any], metric: str, variant: str) -> tuple
 
 def calibration_rows(spec: ExperimentSpec | None, statistics: Mapping[str, Any] | None) -> tuple[CalibrationRow, ...]:
     """Predicted against realized per gated variant and metric (module docstring); () without a gate record."""
-    if spec is None or spec.evaluation is None or spec.evaluation.gate != "passed":
+    if spec is None or spec.evaluation is None or spec.evaluation.gate == "skipped":
         return ()
     rows = []
     for variant, evaluation in sorted(spec.evaluation.variants.items()):

@@ -93,7 +93,8 @@ class _Prepared:
                 raise InvalidLog(f"log[{i}]: propensity must be in (0, 1] and arm one of arms")
             if not math.isfinite(row.reward):
                 raise InvalidLog(f"log[{i}].reward: {row.reward!r} is not finite")
-            probs = {arm: float(target(row.context, row.arms).get(arm, 0.0)) for arm in row.arms}
+            chosen = target(row.context, row.arms)
+            probs = {arm: float(chosen.get(arm, 0.0)) for arm in row.arms}
             if min(probs.values()) < 0.0 or abs(sum(probs.values()) - 1.0) > 1e-6:
                 raise InvalidTarget(f"log[{i}]: candidate probabilities {probs} do not sum to 1 over arms")
             self.target_probs.append(probs)

@@ -71,11 +71,12 @@ def _records(estimates: Mapping[str, Estimate]) -> tuple[EstimateRecord, ...]:
                  for e in estimates.values())
 
 
-def evaluate_spec(
+def estimate_variants(
     spec: ExperimentSpec, *, pairs: Sequence[tuple[Decision, float]], snapshots: Mapping[str, dict[str, Any]],
-    surrogate: Surrogate, rule: GateRule, who: str, at: int,
-) -> Evaluation:
-    """The gate's record for ``spec`` on the logged ``pairs``; raises ``GateRefused`` when a variant fails."""
+    surrogate: Surrogate, rule: GateRule,
+) -> dict[str, VariantEvaluation]:
+    """Each gated variant's estimates against the control's on the logged ``pairs``, and the rule's verdict;
+    raises ``GateRefused`` when no off-policy evaluation is possible (e.g. no logged decisions)."""
     gated = gated_variants(spec)
     logs = {
         "short_term": [LoggedDecision(dict(d.context), tuple(d.arms), d.arm, d.propensity, r) for d, r in pairs],
@@ -99,6 +100,16 @@ def evaluate_spec(
     except InvalidLog as exc:
         raise GateRefused(f"{spec.id}: no off-policy evaluation possible ({exc}); serve the policy to a "
                           f"small experiment first with --no-gate (recorded)") from None
+    return variants
+
+
+def evaluate_spec(
+    spec: ExperimentSpec, *, pairs: Sequence[tuple[Decision, float]], snapshots: Mapping[str, dict[str, Any]],
+    surrogate: Surrogate, rule: GateRule, who: str, at: int,
+) -> Evaluation:
+    """The gate's record for ``spec`` on the logged ``pairs``; raises ``GateRefused`` when a variant fails."""
+    gated = gated_variants(spec)
+    variants = estimate_variants(spec, pairs=pairs, snapshots=snapshots, surrogate=surrogate, rule=rule)
     failed = {name: v.reasons for name, v in variants.items() if not v.passed}
     if failed:
         details = "; ".join(f"variants.{name} ({gated[name].policy}): {', '.join(r)}" for name, r in failed.items())

@@ -27,10 +27,14 @@ from pydantic import SecretStr
 
 from experiments.admission import admit
 from experiments.lifecycle import apply_spec, publish_spec, read_specs
+from experiments.ope.calibration import calibration_rows
 from experiments.report.interactions import Interaction, interactions_from_topics
 from experiments.report.owner import run_report
 from experiments.spec import DEMO_SPEC_PATHS, ExperimentSpec, load_spec
 from experiments.surfaces import load_surfaces
+from infra.demo.against_truth import decisions_against_truth as against_truth
+from infra.demo.against_truth import describe_row, render_variants
+from infra.demo.gate import history_evaluation
 from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
 from infra.errors import StaleState
 from infra.kafka.broker import EmbeddedBroker, free_port
@@ -50,6 +54,23 @@ logger = logging.getLogger(__name__)
 def demo_specs() -> list[ExperimentSpec]:
     """The demo's experiments, the ranker experiment first (the learning curve follows it)."""
     return [load_spec(path) for path in DEMO_SPEC_PATHS]
+
+
+def gated_specs(specs: list[ExperimentSpec]) -> list[ExperimentSpec]:
+    """Each spec with the evaluation gate's record, computed before it serves on the simulated archive
+    (``infra.demo.gate``); a spec whose variants all serve the control's policy carries none."""
+    out = []
+    for spec in specs:
+        began = time.monotonic()
+        evaluation = history_evaluation(spec)
+        if evaluation is not None:
+            say(f"evaluation gate of {spec.id} on the simulated archive ({evaluation.decisions} logged decisions, "
+                f"{time.monotonic() - began:.0f} s): {evaluation.gate}")
+            for name, variant in evaluation.variants.items():
+                say(f"  {name} ({variant.policy}): {'passes' if variant.passed else '; '.join(variant.reasons)}")
+            spec = spec.model_copy(update={"evaluation": evaluation})
+        out.append(spec)
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,7 @@ class DemoResult:
     pids: list[int]  # the broker's and every worker's, restarts included
     interactions: list[Interaction]  # between every pair of the concurrent experiments
     consistency: dict[str, CheckResult]  # per experiment: the stream's figures against the archive's
+    specs: list[ExperimentSpec] = field(default_factory=list)  # as published, the gate's record with them
 
 
 #: The probe's event time: 2025-01-01, before the demo's experiments (and its simulated days).
@@ -197,7 +219,7 @@ def _windows_closed(settings: Settings, experiments: list[str]) -> bool:
 
 def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
     started = time.monotonic()
-    specs = demo_specs()
+    specs = gated_specs(demo_specs())
     ids = [spec.id for spec in specs]
     shutil.rmtree(options.state_dir, ignore_errors=True)
     options.state_dir.mkdir(parents=True)
@@ -246,7 +268,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
         wall_s=time.monotonic() - started, probe=driven.probe,
         aggregator_killed_at=driven.killed[0] if driven.killed else None, live_metrics=live_metrics,
         console=console, replayed_metrics=replayed, pids=pids, interactions=interactions,
-        consistency=consistency,
+        consistency=consistency, specs=specs,
     )
 
 
@@ -545,7 +567,7 @@ def write_learning_curve_png(curve: list[dict[str, Any]], path: Path) -> None:
         axes.plot([row["day"] for row in rows], [row["play_rate"] for row in rows], marker="o", label=variant)
     axes.set_xlabel("simulated day")
     axes.set_ylabel("play rate of recommendations")
-    axes.set_title("learning curve: treatment's bandit against control's popularity")
+    axes.set_title("learning curve: play rate of each variant's policy")
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -553,20 +575,9 @@ def write_learning_curve_png(curve: list[dict[str, Any]], path: Path) -> None:
 
 
 def decisions_against_truth(result: DemoResult) -> list[dict[str, Any]]:
-    """Per experiment: its kind, the report's decision and the truth's. A holdout is reported, not decided."""
-    rows = []
-    for experiment, report in result.reports.items():
-        truth = result.simulation.truths[experiment]
-        decided = truth["kind"] != "holdout"
-        rows.append({
-            "experiment": experiment, "kind": truth["kind"], "decision": report["decision"]["verdict"],
-            "truth": truth["decision"], "decided": decided,
-            "matches": (report["decision"]["verdict"] == truth["decision"]) if decided else None,
-            "srm_passed": report["srm"]["passed"],
-            "true_effects": {name: {v: e["relative"] for v, e in m["effects"].items()}
-                             for name, m in truth["metrics"].items()},
-        })
-    return rows
+    """Per experiment and treatment variant: the report's decision, the truth's, whether the truth is
+    decisive at this run's size and whether they match (``infra.demo.against_truth``)."""
+    return against_truth(result.reports, result.simulation.truths)
 
 
 def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
@@ -586,6 +597,12 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
         say(f"  day {day:+d}: {rates}")
     say(f"serving probe during the run: {json.dumps(result.probe.summary())}")
     rows = decisions_against_truth(result)
+    for spec in result.specs:
+        report = result.reports[spec.id]
+        predictions = {(row.variant, row.metric): row for row in calibration_rows(spec, report)}
+        for line in render_variants(report, result.simulation.truths[spec.id],
+                                    [row for row in rows if row["experiment"] == spec.id], predictions):
+            say(line)
     say("interactions between the concurrent experiments (Holm-corrected over every pair, arm and metric):")
     for interaction in result.interactions:
         say(f"  {interaction.describe()}")
@@ -593,17 +610,12 @@ def run_demo(*, settings: Settings, options: DemoOptions | None = None) -> int:
     summary.write_text(json.dumps({"experiments": rows, "interactions": [asdict(i) for i in result.interactions],
                                    "wall_s": round(result.wall_s, 1)}, indent=2) + "\n")
     for row in rows:
-        if row["decided"]:
-            say(f"{row['experiment']}: report decision {row['decision']}; truth {row['truth']}"
-                f"{'' if row['matches'] else '  <-- MISMATCH'}")
-        else:
-            say(f"{row['experiment']} (holdout, reported not decided): the report says {row['decision']}, "
-                f"the truth {row['truth']}")
+        say(describe_row(row))
     for experiment, check in result.consistency.items():
         for line in check.lines():
             say(f"{experiment}: {line}")
     say(f"wall time {result.wall_s:.0f} s; wrote {options.out_dir}/ (summary in {summary.name})")
-    decided = all(row["matches"] for row in rows if row["decided"])
+    decided = all(row["matches"] for row in rows if row["decisive"])
     return 0 if decided and all(check.equal for check in result.consistency.values()) else 1
 
 

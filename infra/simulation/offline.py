@@ -29,7 +29,7 @@ from experiments.spec import DEFAULT_SURFACE, DEMO_SPEC_PATH, DEMO_SPEC_PATHS, E
 from experiments.surfaces import RANKER, PolicyChoice, load_surfaces
 from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, Served, User, make_users, session
 from infra.simulation.truth import compute_truth
-from streams.events import EventType, ListeningEvent
+from streams.events import Decision, EventType, ListeningEvent
 from streams.features import FeatureConfig, UserFeatureState
 from streams.policies import Policy, make_policy
 
@@ -93,6 +93,8 @@ class OfflineResult:
     people: list[User] = field(repr=False, default_factory=list)
     truths: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[ListeningEvent] = field(repr=False, default_factory=list)  # with ``keep_events`` only
+    #: with ``keep_decisions`` only: every logged decision with its reward (``reward_fn`` of the ms it earned)
+    decisions: list[tuple[Decision, float]] = field(repr=False, default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         out = {name: {**m["means"], **{f"{v}_effect": e for v, e in m["effects"].items()}}
@@ -138,13 +140,15 @@ def _learn_due(pending: list[tuple[int, int, str, dict[str, float], str, float]]
 def _play_session(
     params: ModelParams, user: User, ts: int, day: int, state: UserFeatureState, policy: Any, arms: list[str],
     num_items: int | None, exposed: dict[str, str],
-) -> tuple[list[ListeningEvent], list[tuple[int, str]], list[dict[str, float]]]:
+) -> tuple[list[ListeningEvent], list[tuple[int, str]], list[dict[str, float]], list[float]]:
     """One session: each recommendation chosen by ``policy`` from the user's features as of that
-    moment; the session's events, its decisions ``(ts, arm)`` and the contexts they were made in."""
+    moment; the session's events, its decisions ``(ts, arm)``, the contexts they were made in and
+    the chosen arms' probabilities."""
     events: list[ListeningEvent] = []
     applied = 0
     decisions: list[tuple[int, str]] = []
     contexts: list[dict[str, float]] = []
+    propensities: list[float] = []
     run = session(params, user, ts, day, events)
     try:
         at = run.send(None)
@@ -153,7 +157,9 @@ def _play_session(
                 state.apply(event)
             applied = len(events)
             context = {k: float(v) for k, v in state.features().items()}
-            arm = policy.choose(context, arms).arm
+            choice = policy.choose(context, arms)
+            arm = choice.arm
+            propensities.append(choice.propensity)
             for experiment, variant in exposed.items():
                 user.expose(experiment, variant, at)
             decisions.append((at, arm))
@@ -163,7 +169,7 @@ def _play_session(
         pass
     for event in events[applied:]:
         state.apply(event)
-    return events, decisions, contexts
+    return events, decisions, contexts, propensities
 
 
 def run_offline(
@@ -177,12 +183,15 @@ def run_offline(
     update_lag_ms: int = HOUR_MS,
     reward_fn: Callable[[float], float] = float,
     keep_events: bool = False,
+    keep_decisions: bool = False,
 ) -> OfflineResult:
     """Simulate ``users`` users against the specs' policies in process; see the module docstring.
 
     ``specs`` default to ``[spec]`` if given, else the demo's experiments; the learning curve and
     ``truth`` follow ``spec`` (default: the first of them), ``truths`` cover them all. With
-    ``keep_events`` the result holds every listening event (the surrogate is fitted on them).
+    ``keep_events`` the result holds every listening event (the surrogate is fitted on them); with
+    ``keep_decisions`` every decision as serving logs it (context, arms, propensity) with its reward
+    (what the evaluation gate estimates policies on).
     """
     began = time.perf_counter()
     specs = specs if specs is not None else ([spec] if spec is not None else load_demo_specs())
@@ -199,6 +208,7 @@ def run_offline(
     counts = {"sessions": 0, "recommendations": 0, "events": 0, "updates": 0}
     learners: dict[str, Policy] = {}
     kept: list[ListeningEvent] = []
+    logged: list[tuple[Decision, float]] = []
     seq = 0
     for ts, index, day in agenda:
         counts["updates"] += _learn_due(pending, ts, learners, reward_fn)
@@ -209,7 +219,8 @@ def run_offline(
         learners[name] = policy
         num_items = composition.read("num_items") if "num_items" in composition.values else None
         exposed = composition.used() if day >= 0 else {}
-        events, decisions, contexts = _play_session(params, user, ts, day, state, policy, arms, num_items, exposed)
+        events, decisions, contexts, propensities = _play_session(params, user, ts, day, state, policy, arms,
+                                                                  num_items, exposed)
         counts["events"] += len(events)
         if keep_events:
             kept.extend(events)
@@ -221,13 +232,18 @@ def run_offline(
         for k, (at, arm) in enumerate(decisions):
             seq += 1
             heapq.heappush(pending, (at + reward_window_ms + update_lag_ms, seq, name, contexts[k], arm, rewards[k]))
+            if keep_decisions:
+                logged.append((Decision(decision_id=f"sim-{seed}-{seq}", user_id=user.user_id, ts=at,
+                                        policy=composition.read(RANKER).policy, policy_version=0, arm=arm,
+                                        propensity=propensities[k], arms=arms, context=contexts[k],
+                                        assignments=dict(exposed)), reward_fn(rewards[k])))
             if variant is not None and k < len(recs):
                 curve.add(variant, at, recs[k].played, rewards[k])
     truths = {s.id: compute_truth(people, s) for s in specs}
     days = (params.horizon_ms() - ORIGIN_MS) / DAY_MS
     return OfflineResult(users=users, seed=seed, days=round(days, 2), truth=truths[spec.id],
                          learning_curve=curve.rows(), counts=counts, wall_s=time.perf_counter() - began,
-                         people=people, truths=truths, events=kept)
+                         people=people, truths=truths, events=kept, decisions=logged)
 
 
 def _played(ms: float) -> float:

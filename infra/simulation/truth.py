@@ -17,9 +17,13 @@ removed, the realized path that led to it is kept:
 Averaged over the variant's users this is the quantity the report estimates, conditioned on
 which users landed where and what they were served; the report's intervals should cover the
 treatment − control differences (absolute and relative). The sample ratio's truth is the
-spec's weights. ``decision`` is what a perfect report would say: ``do_not_ship`` when a
-success metric is truly worse or a guardrail is truly beyond its margin, ``ship`` when a
-success metric is truly better and every guardrail within its margin.
+spec's weights. ``variants[v]["decision"]`` is what a perfect report would say of variant ``v``
+against the control: ``do_not_ship`` when a success metric is truly worse or a guardrail is
+truly beyond its margin, ``ship`` when a success metric is truly better and every guardrail
+within its margin, else ``inconclusive``. ``decision`` combines them as the report's rule does
+(``experiments.stats.decision.decide``): ``ship`` when some variant ships, ``do_not_ship``
+when every variant is ``do_not_ship``, else ``inconclusive``; with one treatment it is that
+variant's.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
             by_variant[first[1]].append(user_values(user, first[0]))
     control = spec.control
     metrics: dict[str, Any] = {}
-    verdicts: list[str] = []
+    verdicts: dict[str, list[str]] = {v: [] for v in by_variant if v != control}
     for metric in spec.metrics:
         if metric.name not in SUPPORTED:
             continue
@@ -99,15 +103,10 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
             else:
                 verdict = "better" if good > 0 else "worse"
             effects[variant] = {"absolute": absolute, "relative": relative, "verdict": verdict}
-            verdicts.append(verdict)
+            verdicts[variant].append(verdict)
         metrics[metric.name] = {"role": metric.role, "means": means, "effects": effects,
                                 "margin": metric.margin}
-    if "worse" in verdicts:
-        decision = "do_not_ship"
-    elif "better" in verdicts:
-        decision = "ship"
-    else:
-        decision = "inconclusive"
+    decisions = {variant: _variant_decision(found) for variant, found in verdicts.items()}
     total = sum(len(rows) for rows in by_variant.values())
     return {
         "experiment": spec.id,
@@ -118,11 +117,29 @@ def compute_truth(users: Iterable[UserHistory], spec: ExperimentSpec) -> dict[st
                 "observed_shares": {v: (len(rows) / total if total else float("nan"))
                                     for v, rows in by_variant.items()}},
         "metrics": metrics,
-        "decision": decision,
+        "variants": {variant: {"decision": decision} for variant, decision in decisions.items()},
+        "decision": _combined(list(decisions.values())),
         # the mechanism, not a metric of the spec: distinct genres recommended in [0, 7 d)
         "genres_served_7d": {v: (sum(r["genres_served"] for r in rows) / len(rows) if rows else float("nan"))
                              for v, rows in by_variant.items()},
     }
+
+
+def _variant_decision(verdicts: list[str]) -> str:
+    if "worse" in verdicts:
+        return "do_not_ship"
+    if "better" in verdicts:
+        return "ship"
+    return "inconclusive"
+
+
+def _combined(decisions: list[str]) -> str:
+    """The experiment's decision from its variants', as the report combines them."""
+    if "ship" in decisions:
+        return "ship"
+    if decisions and all(d == "do_not_ship" for d in decisions):
+        return "do_not_ship"
+    return "inconclusive"
 
 
 def write_truth(path: str | Path, truth: dict[str, Any]) -> Path:

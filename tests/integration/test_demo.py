@@ -17,13 +17,18 @@ from infra.demo.run import DemoOptions, decisions_against_truth, demo_specs, run
 from infra.kafka.broker import pid_alive
 from infra.settings import load_settings
 
-# The decision hinges on the retention guardrail: do_not_ship needs the whole 90 % interval of
-# its relative lift below -1 % (the margin), and the true lift is about -16 %. The report's
-# standard error of that lift is about 0.022 at 2,000 users (0.035 at 700, 0.055 at 300), so
-# the true lift lies about 5 standard errors beyond the point where the interval would cross
-# the margin: a wrong decision has probability ~1e-7 (700 users: ~4e-3; 300 users: ~0.2).
+# Three variants share the ranker experiment's users (about 640 each at 2,000 users), so the
+# report's standard error of a relative retention lift is about 0.030. At seed 5 the plays
+# bandit's true retention loss is -14.3 % in the in-process simulator and was -11.9 % in a run of
+# this test (seeds 0-5 in process: -8.7 % to -14.3 %; moving the learner's lag from 15 to 30
+# minutes moved seed 11's by 0.1 point). The report ships it only if the lower end of its 90 %
+# interval clears -1 %, i.e. an estimate above about +3.9 %, some 5.3 standard errors above a
+# -11.9 % truth: probability ~1e-7 (seed 11's -6.6 % would leave 3.5: ~3e-4, too near). Whether
+# it also says do_not_ship is checked where the truth is decisive at this size
+# (infra/demo/against_truth.py: a miss below 1e-4), which a -12 % loss at 640 users per arm is
+# short of; the compact home's -45 % plays is decisive by far.
 USERS = 2000
-SEED = 11
+SEED = 5
 
 # What an undisturbed replay must reproduce exactly. Not compared: the record id, and the
 # watermark, which the live aggregator may still be advancing over the last events (no window
@@ -61,19 +66,31 @@ def test_shortened_run_decides_as_the_truth_and_survives_an_aggregator_sigkill(t
         kill_aggregator_on_day=3, replay_check=True,
     )
     result = run(settings=load_settings({}), options=options)
-    truth = result.simulation.truth
+    truth = result.simulation.truths["long_term_bandit"]
 
-    # Ground truth: the bandit wins plays and loses day-7 retention, so the report says do not ship.
-    assert truth["decision"] == "do_not_ship"
+    # Ground truth: the plays bandit wins plays and loses day-7 retention beyond its margin.
+    assert truth["variants"]["treatment"]["decision"] == "do_not_ship"
     assert result.report["srm"]["passed"] is True, result.table
-    assert result.report["decision"]["verdict"] == truth["decision"], result.table
-    # The concurrent experiments, each in its own layer, each decided as its truth; the holdout reported.
-    rows = {row["experiment"]: row for row in decisions_against_truth(result)}
-    assert set(rows) == {"discovery_vs_bandit", "home_num_items", "home_holdout"}
-    assert all(row["matches"] for row in rows.values() if row["decided"]), rows
-    assert rows["home_holdout"]["decided"] is False and all(row["srm_passed"] for row in rows.values()), rows
+    # Per experiment and variant, the report against the truth: every truth decisive at this size (its
+    # deciding effect far enough past the rule's boundary that a report misses it with probability
+    # < 1e-4, infra/demo/against_truth.py) is matched; a near tie is shown, not checked.
+    rows = {(row["experiment"], row["variant"]): row for row in decisions_against_truth(result)}
+    assert set(rows) == {("long_term_bandit", "treatment"), ("long_term_bandit", "long_term"),
+                         ("home_num_items", "compact"), ("home_holdout", "experimented")}
+    assert all(row["matches"] for row in rows.values() if row["decisive"]), rows
+    assert rows[("long_term_bandit", "treatment")]["decision"] != "ship", rows
+    assert rows[("home_num_items", "compact")]["decisive"], rows
+    assert rows[("home_holdout", "experimented")]["decided"] is False
+    # The gate's prediction, made on the simulated archive before the experiment served, was published
+    # with the spec and is in the decision record beside the realized effects (plays and retention).
+    evaluation = result.specs[0].evaluation
+    assert evaluation is not None and set(evaluation.variants) == {"treatment", "long_term"}
+    calibration = result.console["long_term_bandit"]["decision"]["calibration"]
+    assert {(row["variant"], row["metric"]) for row in calibration} >= {
+        (variant, metric) for variant in ("treatment", "long_term") for metric in ("plays_7d", "retention_d7")}
+    assert all(row["srm_passed"] for row in rows.values()), rows
     # Stream = batch: every experiment's figures recomputed from the Parquet archive (DuckDB) are equal.
-    assert set(result.consistency) == set(rows)
+    assert set(result.consistency) == {experiment for experiment, _ in rows}
     assert all(check.equal for check in result.consistency.values()), {
         k: check.lines() for k, check in result.consistency.items()}
 

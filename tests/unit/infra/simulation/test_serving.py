@@ -41,7 +41,7 @@ def test_first_exposures_and_variants_agree_with_what_serving_logged() -> None:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             return await run_simulation(settings=Settings(), serve_url=f"http://127.0.0.1:{port}", users=30,
-                                        seed=2, publisher=MemoryPublisher(), concurrency=8)
+                                        seed=2, publisher=MemoryPublisher(), concurrency=8, spec=SPEC)
         finally:
             await runner.cleanup()
 

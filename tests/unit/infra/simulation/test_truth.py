@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from experiments.spec import SPECS_DIR, load_spec
 from infra.simulation.model import DAY_MS, Expected, Slot
 from infra.simulation.offline import load_demo_spec
 from infra.simulation.truth import compute_truth, user_values, write_truth
@@ -21,12 +22,13 @@ class Hist:
     exposed_at: int | None
     expected: list[Expected] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
+    experiment: str = SPEC.id
 
     @property
     def first_exposures(self) -> dict[str, tuple[int, str]]:
         if self.variant is None or self.exposed_at is None:
             return {}
-        return {SPEC.id: (self.exposed_at, self.variant)}
+        return {self.experiment: (self.exposed_at, self.variant)}
 
 
 def rec(ts: int, p: float, arm: str = "jazz") -> Expected:
@@ -81,3 +83,15 @@ def test_a_treatment_better_everywhere_ships() -> None:
     truth = compute_truth(users, SPEC)
     assert truth["metrics"]["retention_d7"]["effects"]["treatment"]["verdict"] == "within_margin"
     assert truth["decision"] == "ship"
+
+
+def test_with_three_variants_each_gets_its_decision_and_the_experiment_ships_if_one_does() -> None:
+    spec = load_spec(SPECS_DIR / "long_term_bandit.yaml")
+    slot, worse = Slot(T0 + 7 * DAY_MS + 1, 7, 0.7, True), Slot(T0 + 7 * DAY_MS + 1, 7, 0.5, True)
+    users = [Hist("c", "control", T0, [rec(T0, 0.5)], [slot]), Hist("t", "treatment", T0, [rec(T0, 0.9)], [worse]),
+             Hist("l", "long_term", T0, [rec(T0, 0.6)], [slot])]
+    for user in users:
+        user.experiment = spec.id
+    truth = compute_truth(users, spec)
+    assert truth["variants"] == {"treatment": {"decision": "do_not_ship"}, "long_term": {"decision": "ship"}}
+    assert truth["decision"] == "ship"  # as the report combines its variants: some variant ships
