@@ -35,7 +35,7 @@ from prometheus_client.core import Metric
 
 from experiments.aggregation import AggregationStore, BatchResult, SourceRecord
 from experiments.aggregation.stats import record_key
-from experiments.aggregation.store import INPUTS
+from experiments.aggregation.store import INPUTS, InputRecord
 from experiments.errors import FencedWrite
 from infra.kafka.config import consumer_config, producer_config
 from infra.kafka.incarnation import check_state_log
@@ -217,28 +217,24 @@ class Aggregator:
             self.store.close()
         return self.stats
 
-    def _records(self, batch: Mapping[Any, list[Any]]) -> list[SourceRecord]:
-        """A poll's records, counted by topic."""
+    def _records(self, batch: Mapping[Any, list[Any]]) -> list[InputRecord]:
+        """A poll's records (kafka-python's own, not copied), counted by topic."""
         consumed = self.stats.consumed
         for tp, partition_records in batch.items():
             consumed[tp.topic] = consumed.get(tp.topic, 0) + len(partition_records)
-        return [
-            SourceRecord(r.topic, r.partition, r.offset, r.key, r.value)
-            for partition_records in batch.values()
-            for r in partition_records
-        ]
+        return [r for partition_records in batch.values() for r in partition_records]
 
     def _figures(self, consumer: Any) -> dict[str, Any]:
         """What ``/metrics`` shows (``aggregator_families``): a copy of the counters, the lag, the experiments."""
         return {**asdict(self.stats), "lag": consumer_lags(consumer), "experiments": self.store.experiments()}
 
-    def _apply(self, records: list[SourceRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
+    def _apply(self, records: list[InputRecord], *, received_at: float, specs: SpecFeed, consumer: Any,
                publisher: KafkaPublisher) -> None:
         """One polled batch: stored with its offsets, its metric records published, offsets committed."""
         # Serving publishes a spec before it exposes anyone to it, so reading the specs
         # to their end now covers every experiment this batch can name.
         try:
-            self._account(self.store.apply_batch(specs.read_to_end() + records))
+            self._account(self.store.apply_batch([*specs.read_to_end(), *records]))
         except FencedWrite as exc:
             self._reload(exc, specs)
             return

@@ -64,12 +64,14 @@ def delta(state: AggregationState, journal: Journal) -> tuple[dict[str, Any], in
     if journal.buckets:
         buckets = state.buckets
         rows: list[list[Any]] = []
-        for user, start in journal.buckets:
-            bucket = buckets.get(user, {}).get(start)
+        for user, start in journal.buckets:  # about one per event at 1 ms: no throwaway dict, no generator
+            user_buckets = buckets.get(user)
+            bucket = None if user_buckets is None else user_buckets.get(start)
             if bucket is None:
                 rows.append([user, start])
             else:
-                rows.extend([user, start, etype, *summary.to_row()] for etype, summary in bucket.items())
+                for etype, summary in bucket.items():
+                    rows.append([user, start, etype, *summary.to_row()])
         doc["b"] = rows
     if journal.anchors:
         doc["a"] = [_anchor_row(e, u, state.anchors[e][u]) for e, u in journal.anchors]

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from experiments.aggregation import changelog
 from experiments.aggregation import schema as sql
@@ -63,6 +63,22 @@ class SourceRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+class InputRecord(Protocol):
+    """What ``apply_batch`` reads of a record: a ``SourceRecord``, or a kafka-python
+    ``ConsumerRecord`` as polled (the aggregator hands those over without a copy)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass
@@ -342,7 +358,7 @@ class AggregationStore:
             self._state(partition).declare_partition((topic, partition))
         self._commit({})
 
-    def apply_batch(self, records: Iterable[SourceRecord]) -> BatchResult:
+    def apply_batch(self, records: Iterable[InputRecord]) -> BatchResult:
         """Decode, apply and commit a batch (state and next offsets in one transaction)."""
         self._check()
         result = BatchResult()
@@ -357,13 +373,13 @@ class AggregationStore:
         result.late, self._late = dict(self._late), Counter()
         return result
 
-    def _apply(self, records: Iterable[SourceRecord], result: BatchResult, offsets: dict) -> None:
+    def _apply(self, records: Iterable[InputRecord], result: BatchResult, offsets: dict) -> None:
         # the per-record path of the aggregator: names bound once, counts kept in locals
         roles, stored, states = self._roles, self._offsets, self.states
         event_role, exposure_role, spec_role = EVENTS.name, EXPOSURES.name, EXPERIMENTS.name
         applied = skipped = 0
         for record in records:
-            topic, partition, offset, _, value = record
+            topic, partition, offset, value = record.topic, record.partition, record.offset, record.value
             tp = (topic, partition)
             next_offset = offsets.get(tp)
             if offset < (stored.get(tp, -1) if next_offset is None else next_offset):
@@ -403,7 +419,7 @@ class AggregationStore:
         result.applied += applied
         result.skipped += skipped
 
-    def _apply_spec(self, record: SourceRecord) -> str | None:
+    def _apply_spec(self, record: InputRecord) -> str | None:
         if record.value is None:
             return None  # a tombstone: aggregation of a deleted experiment is kept as is
         # Batch-only metrics (added to a running experiment) are the batch path's: the stream ignores them.

@@ -125,6 +125,18 @@ def test_oversized_records_are_rejected_before_parsing() -> None:
         decode_event(json.dumps(payload))
 
 
+@pytest.mark.parametrize("as_given", [bytearray, memoryview, bytes.decode], ids=["bytearray", "memoryview", "str"])
+def test_any_buffer_decodes_as_its_bytes_do(as_given) -> None:
+    good = json.dumps(valid_event_payload()).encode()
+    assert decode_event(as_given(good)) == decode_event(good)
+    bad = json.dumps({**valid_event_payload(), "ts": "soon"}).encode()
+    with pytest.raises(InvalidRecord) as from_bytes:
+        decode_event(bad)
+    with pytest.raises(InvalidRecord) as from_buffer:
+        decode_event(as_given(bad))
+    assert str(from_buffer.value) == str(from_bytes.value)
+
+
 def test_json_that_is_not_an_object_is_rejected() -> None:
     with pytest.raises(InvalidRecord, match="expected a JSON object, got list"):
         decode_event(b"[1, 2]")
