@@ -17,6 +17,8 @@ with an oracle computed from the topics (``infra.chaos.oracles``):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import random
@@ -25,7 +27,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,24 @@ def publish(settings: Settings, records: list[Record]) -> None:
 def waves(records: list[Record], count: int) -> list[list[Record]]:
     size = len(records) // count + 1
     return [records[i:i + size] for i in range(0, len(records), size)]
+
+
+class Stopwatch:
+    """Wall seconds spent per step, summed over the step's repetitions (where a scenario's time goes)."""
+
+    def __init__(self) -> None:
+        self._seconds: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self._seconds[step] += time.monotonic() - began
+
+    def totals(self) -> dict[str, float]:
+        return {step: round(seconds, 1) for step, seconds in self._seconds.items()}
 
 
 @dataclass(frozen=True)
@@ -260,23 +281,31 @@ def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec
     rng = random.Random(f"{seed}-{worker.name}")
     parts = waves(worker.log(spec, seed, quick), kills + 1)
     killed_after_progress = 0
+    clock = Stopwatch()
     for wave in parts[:kills]:
-        publish(stack.settings, wave)
+        with clock("publish"):
+            publish(stack.settings, wave)
         before = worker.progress(stack, -1) if worker.cumulative else 0
-        pid = stack.start(worker.name, *worker.argv)
-        try:
-            wait_until(lambda: worker.progress(stack, pid) > before, timeout_s=120,  # noqa: B023
-                       what=f"{worker.name} to make progress", alive=stack.supervisor.check, interval_s=0.05)
-            killed_after_progress += 1
-        except TimeoutError:
-            logger.warning("%s made no progress within 120 s; killed anyway", worker.name)
-        time.sleep(rng.uniform(0.0, 1.0))
-        stack.sigkill(worker.name)
-    for wave in parts[kills:]:
-        publish(stack.settings, wave)
-    worker.finish(stack)
+        with clock("start_to_progress"):
+            pid = stack.start(worker.name, *worker.argv)
+            try:
+                wait_until(lambda: worker.progress(stack, pid) > before, timeout_s=120,  # noqa: B023
+                           what=f"{worker.name} to make progress", alive=stack.supervisor.check, interval_s=0.05)
+                killed_after_progress += 1
+            except TimeoutError:
+                logger.warning("%s made no progress within 120 s; killed anyway", worker.name)
+        with clock("delay_and_kill"):
+            time.sleep(rng.uniform(0.0, 1.0))
+            stack.sigkill(worker.name)
+    with clock("publish"):
+        for wave in parts[kills:]:
+            publish(stack.settings, wave)
+    with clock("finish"):
+        worker.finish(stack)
+    with clock("check"):
+        checked = worker.check(stack, spec)
     return {"kills": kills, "killed_mid_work": killed_after_progress,
-            "records_published": sum(len(w) for w in parts), **worker.check(stack, spec)}
+            "records_published": sum(len(w) for w in parts), **checked, "seconds": clock.totals()}
 
 
 def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int, seed: int) -> dict[str, Any]:
@@ -321,15 +350,19 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     restarts = Counter[str]()
+    clock = Stopwatch()
     try:
         for _ in range(kills):
             for name, argv, url in (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
                                     ("console", ("console", "--port", str(console_port), "--no-monitor"),
                                      f"{console_url}/api/experiments")):
-                time.sleep(rng.uniform(0.2, 1.5))
-                stack.sigkill(name)
-                stack.start(name, *argv)
-                wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart", alive=stack.supervisor.check)
+                with clock("delay"):
+                    time.sleep(rng.uniform(0.2, 1.5))
+                with clock(f"{name}_kill_to_answering"):
+                    stack.sigkill(name)
+                    stack.start(name, *argv)
+                    wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart",
+                               alive=stack.supervisor.check)
                 restarts[name] += 1
         time.sleep(1.0)
     finally:
@@ -348,26 +381,52 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
             # sent again from the spool after a kill: counted once by the consumers' dedupe on the id
             "on_topic_twice": sum(1 for c in on_topic.values() if c > 1),
             "exposures_on_topic_twice": sum(1 for c in exposures_on_topic.values() if c > 1),
-            "exact": not lost and not lost_exposures and bool(answered)}
+            "exact": not lost and not lost_exposures and bool(answered), "seconds": clock.totals()}
 
 
-def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
-    kills = KILLS[quick]
-    spec = load_spec(DEMO_SPEC_PATH)
-    figures: dict[str, Any] = {}
-    for worker in WORKERS:
-        with chaos_stack(work_dir / worker.name, prefix=f"crash-{worker.name}.") as stack:
-            publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
-            figures[worker.name] = crash_worker(stack, worker, spec, kills=kills, seed=seed, quick=quick)
-            logger.info("crashes: %s %s", worker.name, figures[worker.name])
+def _crash_stateful(work_dir: Path, worker: StatefulWorker, spec: ExperimentSpec, *, kills: int, seed: int,
+                    quick: bool) -> dict[str, Any]:
+    with chaos_stack(work_dir / worker.name, prefix=f"crash-{worker.name}.") as stack:
+        publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
+        return crash_worker(stack, worker, spec, kills=kills, seed=seed, quick=quick)
+
+
+def _crash_serving(work_dir: Path, spec: ExperimentSpec, *, kills: int, seed: int) -> dict[str, Any]:
     with chaos_stack(work_dir / "serving", prefix="crash-serving.") as stack:
         publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
         apply_topics(stack.settings)
-        figures["serving_and_console"] = _serving_and_console(stack, spec, kills=kills, seed=seed)
+        return _serving_and_console(stack, spec, kills=kills, seed=seed)
+
+
+def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
+    """Every worker's kill schedule at once, each on a broker, topics and state of its own (they share
+    nothing but the host's CPU), so one worker's restart waits overlap another's work. Each worker's
+    own kills, waves and oracle are as when they ran one after another; its figures say how long
+    its run took (``wall_s``) and where its time went (``seconds``)."""
+    kills = KILLS[quick]
+    spec = load_spec(DEMO_SPEC_PATH)
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        worker.name: functools.partial(_crash_stateful, work_dir, worker, spec, kills=kills, seed=seed, quick=quick)
+        for worker in WORKERS
+    }
+    jobs["serving_and_console"] = functools.partial(_crash_serving, work_dir, spec, kills=kills, seed=seed)
+
+    def timed(name: str) -> dict[str, Any]:
+        began = time.monotonic()
+        try:
+            result = jobs[name]()
+        except Exception as exc:  # noqa: BLE001 - the other workers' figures are kept
+            logger.exception("crashes: %s failed", name)
+            result = {"error": f"{type(exc).__name__}: {exc}", "exact": False}
+        logger.info("crashes: %s %s", name, result)
+        return {**result, "wall_s": round(time.monotonic() - began, 1)}
+
+    with ThreadPoolExecutor(len(jobs), thread_name_prefix="crash") as pool:
+        running = {name: pool.submit(timed, name) for name in jobs}  # started in the order of WORKERS
+        figures: dict[str, Any] = {name: future.result() for name, future in running.items()}
     ok = all(part["exact"] for part in figures.values())
     names = ", ".join(figures)
     return {"scenario": SCENARIO, "ok": ok, "figures": figures,
-            "done": f"{kills} seeded SIGKILLs of each of {names}, each restarted by the harness, "
-                    "and their outputs compared with oracles from the topics"}
-
-
+            "done": f"{kills} seeded SIGKILLs of each of {names} (their schedules side by side, each worker on "
+                    "a broker of its own), each restarted by the harness, and their outputs compared with "
+                    "oracles from the topics"}
