@@ -103,7 +103,7 @@ class Stopwatch:
     """Wall seconds spent per step, summed over the step's repetitions (where a scenario's time goes)."""
 
     def __init__(self) -> None:
-        self._seconds: Counter[str] = Counter()
+        self._seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, step: str) -> Iterator[None]:
@@ -111,7 +111,7 @@ class Stopwatch:
         try:
             yield
         finally:
-            self._seconds[step] += time.monotonic() - began
+            self._seconds[step] = self._seconds.get(step, 0.0) + time.monotonic() - began
 
     def totals(self) -> dict[str, float]:
         return {step: round(seconds, 1) for step, seconds in self._seconds.items()}
@@ -277,15 +277,30 @@ WORKERS = (
 
 def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec, *, kills: int, seed: int,
                  quick: bool) -> dict[str, Any]:
-    """Publish the worker's log in ``kills + 1`` waves, SIGKILL it ``kills`` times mid-work, finish, check."""
+    """Publish the worker's log in ``kills + 1`` waves, SIGKILL it ``kills`` times, finish, check.
+
+    Most kills come mid-work: after the new run made progress, plus a seeded delay of up to 1 s.
+    A seeded quarter of them (never the first; 5 of 20, 1 of 2) come while the worker starts: at a seeded moment
+    of the time its previous run took to make progress (imports, the incarnation check, the group
+    join, the tables' recovery), before it read anything of its wave."""
     rng = random.Random(f"{seed}-{worker.name}")
     parts = waves(worker.log(spec, seed, quick), kills + 1)
-    killed_after_progress = 0
+    while_starting = set(rng.sample(range(1, kills), (kills + 2) // 4)) if kills > 1 else set()
+    killed_after_progress = killed_starting = 0
+    startup_s = 0.0
     clock = Stopwatch()
-    for wave in parts[:kills]:
+    for number, wave in enumerate(parts[:kills]):
         with clock("publish"):
             publish(stack.settings, wave)
         before = worker.progress(stack, -1) if worker.cumulative else 0
+        if number in while_starting:
+            with clock("start_and_kill_while_starting"):
+                stack.start(worker.name, *worker.argv)
+                time.sleep(rng.uniform(0.0, 1.0) * startup_s)
+                stack.sigkill(worker.name)
+            killed_starting += 1
+            continue
+        began = time.monotonic()
         with clock("start_to_progress"):
             pid = stack.start(worker.name, *worker.argv)
             try:
@@ -294,6 +309,7 @@ def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec
                 killed_after_progress += 1
             except TimeoutError:
                 logger.warning("%s made no progress within 120 s; killed anyway", worker.name)
+        startup_s = time.monotonic() - began
         with clock("delay_and_kill"):
             time.sleep(rng.uniform(0.0, 1.0))
             stack.sigkill(worker.name)
@@ -304,7 +320,7 @@ def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec
         worker.finish(stack)
     with clock("check"):
         checked = worker.check(stack, spec)
-    return {"kills": kills, "killed_mid_work": killed_after_progress,
+    return {"kills": kills, "killed_mid_work": killed_after_progress, "killed_while_starting": killed_starting,
             "records_published": sum(len(w) for w in parts), **checked, "seconds": clock.totals()}
 
 
@@ -352,18 +368,22 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
     restarts = Counter[str]()
     clock = Stopwatch()
     try:
+        # Each round kills serving, then the console, at seeded moments; the console's kill does not
+        # wait for serving to answer again (they share nothing), the next round waits for both.
+        processes = (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
+                     ("console", ("console", "--port", str(console_port), "--no-monitor"),
+                      f"{console_url}/api/experiments"))
         for _ in range(kills):
-            for name, argv, url in (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
-                                    ("console", ("console", "--port", str(console_port), "--no-monitor"),
-                                     f"{console_url}/api/experiments")):
+            for name, argv, _url in processes:
                 with clock("delay"):
                     time.sleep(rng.uniform(0.2, 1.5))
-                with clock(f"{name}_kill_to_answering"):
-                    stack.sigkill(name)
-                    stack.start(name, *argv)
+                stack.sigkill(name)
+                stack.start(name, *argv)
+                restarts[name] += 1
+            with clock("kills_to_both_answering"):
+                for name, _argv, url in processes:
                     wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart",
                                alive=stack.supervisor.check)
-                restarts[name] += 1
         time.sleep(1.0)
     finally:
         stop.set()
