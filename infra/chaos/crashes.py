@@ -369,21 +369,32 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
     clock = Stopwatch()
     try:
         # Each round kills serving, then the console, at seeded moments; the console's kill does not
-        # wait for serving to answer again (they share nothing), the next round waits for both.
+        # wait for serving to answer again (they share nothing), and the next round waits for both.
+        # A seeded quarter of the rounds (never the first) kill them while they still start instead:
+        # at a seeded moment of the time the last restart took to answer (serving may be sending its
+        # spool again then).
         processes = (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
                      ("console", ("console", "--port", str(console_port), "--no-monitor"),
                       f"{console_url}/api/experiments"))
-        for _ in range(kills):
+        while_starting = set(rng.sample(range(1, kills), (kills + 2) // 4)) if kills > 1 else set()
+        startup_s = 0.0
+        for number in range(kills):
             for name, argv, _url in processes:
                 with clock("delay"):
                     time.sleep(rng.uniform(0.2, 1.5))
                 stack.sigkill(name)
                 stack.start(name, *argv)
                 restarts[name] += 1
+            if number + 1 in while_starting:
+                with clock("delay_while_starting"):
+                    time.sleep(rng.uniform(0.0, 1.0) * startup_s)
+                continue
+            began = time.monotonic()
             with clock("kills_to_both_answering"):
                 for name, _argv, url in processes:
                     wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart",
                                alive=stack.supervisor.check)
+            startup_s = time.monotonic() - began
         time.sleep(1.0)
     finally:
         stop.set()
@@ -395,7 +406,8 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
                                  for r in read_topic(stack.settings, stack.settings.topic(EXPOSURES)))
     lost = [d for d in answered if d not in on_topic]
     lost_exposures = [x for x in exposed if x not in exposures_on_topic]
-    return {"restarts": dict(restarts), "answered": len(answered), "refused_while_down": dict(refused),
+    return {"restarts": dict(restarts), "rounds_killed_while_starting": len(while_starting),
+            "answered": len(answered), "refused_while_down": dict(refused),
             "answered_not_on_topic": len(lost), "exposures_answered": len(exposed),
             "exposures_answered_not_on_topic": len(lost_exposures),
             # sent again from the spool after a kill: counted once by the consumers' dedupe on the id
