@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 SCENARIO = "crashes"
 KILLS = {True: 2, False: 20}
+#: Requests serving answers after a restart before its next kill (but in a round killed while starting).
+ANSWERS_BEFORE_KILL = 50
 #: Users and days of the synthetic log per worker: long enough that every wave is work in flight.
 LOG_SIZE = {True: (120, 16), False: (400, 21)}
 T0_MS = 1_767_225_600_000
@@ -395,6 +397,14 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
                     wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart",
                                alive=stack.supervisor.check)
             startup_s = time.monotonic() - began
+            # The next kill finds serving at work: it answered some requests of this life first.
+            with clock("answering"):
+                so_far = len(answered)
+                try:
+                    wait_until(lambda: len(answered) >= so_far + ANSWERS_BEFORE_KILL,  # noqa: B023
+                               timeout_s=60, what="serving to answer", alive=stack.supervisor.check)
+                except TimeoutError:
+                    logger.warning("serving answered fewer than %d requests within 60 s", ANSWERS_BEFORE_KILL)
         time.sleep(1.0)
     finally:
         stop.set()
