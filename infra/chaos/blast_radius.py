@@ -42,7 +42,14 @@ from experiments.synthetic import synthetic_log
 from infra.chaos.oracles import differences
 from infra.chaos.serving_probe import RestartableStack, load, ratio
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
-from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, priority, wait_for
+from infra.demo.supervisor import (
+    EXPERIMENTATION_NICE,
+    ProcessSpec,
+    Supervisor,
+    priority,
+    session_priority,
+    wait_for,
+)
 from infra.kafka.broker import free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
@@ -133,10 +140,12 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice:
     starved = {"stopped_s": STOPPED_S, "period_s": PERIOD_S, "cycles": cycle.cycles}
     measure("a3_running")
 
-    # The console's users are not on serving's host: their stand-in runs at the lowest priority.
+    # The console's users are not on serving's host: their stand-in runs at the lowest priority, in a
+    # session (so a scheduling autogroup) of its own: `nice -n 19` inside the harness's session left
+    # the harness's group, as a whole, as much CPU as serving's (infra.demo.supervisor.session_priority).
     flood = subprocess.Popen(
-        ["nice", "-n", "19", sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url,
-         "--seconds", str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url, "--seconds", str(phase_s + 1.0)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=session_priority(19),
     )
     try:
         measure("d_console_flood")

@@ -71,7 +71,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_priority(spec.nice),
+                preexec_fn=session_priority(spec.nice),
             )
         if spec.nice:
             _log_priority(spec, process.pid)
@@ -129,9 +129,9 @@ class Supervisor:
         self.stop_all()
 
 
-def _priority(nice: int) -> Callable[[], None] | None:
-    """What the child runs before it executes tandem (after ``setsid``): add ``nice`` to its
-    niceness, and give its session's autogroup the same niceness.
+def session_priority(nice: int) -> Callable[[], None] | None:
+    """The ``preexec_fn`` of a child started with ``start_new_session=True`` (it runs after
+    ``setsid``): add ``nice`` to the child's niceness, and give its session's autogroup the same.
 
     Why the autogroup: with ``kernel.sched_autogroup_enabled`` (the default of most distributions)
     every session is a scheduling group of its own, and the kernel shares the CPU between groups
