@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     console_token: SecretStr | None = Field(
         default=None, description="bearer token of the console's write endpoints; unset: every write is refused"
     )
+    experimentation_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="added to the niceness of the aggregator and the console under `tandem up` and the demo",
+    )
+    serving_nice: int = Field(
+        default=0, ge=-20, le=19,
+        description="added to serving's niceness under `tandem up` and the demo; below 0 needs root or CAP_SYS_NICE",
+    )
     postgres_dsn: SecretStr | None = Field(
         default=None,
         description="postgresql://... of the aggregation store (several aggregator processes); default: SQLite",

@@ -415,18 +415,18 @@ class SpecFeed:
                 self._consumer.seek(tp, offset)
 
     def read_to_end(self, timeout_s: float = 10.0) -> list[SourceRecord]:
+        """Every record up to the end offsets the broker states now. Not the high-watermark of the
+        consumer's last fetch: that may predate a spec acknowledged since, and the exposures to it in
+        the batch that follows were dead-lettered as of an unknown experiment (blast radius, reverse)."""
+        ends = self._consumer.end_offsets(self._assigned)
         records: list[SourceRecord] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if all(self._consumer.position(tp) >= ends[tp] for tp in self._assigned):
+                return records
             for batch in self._consumer.poll(timeout_ms=5).values():
                 records.extend(SourceRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in batch)
-            if all(self._at_end(tp) for tp in self._assigned):
-                return records
         raise TimeoutError(f"the experiments topic was not read to its end within {timeout_s} s")
-
-    def _at_end(self, partition: Any) -> bool:
-        highwater = self._consumer.highwater(partition)
-        return highwater is not None and self._consumer.position(partition) >= highwater
 
     def close(self) -> None:
         self._consumer.close()

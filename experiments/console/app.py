@@ -3,8 +3,9 @@
 Every write (``POST``) checks ``Authorization: Bearer <token>`` before it reads anything:
 without the right token it answers 401 and changes nothing (with no token configured every
 write is refused). Lifecycle refusals are 409 with the reason, invalid bodies or specs 422
-with the field paths, unknown experiments 404. Blocking work (the statistics, the broker's
-acknowledgement) runs off the event loop. ``GET /metrics`` (Prometheus text) counts every
+with the field paths, unknown experiments 404, and past ``max_in_flight`` requests at once
+429 (``Retry-After: 1``). Blocking work (the statistics, the broker's acknowledgement) runs
+off the event loop. ``GET /metrics`` (Prometheus text) counts every
 response by route and status; like every read it needs no token, and it shows none.
 """
 
@@ -39,7 +40,22 @@ TOKEN: web.AppKey[SecretStr | None] = web.AppKey("token", SecretStr)  # type: ig
 COUNTS: web.AppKey[RequestCounts] = web.AppKey("counts", RequestCounts)
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 MAX_BODY_BYTES = 256 * 1024
+#: Requests answered at once (the statistics behind a page cost CPU); more are answered 429 at once.
+DEFAULT_MAX_IN_FLIGHT = 8
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InFlight:
+    """The requests being answered, and how many may be."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max in flight: {limit} < 1")
+        self.limit = limit
+        self.count = 0
+
+
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
 def _error(status: int, reason: str, fields: list[dict[str, str]] | None = None) -> web.Response:
@@ -69,6 +85,25 @@ async def _count(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     request.app[COUNTS].done(request.method, route, response.status)
     return response
+
+
+@web.middleware
+async def _bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A flood of requests gets 429 (``Retry-After: 1``) past ``InFlight.limit`` answers at once,
+    before any work: the console's own CPU and queue stay bounded, and what is answered stays fast.
+    ``/metrics`` is always answered (it is how the flood is seen)."""
+    bound = request.app[IN_FLIGHT]
+    if request.path == "/metrics":
+        return await handler(request)
+    if bound.count >= bound.limit:
+        response = _error(429, f"busy: {bound.limit} requests are being answered; retry later")
+        response.headers["Retry-After"] = "1"
+        return response
+    bound.count += 1
+    try:
+        return await handler(request)
+    finally:
+        bound.count -= 1
 
 
 @web.middleware
@@ -170,8 +205,10 @@ async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/experiments")
 
 
-def build_app(console: Console, *, token: SecretStr | None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _errors])
+def build_app(console: Console, *, token: SecretStr | None,
+              max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _bounded, _errors])
+    app[IN_FLIGHT] = InFlight(max_in_flight)
     app[CONSOLE] = console
     app[TOKEN] = token if token is not None and token.get_secret_value() else None
     counts = app[COUNTS] = RequestCounts()

@@ -25,11 +25,15 @@ def _ok(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+#: Any operation, past ``tandem console --max-in-flight`` requests at once.
+BUSY = {"429": _error("busy: too many requests at once, nothing done; retry after `Retry-After` seconds")}
+
 WRITE_ERRORS = {
     "400": _error("the body is not JSON"),
     "401": _error("no or a wrong bearer token: nothing changed"),
     "409": _error("the lifecycle refuses the change (the reason says why): nothing changed"),
     "422": _error("the body or the spec is invalid; `fields` names each wrong field"),
+    **BUSY,
 }
 
 
@@ -53,14 +57,15 @@ def document() -> dict[str, Any]:
         "paths": {
             "/api/experiments": {
                 "get": {"summary": "every experiment: status, SRM and health at a glance",
-                        "responses": {"200": _ok("the experiments")}},
+                        "responses": {"200": _ok("the experiments"), **BUSY}},
                 "post": {"summary": "apply a spec", "security": [{"bearer": []}], "requestBody": _body(ApplyBody),
                          "responses": {"200": _ok("the new version"), **WRITE_ERRORS}},
             },
             "/api/experiments/{id}": {
                 "get": {"summary": "spec, status history, statistics, health, lift over time, decision",
                         "parameters": [ID],
-                        "responses": {"200": _ok("the experiment"), "404": _error("no such experiment")}},
+                        "responses": {"200": _ok("the experiment"), "404": _error("no such experiment"),
+                                      **BUSY}},
             },
             "/api/experiments/{id}/stop": {
                 "post": {"summary": "stop a running experiment", "security": [{"bearer": []}], "parameters": [ID],
@@ -74,6 +79,6 @@ def document() -> dict[str, Any]:
                          "responses": {"200": _ok("the decision record"), "404": _error("no such experiment"),
                                        **WRITE_ERRORS}},
             },
-            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _ok("OpenAPI 3.0")}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _ok("OpenAPI 3.0"), **BUSY}}},
         },
     }

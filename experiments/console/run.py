@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from experiments.console.app import build_app
+from experiments.console.app import DEFAULT_MAX_IN_FLIGHT, build_app
 from experiments.console.service import Console
 from experiments.console.state import ConsoleState, TopicFollower
 from experiments.lifecycle import DecisionRecord
@@ -84,9 +84,9 @@ def open_console(
 
 
 def serve_console(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                  monitor: bool = True) -> int:
+                  monitor: bool = True, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> int:
     with open_console(settings, monitor=monitor) as running:
-        app = build_app(running.console, token=settings.console_token)
+        app = build_app(running.console, token=settings.console_token, max_in_flight=max_in_flight)
         asyncio.run(_serve(app, host, port))
     return 0
 

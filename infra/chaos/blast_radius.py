@@ -42,13 +42,20 @@ from experiments.synthetic import synthetic_log
 from infra.chaos.oracles import differences
 from infra.chaos.serving_probe import RestartableStack, load, ratio
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
-from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
+from infra.demo.supervisor import (
+    EXPERIMENTATION_NICE,
+    ProcessSpec,
+    Supervisor,
+    priority,
+    session_priority,
+    wait_for,
+)
 from infra.kafka.broker import free_port
 from infra.kafka.config import producer_config
 from infra.kafka.producer import KafkaPublisher
 from infra.kafka.topic_reader import newest_per_key, read_topic
 from infra.kafka.topics import DEAD_LETTERS, EVENTS, EXPERIMENT_METRICS, EXPERIMENTS, EXPOSURES, apply_topics
-from infra.settings import Settings
+from infra.settings import Settings, load_settings
 from streams.events import encode
 
 NAME = "blast_radius"
@@ -60,12 +67,18 @@ STOPPED_S, PERIOD_S = 0.15, 0.2
 
 def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     began = time.monotonic()
+    # The priorities `tandem up` would give (TANDEM_EXPERIMENTATION_NICE, TANDEM_SERVING_NICE).
+    chosen = load_settings()
+    priorities: dict[str, object] = {"experimentation_nice": chosen.experimentation_nice,
+                                     "serving_nice": chosen.serving_nice}
     with RestartableStack(work_dir, topic_prefix="blast.") as stack:
         stack.start_broker()
         publish_experiments(stack.settings, demo_specs(), who="chaos: blast radius")
-        url = stack.start_serving()
+        url = stack.start_serving(nice=chosen.serving_nice)
+        # what the kernel gave (a negative niceness needs root): (niceness, autogroup niceness)
+        priorities["serving_process"] = list(priority(stack.supervisor.processes["serving"].pid))
         started_s = time.monotonic() - began
-        forward = _forward(stack, url, seed=seed, quick=quick)
+        forward = _forward(stack, url, seed=seed, quick=quick, nice=chosen.experimentation_nice)
         forward_s = time.monotonic() - began - started_s
         reverse = _reverse(stack, url, seed=seed, quick=quick)
     wall = {"start": round(started_s, 1), "forward": round(forward_s, 1),
@@ -85,6 +98,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
                 f"and while the console was flooded; then serving offered twice its capacity while an experiment "
                 f"log was aggregated and checked against the oracle",
         "figures": {"forward": forward, "reverse": reverse, "p99_ratio_target": P99_RATIO_TARGET,
+                    "priorities": priorities,
                     "wall_s": wall, "machine_load_1m_at_end": round(os.getloadavg()[0], 2)},
         "ok": ok,
     }
@@ -92,14 +106,14 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
 
 # -- forward: serving while the experimentation stack is broken ------------------------------------
 
-def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
+def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice: int) -> dict[str, Any]:
     rps = 100.0 if quick else 300.0
     phase_s = 2.0 if quick else 20.0
     users = 300 if quick else 3000
     spec = load_spec(DEMO_SPEC_PATH)
     console_port = free_port()
     # The experimentation stack's processes at the priority `tandem up` gives them.
-    stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=EXPERIMENTATION_NICE)
+    stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=nice)
     console_url = f"http://127.0.0.1:{console_port}"
     wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
     load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
@@ -111,7 +125,7 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> di
         phases[name] = load(url, rps=rps, duration_s=phase_s, seed=next(seeds))
 
     _publish_log(stack.settings, spec, users=users, seed=seed)
-    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=nice)
     measure("a1_running")
 
     aggregator.kill()
@@ -119,17 +133,19 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> di
     measure("b_killed")
 
     _publish_log(stack.settings, spec, users=users, seed=seed + 100)
-    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=EXPERIMENTATION_NICE)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=nice)
     measure("a2_running")
     with DutyCycle(aggregator.pid) as cycle:
         measure("c_starved")
     starved = {"stopped_s": STOPPED_S, "period_s": PERIOD_S, "cycles": cycle.cycles}
     measure("a3_running")
 
-    # The console's users are not on serving's host: their stand-in runs at the lowest priority.
+    # The console's users are not on serving's host: their stand-in runs at the lowest priority, in a
+    # session (so a scheduling autogroup) of its own: `nice -n 19` inside the harness's session left
+    # the harness's group, as a whole, as much CPU as serving's (infra.demo.supervisor.session_priority).
     flood = subprocess.Popen(
-        ["nice", "-n", "19", sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url,
-         "--seconds", str(phase_s + 1.0)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url, "--seconds", str(phase_s + 1.0)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=session_priority(19),
     )
     try:
         measure("d_console_flood")

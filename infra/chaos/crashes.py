@@ -17,6 +17,8 @@ with an oracle computed from the topics (``infra.chaos.oracles``):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import random
@@ -25,7 +27,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 SCENARIO = "crashes"
 KILLS = {True: 2, False: 20}
+#: Requests serving answers after a restart before its next kill (but in a round killed while starting).
+ANSWERS_BEFORE_KILL = 50
 #: Users and days of the synthetic log per worker: long enough that every wave is work in flight.
 LOG_SIZE = {True: (120, 16), False: (400, 21)}
 T0_MS = 1_767_225_600_000
@@ -94,6 +99,24 @@ def publish(settings: Settings, records: list[Record]) -> None:
 def waves(records: list[Record], count: int) -> list[list[Record]]:
     size = len(records) // count + 1
     return [records[i:i + size] for i in range(0, len(records), size)]
+
+
+class Stopwatch:
+    """Wall seconds spent per step, summed over the step's repetitions (where a scenario's time goes)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self._seconds[step] = self._seconds.get(step, 0.0) + time.monotonic() - began
+
+    def totals(self) -> dict[str, float]:
+        return {step: round(seconds, 1) for step, seconds in self._seconds.items()}
 
 
 @dataclass(frozen=True)
@@ -256,27 +279,51 @@ WORKERS = (
 
 def crash_worker(stack: ChaosStack, worker: StatefulWorker, spec: ExperimentSpec, *, kills: int, seed: int,
                  quick: bool) -> dict[str, Any]:
-    """Publish the worker's log in ``kills + 1`` waves, SIGKILL it ``kills`` times mid-work, finish, check."""
+    """Publish the worker's log in ``kills + 1`` waves, SIGKILL it ``kills`` times, finish, check.
+
+    Most kills come mid-work: after the new run made progress, plus a seeded delay of up to 1 s.
+    A seeded quarter of them (never the first; 5 of 20, 1 of 2) come while the worker starts: at a seeded moment
+    of the time its previous run took to make progress (imports, the incarnation check, the group
+    join, the tables' recovery), before it read anything of its wave."""
     rng = random.Random(f"{seed}-{worker.name}")
     parts = waves(worker.log(spec, seed, quick), kills + 1)
-    killed_after_progress = 0
-    for wave in parts[:kills]:
-        publish(stack.settings, wave)
+    while_starting = set(rng.sample(range(1, kills), (kills + 2) // 4)) if kills > 1 else set()
+    killed_after_progress = killed_starting = 0
+    startup_s = 0.0
+    clock = Stopwatch()
+    for number, wave in enumerate(parts[:kills]):
+        with clock("publish"):
+            publish(stack.settings, wave)
         before = worker.progress(stack, -1) if worker.cumulative else 0
-        pid = stack.start(worker.name, *worker.argv)
-        try:
-            wait_until(lambda: worker.progress(stack, pid) > before, timeout_s=120,  # noqa: B023
-                       what=f"{worker.name} to make progress", alive=stack.supervisor.check, interval_s=0.05)
-            killed_after_progress += 1
-        except TimeoutError:
-            logger.warning("%s made no progress within 120 s; killed anyway", worker.name)
-        time.sleep(rng.uniform(0.0, 1.0))
-        stack.sigkill(worker.name)
-    for wave in parts[kills:]:
-        publish(stack.settings, wave)
-    worker.finish(stack)
-    return {"kills": kills, "killed_mid_work": killed_after_progress,
-            "records_published": sum(len(w) for w in parts), **worker.check(stack, spec)}
+        if number in while_starting:
+            with clock("start_and_kill_while_starting"):
+                stack.start(worker.name, *worker.argv)
+                time.sleep(rng.uniform(0.0, 1.0) * startup_s)
+                stack.sigkill(worker.name)
+            killed_starting += 1
+            continue
+        began = time.monotonic()
+        with clock("start_to_progress"):
+            pid = stack.start(worker.name, *worker.argv)
+            try:
+                wait_until(lambda: worker.progress(stack, pid) > before, timeout_s=120,  # noqa: B023
+                           what=f"{worker.name} to make progress", alive=stack.supervisor.check, interval_s=0.05)
+                killed_after_progress += 1
+            except TimeoutError:
+                logger.warning("%s made no progress within 120 s; killed anyway", worker.name)
+        startup_s = time.monotonic() - began
+        with clock("delay_and_kill"):
+            time.sleep(rng.uniform(0.0, 1.0))
+            stack.sigkill(worker.name)
+    with clock("publish"):
+        for wave in parts[kills:]:
+            publish(stack.settings, wave)
+    with clock("finish"):
+        worker.finish(stack)
+    with clock("check"):
+        checked = worker.check(stack, spec)
+    return {"kills": kills, "killed_mid_work": killed_after_progress, "killed_while_starting": killed_starting,
+            "records_published": sum(len(w) for w in parts), **checked, "seconds": clock.totals()}
 
 
 def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int, seed: int) -> dict[str, Any]:
@@ -321,16 +368,43 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     restarts = Counter[str]()
+    clock = Stopwatch()
     try:
-        for _ in range(kills):
-            for name, argv, url in (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
-                                    ("console", ("console", "--port", str(console_port), "--no-monitor"),
-                                     f"{console_url}/api/experiments")):
-                time.sleep(rng.uniform(0.2, 1.5))
+        # Each round kills serving, then the console, at seeded moments; the console's kill does not
+        # wait for serving to answer again (they share nothing), and the next round waits for both.
+        # A seeded quarter of the rounds (never the first) kill them while they still start instead:
+        # at a seeded moment of the time the last restart took to answer (serving may be sending its
+        # spool again then).
+        processes = (("serving", ("serve", "--port", str(serve_port)), f"{serve_url}/health"),
+                     ("console", ("console", "--port", str(console_port), "--no-monitor"),
+                      f"{console_url}/api/experiments"))
+        while_starting = set(rng.sample(range(1, kills), (kills + 2) // 4)) if kills > 1 else set()
+        startup_s = 0.0
+        for number in range(kills):
+            for name, argv, _url in processes:
+                with clock("delay"):
+                    time.sleep(rng.uniform(0.2, 1.5))
                 stack.sigkill(name)
                 stack.start(name, *argv)
-                wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart", alive=stack.supervisor.check)
                 restarts[name] += 1
+            if number + 1 in while_starting:
+                with clock("delay_while_starting"):
+                    time.sleep(rng.uniform(0.0, 1.0) * startup_s)
+                continue
+            began = time.monotonic()
+            with clock("kills_to_both_answering"):
+                for name, _argv, url in processes:
+                    wait_until(healthy(url), timeout_s=120, what=f"{name} after its restart",
+                               alive=stack.supervisor.check)
+            startup_s = time.monotonic() - began
+            # The next kill finds serving at work: it answered some requests of this life first.
+            with clock("answering"):
+                so_far = len(answered)
+                try:
+                    wait_until(lambda: len(answered) >= so_far + ANSWERS_BEFORE_KILL,  # noqa: B023
+                               timeout_s=60, what="serving to answer", alive=stack.supervisor.check)
+                except TimeoutError:
+                    logger.warning("serving answered fewer than %d requests within 60 s", ANSWERS_BEFORE_KILL)
         time.sleep(1.0)
     finally:
         stop.set()
@@ -342,32 +416,59 @@ def _serving_and_console(stack: ChaosStack, spec: ExperimentSpec, *, kills: int,
                                  for r in read_topic(stack.settings, stack.settings.topic(EXPOSURES)))
     lost = [d for d in answered if d not in on_topic]
     lost_exposures = [x for x in exposed if x not in exposures_on_topic]
-    return {"restarts": dict(restarts), "answered": len(answered), "refused_while_down": dict(refused),
+    return {"restarts": dict(restarts), "rounds_killed_while_starting": len(while_starting),
+            "answered": len(answered), "refused_while_down": dict(refused),
             "answered_not_on_topic": len(lost), "exposures_answered": len(exposed),
             "exposures_answered_not_on_topic": len(lost_exposures),
             # sent again from the spool after a kill: counted once by the consumers' dedupe on the id
             "on_topic_twice": sum(1 for c in on_topic.values() if c > 1),
             "exposures_on_topic_twice": sum(1 for c in exposures_on_topic.values() if c > 1),
-            "exact": not lost and not lost_exposures and bool(answered)}
+            "exact": not lost and not lost_exposures and bool(answered), "seconds": clock.totals()}
 
 
-def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
-    kills = KILLS[quick]
-    spec = load_spec(DEMO_SPEC_PATH)
-    figures: dict[str, Any] = {}
-    for worker in WORKERS:
-        with chaos_stack(work_dir / worker.name, prefix=f"crash-{worker.name}.") as stack:
-            publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
-            figures[worker.name] = crash_worker(stack, worker, spec, kills=kills, seed=seed, quick=quick)
-            logger.info("crashes: %s %s", worker.name, figures[worker.name])
+def _crash_stateful(work_dir: Path, worker: StatefulWorker, spec: ExperimentSpec, *, kills: int, seed: int,
+                    quick: bool) -> dict[str, Any]:
+    with chaos_stack(work_dir / worker.name, prefix=f"crash-{worker.name}.") as stack:
+        publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
+        return crash_worker(stack, worker, spec, kills=kills, seed=seed, quick=quick)
+
+
+def _crash_serving(work_dir: Path, spec: ExperimentSpec, *, kills: int, seed: int) -> dict[str, Any]:
     with chaos_stack(work_dir / "serving", prefix="crash-serving.") as stack:
         publish_spec(stack.settings, apply_spec(None, spec, who="chaos", at=T0_MS))
         apply_topics(stack.settings)
-        figures["serving_and_console"] = _serving_and_console(stack, spec, kills=kills, seed=seed)
+        return _serving_and_console(stack, spec, kills=kills, seed=seed)
+
+
+def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
+    """Every worker's kill schedule at once, each on a broker, topics and state of its own (they share
+    nothing but the host's CPU), so one worker's restart waits overlap another's work. Each worker's
+    own kills, waves and oracle are as when they ran one after another; its figures say how long
+    its run took (``wall_s``) and where its time went (``seconds``)."""
+    kills = KILLS[quick]
+    spec = load_spec(DEMO_SPEC_PATH)
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        worker.name: functools.partial(_crash_stateful, work_dir, worker, spec, kills=kills, seed=seed, quick=quick)
+        for worker in WORKERS
+    }
+    jobs["serving_and_console"] = functools.partial(_crash_serving, work_dir, spec, kills=kills, seed=seed)
+
+    def timed(name: str) -> dict[str, Any]:
+        began = time.monotonic()
+        try:
+            result = jobs[name]()
+        except Exception as exc:  # noqa: BLE001 - the other workers' figures are kept
+            logger.exception("crashes: %s failed", name)
+            result = {"error": f"{type(exc).__name__}: {exc}", "exact": False}
+        logger.info("crashes: %s %s", name, result)
+        return {**result, "wall_s": round(time.monotonic() - began, 1)}
+
+    with ThreadPoolExecutor(len(jobs), thread_name_prefix="crash") as pool:
+        running = {name: pool.submit(timed, name) for name in jobs}  # started in the order of WORKERS
+        figures: dict[str, Any] = {name: future.result() for name, future in running.items()}
     ok = all(part["exact"] for part in figures.values())
     names = ", ".join(figures)
     return {"scenario": SCENARIO, "ok": ok, "figures": figures,
-            "done": f"{kills} seeded SIGKILLs of each of {names}, each restarted by the harness, "
-                    "and their outputs compared with oracles from the topics"}
-
-
+            "done": f"{kills} seeded SIGKILLs of each of {names} (their schedules side by side, each worker on "
+                    "a broker of its own), each restarted by the harness, and their outputs compared with "
+                    "oracles from the topics"}

@@ -62,10 +62,10 @@ class RestartableStack:
     def start(self, name: str, *argv: str, nice: int = 0) -> subprocess.Popen[bytes]:
         return self.supervisor.start(ProcessSpec(name, argv, nice=nice))
 
-    def start_serving(self, *extra: str) -> str:
+    def start_serving(self, *extra: str, nice: int = 0) -> str:
         """``tandem serve`` on a free loopback port; its URL once ``/health`` answers."""
         port = free_port()
-        self.start("serving", "serve", "--port", str(port), *extra)
+        self.start("serving", "serve", "--port", str(port), *extra, nice=nice)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: health(url) is not None, timeout_s=90, what="serving's /health")
         return url

@@ -15,6 +15,8 @@ def register(*, commands_parser: Any) -> None:
     console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     console.add_argument("--port", type=int, default=8090)
     console.add_argument("--no-monitor", action="store_true", help="do not stop experiments automatically")
+    console.add_argument("--max-in-flight", type=_at_least_one, default=8, metavar="N",
+                         help="requests answered at once; more are answered 429 at once (default 8)")
     console.set_defaults(handler=cmd_console)
 
     actions = _subcommands(commands_parser.choices["experiments"])
@@ -31,6 +33,13 @@ def register(*, commands_parser: Any) -> None:
     decide.set_defaults(handler=cmd_decide)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} < 1")
+    return value
+
+
 def _subcommands(parser: argparse.ArgumentParser) -> Any:
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
 
@@ -38,7 +47,8 @@ def _subcommands(parser: argparse.ArgumentParser) -> Any:
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     from experiments.console import serve_console
 
-    return serve_console(settings, host=args.host, port=args.port, monitor=not args.no_monitor)
+    return serve_console(settings, host=args.host, port=args.port, monitor=not args.no_monitor,
+                         max_in_flight=args.max_in_flight)
 
 
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:

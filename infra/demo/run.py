@@ -188,18 +188,22 @@ def say(message: str) -> None:
 
 
 def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop: bool = True,
+                 experimentation_nice: int = EXPERIMENTATION_NICE, serving_nice: int = 0,
                  ) -> dict[str, ProcessSpec]:
+    """The processes of ``tandem up`` and the demo; the experimentation stack (aggregator, console)
+    at ``experimentation_nice`` (``TANDEM_EXPERIMENTATION_NICE``), serving at ``serving_nice``
+    (``TANDEM_SERVING_NICE``, below 0 only with root or CAP_SYS_NICE)."""
     specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
-        "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port))),
+        "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port)), nice=serving_nice),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m"),
-                                   nice=EXPERIMENTATION_NICE),
+                                   nice=experimentation_nice),
     }
     if console_port is not None:
         specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
                                                    *(() if auto_stop else ("--no-monitor",))),
-                                       nice=EXPERIMENTATION_NICE)
+                                       nice=experimentation_nice)
     return specs
 
 
@@ -233,7 +237,8 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
         port, console_port, token = free_port(), free_port(), secrets.token_urlsafe(16)
         env = {**_worker_env(settings, broker.bootstrap), "TANDEM_CONSOLE_TOKEN": token}
         with Supervisor(state_dir=settings.state_dir, env=env) as supervisor:
-            processes = _start_workers(supervisor, port, console_port, auto_stop=options.auto_stop)
+            processes = _start_workers(supervisor, port, console_port, auto_stop=options.auto_stop,
+                                       settings=settings)
             access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
             driven = _drive(settings, options, supervisor, processes, serve_url=access.serve_url, specs=specs)
             say("waiting for the aggregator to close every metric window")
@@ -393,8 +398,9 @@ def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 
 
 def _start_workers(supervisor: Supervisor, port: int, console_port: int, *, auto_stop: bool,
-                   ) -> dict[str, ProcessSpec]:
-    specs = worker_specs(port, console_port, auto_stop=auto_stop)
+                   settings: Settings) -> dict[str, ProcessSpec]:
+    specs = worker_specs(port, console_port, auto_stop=auto_stop, experimentation_nice=settings.experimentation_nice,
+                         serving_nice=settings.serving_nice)
     for process in specs.values():
         supervisor.start(process)
     say("started features worker, learner, serving API, experiment aggregator and console (5 processes)")
@@ -670,7 +676,8 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
     specs = demo_specs()
     publish_experiments(settings, specs, who="tandem up")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
-    for process in worker_specs(port, console_port).values():
+    for process in worker_specs(port, console_port, experimentation_nice=settings.experimentation_nice,
+                                serving_nice=settings.serving_nice).values():
         supervisor.start(process)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")

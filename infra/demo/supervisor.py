@@ -27,15 +27,18 @@ logger = logging.getLogger(__name__)
 
 #: The niceness of the experimentation stack's processes: on a shared host the kernel gives serving
 #: the CPU first when both want it (chaos scenario blast_radius measured the console flooded
-#: beside serving at equal priority: serving's p99 went ~2.5x).
+#: beside serving at equal priority: serving's p99 went ~2.5x). ``TANDEM_EXPERIMENTATION_NICE``.
 EXPERIMENTATION_NICE = 10
+AUTOGROUP = Path("/proc/self/autogroup")
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
     name: str
     argv: tuple[str, ...]  # arguments of the `tandem` command
-    nice: int = 0  # added to the process's niceness at start (lower CPU priority)
+    #: Added to the process's niceness at start: > 0 lowers its CPU priority, < 0 raises it (that
+    #: needs root or CAP_SYS_NICE; without, the process starts at the supervisor's niceness, logged).
+    nice: int = 0
 
 
 def tandem_argv(*args: str) -> list[str]:
@@ -68,8 +71,10 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_lower_priority(spec.nice),
+                preexec_fn=session_priority(spec.nice),
             )
+        if spec.nice:
+            _log_priority(spec, process.pid)
         self.processes[spec.name] = process
         self.started_pids.append(process.pid)
         self._write_state()
@@ -124,14 +129,52 @@ class Supervisor:
         self.stop_all()
 
 
-def _lower_priority(nice: int) -> Callable[[], None] | None:
+def session_priority(nice: int) -> Callable[[], None] | None:
+    """The ``preexec_fn`` of a child started with ``start_new_session=True`` (it runs after
+    ``setsid``): add ``nice`` to the child's niceness, and give its session's autogroup the same.
+
+    Why the autogroup: with ``kernel.sched_autogroup_enabled`` (the default of most distributions)
+    every session is a scheduling group of its own, and the kernel shares the CPU between groups
+    by the group's niceness; a process's own niceness only weighs it against the rest of its
+    session. The supervisor starts each process in a new session, so without this a niced console
+    got as much CPU as serving (blast radius, docs/operations.md). A refusal (no CAP_SYS_NICE for a
+    negative value, no autogroup in the kernel) leaves the priority as it was."""
     if nice == 0:
         return None
 
-    def lower() -> None:  # runs in the child, before it executes tandem
-        os.nice(nice)
+    def apply() -> None:  # in the child: no logging, no locks
+        try:
+            os.nice(nice)
+        except OSError:
+            return
+        try:
+            AUTOGROUP.write_text(str(os.getpriority(os.PRIO_PROCESS, 0)))
+        except OSError:
+            pass
 
-    return lower
+    return apply
+
+
+def priority(pid: int) -> tuple[int, int | None]:
+    """A process's niceness and its autogroup's (None without autogroups)."""
+    nice = os.getpriority(os.PRIO_PROCESS, pid)
+    try:
+        group = Path(f"/proc/{pid}/autogroup").read_text().split()  # "/autogroup-123 nice 10"
+        return nice, int(group[-1])
+    except (OSError, ValueError, IndexError):
+        return nice, None
+
+
+def _log_priority(spec: ProcessSpec, pid: int) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = max(-20, min(19, own + spec.nice))
+    try:
+        nice, group = priority(pid)
+    except OSError:  # already gone: its log says why
+        return
+    if nice != wanted or group not in (None, wanted):
+        logger.warning("%s runs at niceness %d (autogroup %s), not %d: raising a priority needs root or "
+                       "CAP_SYS_NICE", spec.name, nice, group, wanted)
 
 
 def stop_recorded(state_dir: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from experiments.console import build_app
+from experiments.console.app import IN_FLIGHT
 from tests.unit.experiments.console.builders import console_with, spec_body
 
 TOKEN = "s3cret"
@@ -145,3 +147,34 @@ def test_metrics_need_no_token_show_none_and_count_the_refused_writes() -> None:
         assert "tandem_console_automatic_stops_total 0.0" in text
 
     run(check)
+
+
+def test_past_max_in_flight_requests_are_429_at_once_and_metrics_still_answer() -> None:
+    """A flood of reads must not queue work in the console (blast radius, docs/operations.md)."""
+    console, _ = console_with(days=3)
+    release = threading.Event()
+    listed = console.list_experiments
+
+    def slow_list() -> list[dict[str, Any]]:
+        release.wait(30)
+        return listed()
+
+    console.list_experiments = slow_list  # type: ignore[method-assign]
+
+    async def main() -> None:
+        app = build_app(console, token=None, max_in_flight=2)
+        async with TestClient(TestServer(app)) as client:
+            held = [asyncio.create_task(client.get("/api/experiments")) for _ in range(2)]
+            while app[IN_FLIGHT].count < 2:
+                await asyncio.sleep(0.01)
+            refused = await client.get("/api/experiments/guarded")
+            assert refused.status == 429 and refused.headers["Retry-After"] == "1"
+            assert "busy" in (await refused.json())["error"]
+            metrics = await client.get("/metrics")
+            assert metrics.status == 200
+            assert 'route="/api/experiments/{id}",status="429"} 1.0' in await metrics.text()
+            release.set()
+            assert [response.status for response in await asyncio.gather(*held)] == [200, 200]
+            assert (await client.get("/api/experiments/guarded")).status == 200
+
+    asyncio.run(main())

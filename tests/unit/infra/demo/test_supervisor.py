@@ -30,3 +30,41 @@ def test_a_spec_with_nice_starts_a_process_at_that_niceness(tmp_path: Path, monk
         plain = running.start(ProcessSpec("plain", ("x",)))
         assert niceness(niced.pid) == min(19, own + EXPERIMENTATION_NICE)
         assert niceness(plain.pid) == own
+
+
+needs_autogroups = pytest.mark.skipif(
+    not supervisor.AUTOGROUP.exists()
+    or Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1",
+    reason="the kernel groups no sessions (no sched autogroup)",
+)
+
+
+@needs_autogroups
+def test_a_niced_process_gets_its_session_group_niced_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: each process runs in a session of its own, hence a scheduling group of its own, and
+    the kernel shares the CPU between groups by the group's niceness. A niced console with its group
+    at 0 took as much CPU as serving under the blast radius's flood (ratio 5.3)."""
+    monkeypatch.setattr(supervisor, "tandem_argv", lambda *args: ["sleep", "30"])
+    own = os.nice(0)
+    with Supervisor(state_dir=tmp_path) as running:
+        niced = running.start(ProcessSpec("niced", ("x",), nice=EXPERIMENTATION_NICE))
+        plain = running.start(ProcessSpec("plain", ("x",)))
+        assert supervisor.priority(niced.pid) == (min(19, own + EXPERIMENTATION_NICE),) * 2
+        assert supervisor.priority(plain.pid)[0] == own
+
+
+@needs_autogroups
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root")
+def test_a_negative_nice_raises_the_priority_of_the_process_and_its_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "tandem_argv", lambda *args: ["sleep", "30"])
+    own = os.nice(0)
+    with Supervisor(state_dir=tmp_path) as running:
+        raised = running.start(ProcessSpec("serving", ("x",), nice=-5))
+        assert supervisor.priority(raised.pid) == (max(-20, own - 5),) * 2
+
+
+def test_the_priorities_follow_the_settings() -> None:
+    specs = worker_specs(8080, 8090, experimentation_nice=15, serving_nice=-5)
+    assert specs["experiments"].nice == specs["console"].nice == 15
+    assert specs["serving"].nice == -5 and specs["learner"].nice == 0
