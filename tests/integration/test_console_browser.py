@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
-from infra.demo.run import ConsoleAccess, DemoOptions, run
+from infra.demo.run import ConsoleAccess, DemoOptions, demo_specs, run
 from infra.settings import load_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPORT = Path(__file__).resolve().parents[2] / "report"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
-EXPERIMENT = "discovery_vs_bandit"
+SPEC = demo_specs()[0]  # the ranker experiment: a control and two treatments
+EXPERIMENT = SPEC.id
+COMPARISONS = len(SPEC.metrics) * (len(SPEC.variants) - 1)  # a row and a chart per metric and treatment
 
 
 def browse(access: ConsoleAccess, seen: dict[str, Any]) -> None:
@@ -56,8 +58,8 @@ def test_the_console_in_chromium_shows_the_demo_experiment(tmp_path: Path) -> No
     result = run(settings=load_settings({}), options=options)
 
     assert any(EXPERIMENT in row and "decided" in row for row in seen["list_rows"]), seen["list_rows"]
-    assert seen["metric_rows"] == 1 + 4  # header, then four metrics of one treatment
-    assert seen["charts"] == 4 and all(points > 1 for points in seen["points"]), seen["points"]
+    assert seen["metric_rows"] == 1 + COMPARISONS  # header, then each metric of each treatment
+    assert seen["charts"] == COMPARISONS and all(points > 1 for points in seen["points"]), seen["points"]
     health = " ".join(seen["health"])
     for check in ("srm", "guardrails", "late_records", "multi_variant_users"):
         assert check in health
