@@ -42,6 +42,10 @@ from feature_store.feast_quiet import import_feast, quiet, redis_online_store_co
 from feature_store.rows import rows_to_table
 from feature_store.settings import FeatureStoreSettings
 
+#: The registry store Feast imports by name: ``feature_store.registry_store`` (not imported here, so
+#: that importing the client does not import Feast).
+REGISTRY_STORE_TYPE = "feature_store.registry_store.AtomicFileRegistryStore"
+
 logger = logging.getLogger(__name__)
 
 #: How Feast serializes entity keys in the online store (the repository config's setting).
@@ -102,7 +106,9 @@ class FeatureStoreClient:
             config = feast.RepoConfig(
                 project=self.settings.project,
                 provider="local",
-                registry=feast.RegistryConfig(path=str(repo / "registry.db"), cache_ttl_seconds=0),
+                # replaced whole, never rewritten in place: other processes read it while this one applies
+                registry=feast.RegistryConfig(path=str(repo / "registry.db"), cache_ttl_seconds=0,
+                                              registry_store_type=REGISTRY_STORE_TYPE),
                 online_store=online_config,
                 offline_store=feast.DaskOfflineStoreConfig(type="file"),
                 repo_path=repo,
