@@ -179,7 +179,7 @@ def state_bytes(path: Path) -> dict[str, int]:
         sizes = {t: size(t) for t in tables if t not in ("agg_outbox", "agg_specs")}
         payloads = [row[0] for row in db.execute("SELECT payload FROM agg_state_log ORDER BY part, seq")]
     event_ids = sum(
-        len(orjson.dumps(doc.get("e", []))) + len(orjson.dumps(doc.get("pe", [])))
+        len(orjson.dumps(doc.get("E", {}))) + len(orjson.dumps(doc.get("pe", [])))
         for doc in map(orjson.loads, payloads)
     )
     users = {user for restored in [changelog.replay(payloads)] for _, user in restored.anchors}

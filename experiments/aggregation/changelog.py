@@ -13,23 +13,30 @@ they were added).
 Entries of a delta or snapshot document (each optional):
 
 ==== ==========================================================================================
-pe   event ids pruned (applied before ``e``: an id pruned and seen again is in both)
-e    ``[event_id, user, ts]`` event ids remembered for dedupe
-b    ``[user, bucket_start, type, n, ms_played, items, genres]`` a bucket's summary of one event
-     type (a document names every type of a bucket it changes); ``[user, bucket_start]``: gone
-px   (older logs) exposure ids pruned; read and ignored, no exposure id is remembered any more
-x    (older logs) ``[exposure_id, ts]``; read and ignored
-a    ``[experiment, user, variant, ts, exposure_id, multi]`` a first exposure
+pe   event ids pruned (applied before ``E``: an id pruned and seen again is in both)
+E    ``{user: [[event_id, ts], ...]}`` event ids remembered for dedupe
+B    ``[step, {user: {type: [[start / step, n, ms_played(, items, genres)], ...], "": [start /
+     step, ...]}}]`` buckets: per user, each event type's summaries (the item and genre sets
+     only when not empty); under ``""`` the buckets gone. A document names every type of a
+     bucket it changes. ``step`` divides every bucket start of the document (the resolution)
+A    ``{experiment: [[user, variant, ts, exposure_id, multi], ...]}`` first exposures
 c    ``[experiment, variant, metric, value, den, pre]`` a closed window, added to the sums
 s    ``[experiment, variant, metric, n, {field: terms}]`` the sums as a whole (snapshots)
 l    ``{experiment: late records}``
 p    ``[topic, partition, newest event time]``
 ==== ==========================================================================================
+
+A user's rows are grouped under the user, and a bucket start is written as a multiple of the
+resolution: a day's bucket of one event type is ``[20454, 3, 243817]``, where a row per bucket
+repeating the user, the millisecond start and the empty sets took three times that. Logs written
+before that (``e``, ``b``, ``a``: one row per entry) still load, and so do exposure ids from
+when they were kept (``x``, ``px``: read and ignored).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,56 +63,123 @@ def dumps(document: dict[str, Any]) -> str:
 def delta(state: AggregationState, journal: Journal) -> tuple[dict[str, Any], int]:
     """The document of one commit's changes, and how many entries it holds."""
     doc: dict[str, Any] = {}
+    entries = 0
     if journal.pruned_events:
         doc["pe"] = journal.pruned_events
+        entries += len(journal.pruned_events)
     if journal.events:
         events = state.events
-        doc["e"] = [[i, events[i].user_id, ts] for i, ts in journal.events.items()]
+        doc["E"] = _by_user((events[i].user_id, [i, ts]) for i, ts in journal.events.items())
+        entries += len(journal.events)
     if journal.buckets:
-        buckets = state.buckets
-        rows: list[list[Any]] = []
-        for user, start in journal.buckets:  # about one per event at 1 ms: no throwaway dict, no generator
-            user_buckets = buckets.get(user)
-            bucket = None if user_buckets is None else user_buckets.get(start)
-            if bucket is None:
-                rows.append([user, start])
-            else:
-                for etype, summary in bucket.items():
-                    rows.append([user, start, etype, *summary.to_row()])
-        doc["b"] = rows
+        doc["B"], written = _bucket_document(state.buckets, journal.buckets, state.resolution_ms)
+        entries += written
     if journal.anchors:
-        doc["a"] = [_anchor_row(e, u, state.anchors[e][u]) for e, u in journal.anchors]
+        anchors = state.anchors
+        doc["A"] = _anchor_document((e, u, anchors[e][u]) for e, u in journal.anchors)
+        entries += len(journal.anchors)
     if journal.contributions:
         doc["c"] = [[e, v, m, *c] for e, _, m, v, c in journal.contributions]
+        entries += len(doc["c"])
     if journal.late:
         doc["l"] = {e: state.late[e] for e in journal.late}
+        entries += len(doc["l"])
     if journal.partitions:
         doc["p"] = [[t, p, state.tracker.partitions[(t, p)]] for t, p in journal.partitions]
-    return doc, sum(len(v) for v in doc.values())
+        entries += len(doc["p"])
+    return doc, entries
 
 
 def snapshot(state: AggregationState) -> tuple[list[dict[str, Any]], int]:
-    """The documents of a partition's whole state (in rows of at most ``CHUNK`` entries), and
+    """The documents of a partition's whole state (each of about ``CHUNK`` entries at most), and
     how many entries they hold."""
-    entries: dict[str, list[Any]] = {
-        "e": [[i, seen.user_id, seen.ts] for i, seen in state.events.items()],
-        "b": [
-            [user, start, etype, *summary.to_row()]
-            for user, buckets in state.buckets.items() for start, bucket in buckets.items()
-            for etype, summary in bucket.items()
-        ],
-        "a": [_anchor_row(e, u, a) for e, users in state.anchors.items() for u, a in users.items()],
-        "s": [[e, v, m, s.n, s.terms()] for (e, v, m), s in state.stats.items()],
-        "p": [[t, p, ts] for (t, p), ts in state.tracker.partitions.items()],
-    }
+    buckets, resolution_ms = state.buckets, state.resolution_ms
+    parts: list[tuple[str, list[Any], Callable[[list[Any]], Any], Callable[[Any], int] | None]] = [
+        ("E", [(seen.user_id, [i, seen.ts]) for i, seen in state.events.items()], _by_user, None),
+        ("B", list(buckets), lambda users: _bucket_document(buckets, _starts_of(buckets, users), resolution_ms)[0],
+         lambda user: sum(len(bucket) for bucket in buckets[user].values())),
+        ("A", [(e, u, a) for e, users in state.anchors.items() for u, a in users.items()], _anchor_document, None),
+        ("s", [[e, v, m, s.n, s.terms()] for (e, v, m), s in state.stats.items()], list, None),
+        ("p", [[t, p, ts] for (t, p), ts in state.tracker.partitions.items()], list, None),
+    ]
     documents: list[dict[str, Any]] = [{"l": dict(state.late)}]
-    for key, rows in entries.items():
-        documents.extend({key: rows[i:i + CHUNK]} for i in range(0, len(rows), CHUNK))
-    return documents, sum(len(rows) for rows in entries.values()) + len(state.late)
+    entries = len(state.late)
+    for key, rows, encode, size_of in parts:
+        for chunk, held in _chunks(rows, size_of):
+            documents.append({key: encode(chunk)})
+            entries += held
+    return documents, entries
 
 
-def _anchor_row(experiment: str, user: str, anchor: Anchor) -> list[Any]:
-    return [experiment, user, anchor.variant, anchor.ts, anchor.exposure_id, int(anchor.multi)]
+def _chunks(rows: list[Any], size_of: Callable[[Any], int] | None) -> Iterator[tuple[list[Any], int]]:
+    """Consecutive runs of ``rows`` holding about ``CHUNK`` entries each (a row holds
+    ``size_of(row)``, or one), with how many they hold."""
+    chunk: list[Any] = []
+    held = 0
+    for row in rows:
+        chunk.append(row)
+        held += 1 if size_of is None else size_of(row)
+        if held >= CHUNK:
+            yield chunk, held
+            chunk, held = [], 0
+    if chunk:
+        yield chunk, held
+
+
+def _starts_of(buckets: dict[str, dict[int, Any]], users: list[str]) -> list[tuple[str, int]]:
+    return [(user, start) for user in users for start in buckets[user]]
+
+
+def _by_user(rows: Iterable[tuple[str, list[Any]]]) -> dict[str, list[list[Any]]]:
+    grouped: dict[str, list[list[Any]]] = {}
+    for user, row in rows:
+        grouped.setdefault(user, []).append(row)
+    return grouped
+
+
+def _bucket_document(
+    buckets: dict[str, dict[int, Any]], changed: Iterable[tuple[str, int]], resolution_ms: int,
+) -> tuple[list[Any], int]:
+    """``[step, {user: {type: rows, "": starts gone}}]`` for the (user, start) pairs changed, and
+    how many summaries it holds. The step is the resolution, unless a start is no multiple of it
+    (a state kept at another resolution): then a divisor of every start."""
+    changed = list(changed)
+    step = math.gcd(resolution_ms, *(start for _, start in changed))
+    users: dict[str, dict[str, list[Any]]] = {}
+    written = 0
+    for user, start in changed:  # about one per event at 1 ms: no throwaway containers
+        by_type = users.get(user)
+        if by_type is None:
+            by_type = users[user] = {}
+        user_buckets = buckets.get(user)
+        bucket = None if user_buckets is None else user_buckets.get(start)
+        if bucket is None:
+            by_type.setdefault("", []).append(start // step)
+            continue
+        for etype, summary in bucket.items():
+            row = summary.to_row()
+            if not row[2] and not row[3]:
+                del row[2:]
+            row.insert(0, start // step)
+            rows = by_type.get(etype)
+            if rows is None:
+                by_type[etype] = [row]
+            else:
+                rows.append(row)
+            written += 1
+    return [step, users], written
+
+
+def _anchor_document(anchors: Iterable[tuple[str, str, Anchor]]) -> dict[str, list[list[Any]]]:
+    grouped: dict[str, list[list[Any]]] = {}
+    for experiment, user, anchor in anchors:
+        row = [user, anchor.variant, anchor.ts, anchor.exposure_id, int(anchor.multi)]
+        rows = grouped.get(experiment)
+        if rows is None:
+            grouped[experiment] = [row]
+        else:
+            rows.append(row)
+    return grouped
 
 
 @dataclass
@@ -122,13 +196,34 @@ class Restored:
     entries: int = 0
 
     def apply(self, doc: dict[str, Any]) -> None:
-        events, buckets = self.events, self.buckets
+        events, buckets, anchors = self.events, self.buckets, self.anchors
+        entries = 0
         for i in doc.get("pe", ()):
             events.pop(i, None)
-        for i, user, ts in doc.get("e", ()):
+        for user, rows in doc.get("E", {}).items():
+            for i, ts in rows:
+                events[i] = (user, ts)
+            entries += len(rows)
+        for i, user, ts in doc.get("e", ()):  # older logs
             events[i] = (user, ts)
-        written: set[tuple[str, int]] = set()  # a document holds every type of a bucket it names
-        for row in doc.get("b", ()):
+        if "B" in doc:
+            step, users = doc["B"]
+            for user, by_type in users.items():
+                for start in by_type.get("", ()):
+                    buckets.pop((user, start * step), None)
+                reset: set[int] = set()  # a document holds every type of a bucket it names
+                for etype, rows in by_type.items():
+                    if not etype:
+                        continue
+                    for row in rows:
+                        key = (user, row[0] * step)
+                        if row[0] not in reset:
+                            reset.add(row[0])
+                            buckets[key] = {}
+                        buckets[key][etype] = row[1:] if len(row) > 3 else [row[1], row[2], [], []]
+                    entries += len(rows)
+        written: set[tuple[str, int]] = set()
+        for row in doc.get("b", ()):  # older logs
             key = (row[0], row[1])
             if len(row) == 2:
                 buckets.pop(key, None)
@@ -137,8 +232,12 @@ class Restored:
                     written.add(key)
                     buckets[key] = {}
                 buckets[key][row[2]] = row[3:]
-        for e, u, variant, ts, exposure_id, multi in doc.get("a", ()):
-            self.anchors[(e, u)] = Anchor(variant, ts, exposure_id, bool(multi))
+        for e, rows in doc.get("A", {}).items():
+            for u, variant, ts, exposure_id, multi in rows:
+                anchors[(e, u)] = Anchor(variant, ts, exposure_id, bool(multi))
+            entries += len(rows)
+        for e, u, variant, ts, exposure_id, multi in doc.get("a", ()):  # older logs
+            anchors[(e, u)] = Anchor(variant, ts, exposure_id, bool(multi))
         for e, v, m, value, den, pre in doc.get("c", ()):
             self.stats.setdefault((e, v, m), SufficientStats()).add(Contribution(value, den, pre))
         for e, v, m, n, terms in doc.get("s", ()):
@@ -146,7 +245,7 @@ class Restored:
         self.late.update(doc.get("l", {}))
         for t, p, ts in doc.get("p", ()):
             self.partitions[(t, p)] = ts
-        self.entries += sum(len(v) for v in doc.values())
+        self.entries += entries + sum(len(doc.get(k, ())) for k in ("pe", "e", "b", "a", "c", "s", "l", "p", "x", "px"))
 
 
 def replay(payloads: Iterable[str]) -> Restored:

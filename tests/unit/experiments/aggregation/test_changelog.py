@@ -151,3 +151,42 @@ def test_a_log_written_when_exposure_ids_were_kept_still_loads():
              changelog.dumps(document)]
     watermark = state.tracker.watermark
     assert contents(loaded(older, D, watermark)) == contents(loaded(older[2:], D, watermark))
+
+
+def test_a_day_bucket_is_written_as_its_day_and_its_numbers_under_its_user():
+    state = AggregationState(allowed_lateness_ms=1500, resolution_ms=D, item_sets=False)
+    state.register_spec(SPEC)
+    state.declare_partition(PARTS[0])
+    state.take_journal()
+    for i, ms in enumerate((1_000, 2_500)):
+        state.apply_event(ListeningEvent(event_id=f"e{i}", user_id="u1", ts=T0 + i * S, type="play",
+                                         item_id="i1", genre="g0", ms_played=ms), PARTS[0])
+    document, entries = changelog.delta(state, state.take_journal())
+    assert document["B"] == [D, {"u1": {"play": [[T0 // D, 2, 3_500]]}}]
+    assert document["E"] == {"u1": [["e0", T0], ["e1", T0 + S]]}
+    assert document["p"] == [[*PARTS[0], T0 + S]]
+    assert entries == 4  # one summary, two ids, one partition's newest event time
+
+
+def test_a_log_written_a_row_per_entry_still_loads():
+    """Logs from before the entries were grouped by user (``e``, ``b``, ``a``) load the same state."""
+    for resolution_ms in (1, D):
+        state = fresh(resolution_ms)
+        apply(state, records(4))
+        documents, _ = changelog.snapshot(state)
+        older = {
+            "e": [[i, seen.user_id, seen.ts] for i, seen in state.events.items()],
+            "b": [[u, start, etype, *summary.to_row()]
+                  for u, buckets in state.buckets.items() for start, bucket in buckets.items()
+                  for etype, summary in bucket.items()],
+            "a": [[e, u, a.variant, a.ts, a.exposure_id, int(a.multi)]
+                  for e, users in state.anchors.items() for u, a in users.items()],
+            "s": [[e, v, m, s.n, s.terms()] for (e, v, m), s in state.stats.items()],
+            "p": [[t, p, ts] for (t, p), ts in state.tracker.partitions.items()],
+            "l": dict(state.late),
+        }
+        assert state.buckets and state.anchors and state.events
+        watermark = state.tracker.watermark
+        new = [changelog.dumps(doc) for doc in documents]
+        assert contents(loaded([changelog.dumps(older)], resolution_ms, watermark)) == contents(
+            loaded(new, resolution_ms, watermark)) == contents(state)
