@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from experiments.aggregation import AggregationStore, SourceRecord
 from experiments.aggregation.stats import merge_partials
@@ -43,9 +43,9 @@ from infra.chaos.oracles import differences
 from infra.chaos.serving_probe import RestartableStack, load, ratio
 from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
 from infra.demo.supervisor import (
-    EXPERIMENTATION_NICE,
     ProcessSpec,
     Supervisor,
+    idle_cpu_group,
     priority,
     session_priority,
     wait_for,
@@ -67,9 +67,14 @@ STOPPED_S, PERIOD_S = 0.15, 0.2
 
 def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     began = time.monotonic()
-    # The priorities `tandem up` would give (TANDEM_EXPERIMENTATION_NICE, TANDEM_SERVING_NICE).
+    # The priorities `tandem up` would give (TANDEM_EXPERIMENTATION_NICE, TANDEM_EXPERIMENTATION_CPU,
+    # TANDEM_SERVING_NICE).
     chosen = load_settings()
+    group = idle_cpu_group("experimentation") if chosen.experimentation_cpu == "idle" else None
+    experimentation = Priority(chosen.experimentation_nice, group)
     priorities: dict[str, object] = {"experimentation_nice": chosen.experimentation_nice,
+                                     "experimentation_cpu": chosen.experimentation_cpu,
+                                     "experimentation_cpu_group": None if group is None else str(group),
                                      "serving_nice": chosen.serving_nice}
     with RestartableStack(work_dir, topic_prefix="blast.") as stack:
         stack.start_broker()
@@ -78,9 +83,9 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
         # what the kernel gave (a negative niceness needs root): (niceness, autogroup niceness)
         priorities["serving_process"] = list(priority(stack.supervisor.processes["serving"].pid))
         started_s = time.monotonic() - began
-        forward = _forward(stack, url, seed=seed, quick=quick, nice=chosen.experimentation_nice)
+        forward = _forward(stack, url, seed=seed, quick=quick, experimentation=experimentation)
         forward_s = time.monotonic() - began - started_s
-        reverse = _reverse(stack, url, seed=seed, quick=quick)
+        reverse = _reverse(stack, url, seed=seed, quick=quick, experimentation=experimentation)
     wall = {"start": round(started_s, 1), "forward": round(forward_s, 1),
             "total": round(time.monotonic() - began, 1)}
     ratios = [forward["phases"][phase]["p99_ratio_to_a"] for phase in ("b_killed", "c_starved", "d_console_flood")]
@@ -106,14 +111,21 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
 
 # -- forward: serving while the experimentation stack is broken ------------------------------------
 
-def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice: int) -> dict[str, Any]:
+class Priority(NamedTuple):
+    """Where the experimentation stack's processes run: their added niceness and CPU group."""
+
+    nice: int
+    cpu_group: Path | None
+
+
+def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, experimentation: Priority) -> dict[str, Any]:
     rps = 100.0 if quick else 300.0
     phase_s = 2.0 if quick else 20.0
     users = 300 if quick else 3000
     spec = load_spec(DEMO_SPEC_PATH)
     console_port = free_port()
     # The experimentation stack's processes at the priority `tandem up` gives them.
-    stack.start("console", "console", "--port", str(console_port), "--no-monitor", nice=nice)
+    stack.start("console", "console", "--port", str(console_port), "--no-monitor", **experimentation._asdict())
     console_url = f"http://127.0.0.1:{console_port}"
     wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
     load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
@@ -125,7 +137,7 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice:
         phases[name] = load(url, rps=rps, duration_s=phase_s, seed=next(seeds))
 
     _publish_log(stack.settings, spec, users=users, seed=seed)
-    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=nice)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", **experimentation._asdict())
     measure("a1_running")
 
     aggregator.kill()
@@ -133,7 +145,7 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice:
     measure("b_killed")
 
     _publish_log(stack.settings, spec, users=users, seed=seed + 100)
-    aggregator = stack.start("aggregator", "experiments", "aggregate", nice=nice)
+    aggregator = stack.start("aggregator", "experiments", "aggregate", **experimentation._asdict())
     measure("a2_running")
     with DutyCycle(aggregator.pid) as cycle:
         measure("c_starved")
@@ -142,10 +154,12 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, nice:
 
     # The console's users are not on serving's host: their stand-in runs at the lowest priority, in a
     # session (so a scheduling autogroup) of its own: `nice -n 19` inside the harness's session left
-    # the harness's group, as a whole, as much CPU as serving's (infra.demo.supervisor.session_priority).
+    # the harness's group, as a whole, as much CPU as serving's (infra.demo.supervisor.session_priority);
+    # and in the experimentation stack's idle CPU group when there is one.
     flood = subprocess.Popen(
         [sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url, "--seconds", str(phase_s + 1.0)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=session_priority(19),
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=session_priority(19, cpu_group=experimentation.cpu_group),
     )
     try:
         measure("d_console_flood")
@@ -229,7 +243,7 @@ def flood(url: str, *, seconds: float, concurrency: int = 16) -> dict[str, Any]:
 
 # -- reverse: the experiment's figures while serving is overloaded ----------------------------------
 
-def _reverse(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> dict[str, Any]:
+def _reverse(stack: RestartableStack, url: str, *, seed: int, quick: bool, experimentation: Priority) -> dict[str, Any]:
     """The experiment under its own topic prefix and state (so the oracle reads its log alone), on
     the same broker and host as the overloaded serving."""
     users = 200 if quick else 2000
@@ -253,7 +267,7 @@ def _reverse(stack: RestartableStack, url: str, *, seed: int, quick: bool) -> di
         overloading = threading.Thread(target=overload_serving, name="overload")
         overloading.start()
         aggregator = experiment_stack.start(ProcessSpec("aggregator", ("experiments", "aggregate", "--idle-exit", "3"),
-                                                        nice=EXPERIMENTATION_NICE))
+                                                        **experimentation._asdict()))
         published = _publish_log(settings, spec, users=users, seed=seed, days=days)
         overloading.join()
         try:

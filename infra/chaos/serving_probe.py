@@ -59,8 +59,8 @@ class RestartableStack:
             self._broker = None
 
     # -- processes ---------------------------------------------------------------------------------
-    def start(self, name: str, *argv: str, nice: int = 0) -> subprocess.Popen[bytes]:
-        return self.supervisor.start(ProcessSpec(name, argv, nice=nice))
+    def start(self, name: str, *argv: str, nice: int = 0, cpu_group: Path | None = None) -> subprocess.Popen[bytes]:
+        return self.supervisor.start(ProcessSpec(name, argv, nice=nice, cpu_group=cpu_group))
 
     def start_serving(self, *extra: str, nice: int = 0) -> str:
         """``tandem serve`` on a free loopback port; its URL once ``/health`` answers."""

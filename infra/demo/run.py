@@ -35,7 +35,7 @@ from experiments.surfaces import load_surfaces
 from infra.demo.against_truth import decisions_against_truth as against_truth
 from infra.demo.against_truth import describe_row, render_variants
 from infra.demo.gate import history_evaluation
-from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, wait_for
+from infra.demo.supervisor import EXPERIMENTATION_NICE, ProcessSpec, Supervisor, idle_cpu_group, wait_for
 from infra.errors import StaleState
 from infra.kafka.broker import EmbeddedBroker, free_port
 from infra.kafka.topic_reader import newest_per_key, read_topic
@@ -189,22 +189,32 @@ def say(message: str) -> None:
 
 def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop: bool = True,
                  experimentation_nice: int = EXPERIMENTATION_NICE, serving_nice: int = 0,
-                 ) -> dict[str, ProcessSpec]:
+                 experimentation_cpu_group: Path | None = None) -> dict[str, ProcessSpec]:
     """The processes of ``tandem up`` and the demo; the experimentation stack (aggregator, console)
-    at ``experimentation_nice`` (``TANDEM_EXPERIMENTATION_NICE``), serving at ``serving_nice``
-    (``TANDEM_SERVING_NICE``, below 0 only with root or CAP_SYS_NICE)."""
+    at ``experimentation_nice`` (``TANDEM_EXPERIMENTATION_NICE``) and in ``experimentation_cpu_group``
+    (``TANDEM_EXPERIMENTATION_CPU``), serving at ``serving_nice`` (``TANDEM_SERVING_NICE``, below 0
+    only with root or CAP_SYS_NICE)."""
     specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port)), nice=serving_nice),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m"),
-                                   nice=experimentation_nice),
+                                   nice=experimentation_nice, cpu_group=experimentation_cpu_group),
     }
     if console_port is not None:
         specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
                                                    *(() if auto_stop else ("--no-monitor",))),
-                                       nice=experimentation_nice)
+                                       nice=experimentation_nice, cpu_group=experimentation_cpu_group)
     return specs
+
+
+def settings_worker_specs(settings: Settings, serve_port: int, console_port: int | None = None, *,
+                          auto_stop: bool = True) -> dict[str, ProcessSpec]:
+    """``worker_specs`` with the priorities the settings give."""
+    group = idle_cpu_group("experimentation") if settings.experimentation_cpu == "idle" else None
+    return worker_specs(serve_port, console_port, auto_stop=auto_stop,
+                        experimentation_nice=settings.experimentation_nice, serving_nice=settings.serving_nice,
+                        experimentation_cpu_group=group)
 
 
 def _serving_ready(url: str) -> bool:
@@ -399,8 +409,7 @@ def _worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 
 def _start_workers(supervisor: Supervisor, port: int, console_port: int, *, auto_stop: bool,
                    settings: Settings) -> dict[str, ProcessSpec]:
-    specs = worker_specs(port, console_port, auto_stop=auto_stop, experimentation_nice=settings.experimentation_nice,
-                         serving_nice=settings.serving_nice)
+    specs = settings_worker_specs(settings, port, console_port, auto_stop=auto_stop)
     for process in specs.values():
         supervisor.start(process)
     say("started features worker, learner, serving API, experiment aggregator and console (5 processes)")
@@ -676,8 +685,7 @@ def start_detached(*, settings: Settings, port: int, console_port: int = 8090, s
     specs = demo_specs()
     publish_experiments(settings, specs, who="tandem up")
     supervisor = Supervisor(state_dir=settings.state_dir, env=children)
-    for process in worker_specs(port, console_port, experimentation_nice=settings.experimentation_nice,
-                                serving_nice=settings.serving_nice).values():
+    for process in settings_worker_specs(settings, port, console_port).values():
         supervisor.start(process)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _serving_ready(url), timeout_s=90, what="the serving API's health")

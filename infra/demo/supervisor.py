@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: beside serving at equal priority: serving's p99 went ~2.5x). ``TANDEM_EXPERIMENTATION_NICE``.
 EXPERIMENTATION_NICE = 10
 AUTOGROUP = Path("/proc/self/autogroup")
+#: Where a CPU cgroup can be made: cgroup v1's cpu controller, or v2's single hierarchy.
+CPU_CGROUP_ROOTS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ProcessSpec:
     #: Added to the process's niceness at start: > 0 lowers its CPU priority, < 0 raises it (that
     #: needs root or CAP_SYS_NICE; without, the process starts at the supervisor's niceness, logged).
     nice: int = 0
+    #: A CPU cgroup the process joins at start (``idle_cpu_group``); None: the supervisor's.
+    cpu_group: Path | None = None
 
 
 def tandem_argv(*args: str) -> list[str]:
@@ -71,9 +75,9 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=session_priority(spec.nice),
+                preexec_fn=session_priority(spec.nice, cpu_group=spec.cpu_group),
             )
-        if spec.nice:
+        if spec.nice or spec.cpu_group:
             _log_priority(spec, process.pid)
         self.processes[spec.name] = process
         self.started_pids.append(process.pid)
@@ -129,20 +133,31 @@ class Supervisor:
         self.stop_all()
 
 
-def session_priority(nice: int) -> Callable[[], None] | None:
+def session_priority(nice: int, *, cpu_group: Path | None = None) -> Callable[[], None] | None:
     """The ``preexec_fn`` of a child started with ``start_new_session=True`` (it runs after
-    ``setsid``): add ``nice`` to the child's niceness, and give its session's autogroup the same.
+    ``setsid``): join ``cpu_group`` if given, add ``nice`` to the child's niceness, and give its
+    session's autogroup the same.
 
     Why the autogroup: with ``kernel.sched_autogroup_enabled`` (the default of most distributions)
     every session is a scheduling group of its own, and the kernel shares the CPU between groups
     by the group's niceness; a process's own niceness only weighs it against the rest of its
     session. The supervisor starts each process in a new session, so without this a niced console
     got as much CPU as serving (blast radius, docs/operations.md). A refusal (no CAP_SYS_NICE for a
-    negative value, no autogroup in the kernel) leaves the priority as it was."""
-    if nice == 0:
+    negative value, no autogroup in the kernel, a cgroup that cannot be joined) leaves the
+    priority as it was."""
+    if nice == 0 and cpu_group is None:
         return None
+    procs = None if cpu_group is None else str(cpu_group / "cgroup.procs")
 
     def apply() -> None:  # in the child: no logging, no locks
+        if procs is not None:
+            try:
+                with open(procs, "w") as group:
+                    group.write("0")  # this process
+            except OSError:
+                pass
+        if nice == 0:
+            return
         try:
             os.nice(nice)
         except OSError:
@@ -153,6 +168,38 @@ def session_priority(nice: int) -> Callable[[], None] | None:
             pass
 
     return apply
+
+
+def idle_cpu_group(name: str) -> Path | None:
+    """A CPU cgroup ``tandem-<name>`` with ``cpu.idle`` set (Linux 5.15+): its processes run on
+    the CPU time no other process wants, and a waking process outside it (serving) preempts them
+    at once. Niceness alone leaves serving waiting behind a busy niced console on a shared host
+    (blast radius, docs/operations.md). None where no such group can be made (not root, no cpu
+    controller, an older kernel): the caller keeps niceness only."""
+    for root in CPU_CGROUP_ROOTS:
+        if not (root / "cgroup.procs").exists():
+            continue
+        group = root / f"tandem-{name}"
+        try:
+            if root.name == "cgroup":  # v2: the cpu controller must be enabled for the children
+                (root / "cgroup.subtree_control").write_text("+cpu")
+            group.mkdir(exist_ok=True)
+            (group / "cpu.idle").write_text("1")
+        except OSError:
+            continue
+        return group
+    return None
+
+
+def cpu_group_of(pid: int) -> str | None:
+    """The cpu cgroup a process is in ("/" for the root), from ``/proc/<pid>/cgroup``."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    groups = dict(line.split(":", 2)[1:] for line in lines)  # "1:cpu:/tandem-x" (v1), "0::/tandem-x" (v2)
+    v1 = next((path for controllers, path in groups.items() if "cpu" in controllers.split(",")), None)
+    return v1 if v1 is not None else groups.get("")
 
 
 def priority(pid: int) -> tuple[int, int | None]:
@@ -175,6 +222,8 @@ def _log_priority(spec: ProcessSpec, pid: int) -> None:
     if nice != wanted or group not in (None, wanted):
         logger.warning("%s runs at niceness %d (autogroup %s), not %d: raising a priority needs root or "
                        "CAP_SYS_NICE", spec.name, nice, group, wanted)
+    if spec.cpu_group is not None and cpu_group_of(pid) != "/" + spec.cpu_group.name:
+        logger.warning("%s did not join the CPU group %s (it is in %s)", spec.name, spec.cpu_group, cpu_group_of(pid))
 
 
 def stop_recorded(state_dir: Path) -> list[str]:

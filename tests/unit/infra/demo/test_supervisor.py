@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,42 @@ def test_the_priorities_follow_the_settings() -> None:
     specs = worker_specs(8080, 8090, experimentation_nice=15, serving_nice=-5)
     assert specs["experiments"].nice == specs["console"].nice == 15
     assert specs["serving"].nice == -5 and specs["learner"].nice == 0
+
+
+needs_cpu_cgroups = pytest.mark.skipif(
+    supervisor.idle_cpu_group("test") is None, reason="no writable cpu cgroup controller (needs root)"
+)
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@needs_cpu_cgroups
+def test_a_process_in_the_idle_cpu_group_runs_only_on_the_cpu_others_leave(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two busy processes on one CPU: the one in the idle group gets a sliver, the other nearly all
+    (the kernel's cpu.idle: weight 3 against 1024, and preempted when the other wakes)."""
+    group = supervisor.idle_cpu_group("test")
+    assert group is not None and (group / "cpu.idle").read_text().strip() == "1"
+    monkeypatch.setattr(supervisor, "tandem_argv", lambda *args: [sys.executable, "-c", "while True: pass"])
+    with Supervisor(state_dir=tmp_path) as running:
+        idle = running.start(ProcessSpec("console", ("x",), nice=EXPERIMENTATION_NICE, cpu_group=group))
+        busy = running.start(ProcessSpec("serving", ("x",)))
+        assert supervisor.cpu_group_of(idle.pid) == "/tandem-test"
+        assert supervisor.cpu_group_of(busy.pid) != "/tandem-test"
+        one_cpu = {min(os.sched_getaffinity(0))}
+        for process in (idle, busy):
+            os.sched_setaffinity(process.pid, one_cpu)
+        before = cpu_ticks(idle.pid), cpu_ticks(busy.pid)
+        time.sleep(2.0)
+        idle_ticks, busy_ticks = cpu_ticks(idle.pid) - before[0], cpu_ticks(busy.pid) - before[1]
+    assert busy_ticks > 10 * max(idle_ticks, 1), (idle_ticks, busy_ticks)
+    group.rmdir()
+
+
+def test_the_experimentation_stack_joins_the_cpu_group_it_is_given(tmp_path: Path) -> None:
+    specs = worker_specs(8080, 8090, experimentation_cpu_group=tmp_path)
+    assert specs["experiments"].cpu_group == specs["console"].cpu_group == tmp_path
+    assert specs["serving"].cpu_group is specs["learner"].cpu_group is specs["personalization"].cpu_group is None
