@@ -72,10 +72,10 @@ class Settings(BaseSettings):
         default=10, ge=0, le=19,
         description="added to the niceness of the aggregator and the console under `tandem up` and the demo",
     )
-    experimentation_cpu: Literal["idle", "shared"] = Field(
+    console_cpu: Literal["idle", "shared"] = Field(
         default="idle",
-        description="idle: the aggregator and the console run in a CPU cgroup with cpu.idle, on the CPU time "
-                    "serving leaves (needs root and a cpu cgroup controller, else niceness only); shared: niceness",
+        description="idle: the console runs in a CPU cgroup with cpu.idle, on the CPU time the other processes "
+                    "leave (needs root and a cpu cgroup controller, else niceness only); shared: niceness only",
     )
     serving_nice: int = Field(
         default=0, ge=-20, le=19,

@@ -41,11 +41,10 @@ from experiments.spec import DEMO_SPEC_PATH, ExperimentSpec, load_spec, spec_to_
 from experiments.synthetic import synthetic_log
 from infra.chaos.oracles import differences
 from infra.chaos.serving_probe import RestartableStack, load, ratio
-from infra.demo.run import PROBE_TS, demo_specs, publish_experiments
+from infra.demo.run import PROBE_TS, console_cpu_group, demo_specs, publish_experiments
 from infra.demo.supervisor import (
     ProcessSpec,
     Supervisor,
-    idle_cpu_group,
     priority,
     session_priority,
     wait_for,
@@ -67,14 +66,15 @@ STOPPED_S, PERIOD_S = 0.15, 0.2
 
 def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
     began = time.monotonic()
-    # The priorities `tandem up` would give (TANDEM_EXPERIMENTATION_NICE, TANDEM_EXPERIMENTATION_CPU,
+    # The priorities `tandem up` would give (TANDEM_EXPERIMENTATION_NICE, TANDEM_CONSOLE_CPU,
     # TANDEM_SERVING_NICE).
     chosen = load_settings()
-    group = idle_cpu_group("experimentation") if chosen.experimentation_cpu == "idle" else None
-    experimentation = Priority(chosen.experimentation_nice, group)
+    group = console_cpu_group(chosen)
+    experimentation = Priority(chosen.experimentation_nice, None)
+    console = Priority(chosen.experimentation_nice, group)
     priorities: dict[str, object] = {"experimentation_nice": chosen.experimentation_nice,
-                                     "experimentation_cpu": chosen.experimentation_cpu,
-                                     "experimentation_cpu_group": None if group is None else str(group),
+                                     "console_cpu": chosen.console_cpu,
+                                     "console_cpu_group": None if group is None else str(group),
                                      "serving_nice": chosen.serving_nice}
     with RestartableStack(work_dir, topic_prefix="blast.") as stack:
         stack.start_broker()
@@ -83,7 +83,7 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
         # what the kernel gave (a negative niceness needs root): (niceness, autogroup niceness)
         priorities["serving_process"] = list(priority(stack.supervisor.processes["serving"].pid))
         started_s = time.monotonic() - began
-        forward = _forward(stack, url, seed=seed, quick=quick, experimentation=experimentation)
+        forward = _forward(stack, url, seed=seed, quick=quick, experimentation=experimentation, console=console)
         forward_s = time.monotonic() - began - started_s
         reverse = _reverse(stack, url, seed=seed, quick=quick, experimentation=experimentation)
     wall = {"start": round(started_s, 1), "forward": round(forward_s, 1),
@@ -112,20 +112,21 @@ def run(work_dir: Path, seed: int, quick: bool) -> dict[str, object]:
 # -- forward: serving while the experimentation stack is broken ------------------------------------
 
 class Priority(NamedTuple):
-    """Where the experimentation stack's processes run: their added niceness and CPU group."""
+    """Where a process of the experimentation stack runs: its added niceness and CPU group."""
 
     nice: int
     cpu_group: Path | None
 
 
-def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, experimentation: Priority) -> dict[str, Any]:
+def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, experimentation: Priority,
+             console: Priority) -> dict[str, Any]:
     rps = 100.0 if quick else 300.0
     phase_s = 2.0 if quick else 20.0
     users = 300 if quick else 3000
     spec = load_spec(DEMO_SPEC_PATH)
     console_port = free_port()
     # The experimentation stack's processes at the priority `tandem up` gives them.
-    stack.start("console", "console", "--port", str(console_port), "--no-monitor", **experimentation._asdict())
+    stack.start("console", "console", "--port", str(console_port), "--no-monitor", **console._asdict())
     console_url = f"http://127.0.0.1:{console_port}"
     wait_for(lambda: _answers(f"{console_url}/api/experiments"), timeout_s=90, what="the console")
     load(url, rps=rps, duration_s=1.0, seed=seed)  # warm every path once, unmeasured
@@ -155,11 +156,11 @@ def _forward(stack: RestartableStack, url: str, *, seed: int, quick: bool, exper
     # The console's users are not on serving's host: their stand-in runs at the lowest priority, in a
     # session (so a scheduling autogroup) of its own: `nice -n 19` inside the harness's session left
     # the harness's group, as a whole, as much CPU as serving's (infra.demo.supervisor.session_priority);
-    # and in the experimentation stack's idle CPU group when there is one.
+    # and in the console's idle CPU group when there is one.
     flood = subprocess.Popen(
         [sys.executable, "-m", "infra.chaos.blast_radius", "--flood", console_url, "--seconds", str(phase_s + 1.0)],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=session_priority(19, cpu_group=experimentation.cpu_group),
+        preexec_fn=session_priority(19, cpu_group=console.cpu_group),
     )
     try:
         measure("d_console_flood")

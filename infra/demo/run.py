@@ -189,32 +189,36 @@ def say(message: str) -> None:
 
 def worker_specs(serve_port: int, console_port: int | None = None, *, auto_stop: bool = True,
                  experimentation_nice: int = EXPERIMENTATION_NICE, serving_nice: int = 0,
-                 experimentation_cpu_group: Path | None = None) -> dict[str, ProcessSpec]:
+                 console_cpu_group: Path | None = None) -> dict[str, ProcessSpec]:
     """The processes of ``tandem up`` and the demo; the experimentation stack (aggregator, console)
-    at ``experimentation_nice`` (``TANDEM_EXPERIMENTATION_NICE``) and in ``experimentation_cpu_group``
-    (``TANDEM_EXPERIMENTATION_CPU``), serving at ``serving_nice`` (``TANDEM_SERVING_NICE``, below 0
-    only with root or CAP_SYS_NICE)."""
+    at ``experimentation_nice`` (``TANDEM_EXPERIMENTATION_NICE``), the console in
+    ``console_cpu_group`` (``TANDEM_CONSOLE_CPU``), serving at ``serving_nice``
+    (``TANDEM_SERVING_NICE``, below 0 only with root or CAP_SYS_NICE)."""
     specs = {
         "personalization": ProcessSpec("personalization", ("features", "run")),
         "learner": ProcessSpec("learner", ("learner", "run")),
         "serving": ProcessSpec("serving", ("serve", "--port", str(serve_port)), nice=serving_nice),
         "experiments": ProcessSpec("experiments", ("experiments", "aggregate", "--allowed-lateness", "30m"),
-                                   nice=experimentation_nice, cpu_group=experimentation_cpu_group),
+                                   nice=experimentation_nice),
     }
     if console_port is not None:
         specs["console"] = ProcessSpec("console", ("console", "--port", str(console_port),
                                                    *(() if auto_stop else ("--no-monitor",))),
-                                       nice=experimentation_nice, cpu_group=experimentation_cpu_group)
+                                       nice=experimentation_nice, cpu_group=console_cpu_group)
     return specs
 
 
 def settings_worker_specs(settings: Settings, serve_port: int, console_port: int | None = None, *,
                           auto_stop: bool = True) -> dict[str, ProcessSpec]:
     """``worker_specs`` with the priorities the settings give."""
-    group = idle_cpu_group("experimentation") if settings.experimentation_cpu == "idle" else None
     return worker_specs(serve_port, console_port, auto_stop=auto_stop,
                         experimentation_nice=settings.experimentation_nice, serving_nice=settings.serving_nice,
-                        experimentation_cpu_group=group)
+                        console_cpu_group=console_cpu_group(settings))
+
+
+def console_cpu_group(settings: Settings) -> Path | None:
+    """The console's CPU group (``TANDEM_CONSOLE_CPU``): the idle one, where it can be made."""
+    return idle_cpu_group("console") if settings.console_cpu == "idle" else None
 
 
 def _serving_ready(url: str) -> bool:
