@@ -193,17 +193,19 @@ class RewardJoiner:
         heap, closing = self._closing, set()
         while heap and heap[0][0] <= now:
             closing.add(heapq.heappop(heap)[1])
-        heap, expiring = self._expiring, set()
+        heap = self._expiring
+        expiring: dict[str, int] = {}  # user -> the oldest of its events the watermark just passed
         while heap and heap[0][0] < now:
-            expiring.add(heapq.heappop(heap)[1])
+            ts, user = heapq.heappop(heap)
+            expiring.setdefault(user, ts)
         # Users are independent: each closes its decisions, then drops the events nothing can claim.
         closed: list[tuple[int, str, Decision, float, int]] = []
         for user in closing:
             self._close_user(user, closed)
         events = self._events
-        for user in expiring.difference(closing):
-            if user in events:
-                self._evict_events(user)
+        for user, oldest in expiring.items():
+            if user in events and user not in closing:
+                self._evict_events(user, oldest)
         if closed:
             self.counts["decisions_closed"] += len(closed)
         closed.sort(key=_CLOSING_ORDER)
@@ -215,7 +217,7 @@ class RewardJoiner:
         decisions = self._decisions.get(user)
         if not decisions:
             if user in self._events:
-                self._evict_events(user)
+                self._drop_events(user, self._events[user], self.watermark)
             return
         last_start = self.watermark - self.window_ms  # a decision closes when ts + window <= watermark
         default, open_ids = self.default_reward, self._decision_ids
@@ -261,14 +263,19 @@ class RewardJoiner:
         if not decisions:
             del self._decisions[user]
 
-    def _evict_events(self, user: str) -> None:
+    def _evict_events(self, user: str, passed: int) -> None:
+        """Evict the events of a user none of whose decisions closed, ``passed`` the oldest of those
+        the watermark just passed. The user's other events are as the last eviction left them: at or
+        past the horizon then, its oldest open decision (which is still open), so only those the
+        watermark just passed may go, and none does if the oldest of them is past the horizon."""
         open_ = self._decisions.get(user)
         horizon = self.watermark
         if open_:
             oldest = min(map(_TS, open_.values()))
             if oldest < horizon:
                 horizon = oldest
-        self._drop_events(user, self._events[user], horizon)
+        if passed < horizon:
+            self._drop_events(user, self._events[user], horizon)
 
     def _drop_events(self, user: str, events: dict[str, tuple[ListeningEvent, float]], horizon: int) -> None:
         """Drop the user's buffered events older than ``horizon``."""
