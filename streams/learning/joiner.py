@@ -230,14 +230,23 @@ class RewardJoiner:
                 closed.append((decision.ts, decision.decision_id, decision, default, 0))
         else:
             # Every open decision can win an event; the closing ones are the first ``k`` by rank.
-            ranked = sorted(decisions.values(), key=_rank)
+            ranked = list(decisions.values())
             starts = list(map(_TS, ranked))
+            if not all(map(operator.lt, starts, starts[1:])):  # not already in rank order (as they came)
+                ranked.sort(key=_rank)
+                starts = list(map(_TS, ranked))
             k = bisect.bisect_right(starts, last_start)
             totals, credited = [0.0] * k, [0] * k
             window, match = self.window_ms, self.match
             low, high = (starts[0], starts[k - 1] + window) if k else (0, 0)
-            for event, value in events.values():
+            # once these close, the oldest decision still open (ranked[k]) holds back the events it may claim
+            now = self.watermark
+            horizon = starts[k] if k < len(starts) and starts[k] < now else now
+            stale = []
+            for event_id, (event, value) in events.items():
                 ts = event.ts
+                if ts < horizon:
+                    stale.append(event_id)
                 if low <= ts < high:
                     # the most recent eligible decision: scan back from the last one started by ts
                     i = bisect.bisect_right(starts, ts)
@@ -257,9 +266,10 @@ class RewardJoiner:
                 open_ids.discard(decision.decision_id)
                 n = credited[i]
                 closed.append((decision.ts, decision.decision_id, decision, totals[i] if n else default, n))
-            # the oldest decision still open (ranked[k]) holds back the events it may yet claim
-            now = self.watermark
-            self._drop_events(user, events, starts[k] if k < len(starts) and starts[k] < now else now)
+            for event_id in stale:
+                del events[event_id]
+            if not events:
+                del self._events[user]
         if not decisions:
             del self._decisions[user]
 
