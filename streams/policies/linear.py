@@ -215,15 +215,17 @@ class _LinearArmsPolicy(Policy):
         x = np.zeros((counts[0], len(arms), dim, 1))  # (step, arm, dim, 1): each arm's updates in order
         for k, arm in enumerate(arms):
             x[:counts[k], k, :, 0] = x_all[by_arm[arm]]
-        active = len(arms)
+        x_row = x.transpose(0, 1, 3, 2)  # (step, arm, 1, dim)
+        active, a = len(arms), a_inv
         for t in range(counts[0]):
-            while counts[active - 1] <= t:
-                active -= 1
-            xt = x[t, :active]
-            u = a_inv[:active] @ xt  # (arm, dim, 1): A⁻¹x per arm
+            if counts[active - 1] <= t:  # the arms with fewer updates are done: step the others
+                while counts[active - 1] <= t:
+                    active -= 1
+                a = a_inv[:active]
+            u = a @ x[t, :active]  # (arm, dim, 1): A⁻¹x per arm
             step = u * u.transpose(0, 2, 1)  # per arm outer(u, u)
-            step /= 1.0 + xt.transpose(0, 2, 1) @ u  # per arm 1 + x·u
-            a_inv[:active] -= step
+            step /= 1.0 + x_row[t, :active] @ u  # per arm 1 + x·u
+            a -= step
         for k, arm in enumerate(arms):
             rows = by_arm[arm]
             stats[k].a_inv = a_inv[k].copy()
