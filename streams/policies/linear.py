@@ -168,7 +168,9 @@ class _LinearArmsPolicy(Policy):
                 x_all[:, 1:len(names) + 1] = values  # every context in the order the features were numbered
             else:
                 x_all[np.ix_(rows, columns)] = values
-        if dims[0] == dims[-1]:  # no feature appeared in the batch (dims only grow): the arms step together
+        # The arms step together when no feature appeared in the batch (dims only grow) and some arm has
+        # several updates (a batch of one update per arm gains nothing from the stack).
+        if dims[0] == dims[-1] and len(by_arm) < len(updates):
             self._learn_arms(by_arm, x_all, [reward for _, _, reward in updates])
         else:
             for arm, rows in by_arm.items():
