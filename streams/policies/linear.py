@@ -214,20 +214,30 @@ class _LinearArmsPolicy(Policy):
         counts = [len(by_arm[arm]) for arm in arms]
         stats = [self._arm(arm, dim) for arm in arms]
         a_inv = np.stack([arm_stats.a_inv for arm_stats in stats])  # (arm, dim, dim)
-        x = np.zeros((counts[0], len(arms), dim, 1))  # (step, arm, dim, 1): each arm's updates in order
-        for k, arm in enumerate(arms):
-            x[:counts[k], k, :, 0] = x_all[by_arm[arm]]
-        x_row = x.transpose(0, 1, 3, 2)  # (step, arm, 1, dim)
-        active, a = len(arms), a_inv
+        # The rows step by step: step t takes the t-th update of each arm that has one (a prefix of
+        # ``arms``), so x is the batch's rows reordered, never padded (one busy arm among many idle ones
+        # would make a (step, arm) array quadratic in the batch).
+        rows_by_arm = [by_arm[arm] for arm in arms]
+        order: list[int] = []
+        actives: list[int] = []
+        active = len(arms)
         for t in range(counts[0]):
-            if counts[active - 1] <= t:  # the arms with fewer updates are done: step the others
-                while counts[active - 1] <= t:
-                    active -= 1
+            while counts[active - 1] <= t:
+                active -= 1
+            actives.append(active)
+            order.extend([rows[t] for rows in rows_by_arm[:active]])
+        x = x_all[order].reshape(len(order), dim, 1)  # (update, dim, 1) in step order
+        x_row = x.transpose(0, 2, 1)  # (update, 1, dim)
+        start, a = 0, a_inv
+        for active in actives:
+            if active < a.shape[0]:  # the arms with fewer updates are done: step the others
                 a = a_inv[:active]
-            u = a @ x[t, :active]  # (arm, dim, 1): A⁻¹x per arm
+            stop = start + active
+            u = a @ x[start:stop]  # (arm, dim, 1): A⁻¹x per arm
             step = u * u.transpose(0, 2, 1)  # per arm outer(u, u)
-            step /= 1.0 + x_row[t, :active] @ u  # per arm 1 + x·u
+            step /= 1.0 + x_row[start:stop] @ u  # per arm 1 + x·u
             a -= step
+            start = stop
         for k, arm in enumerate(arms):
             rows = by_arm[arm]
             stats[k].a_inv = a_inv[k].copy()
