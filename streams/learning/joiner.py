@@ -87,12 +87,8 @@ _COUNT_KEYS = {(kind, admission): f"{kind}s_{admission.value}"
 
 _rank = operator.attrgetter("ts", "decision_id")  # (ts, decision_id): the most recent decision wins
 _TS = operator.attrgetter("ts")
-
-
-def _closing_order(reward: Reward) -> tuple[int, str]:
-    """Close time, then decision time and id; with one window length, close time follows decision time."""
-    decision = reward.decision
-    return decision.ts, decision.decision_id
+#: Closing order of the closed tuples: decision time and id (one window length: close time follows decision time)
+_CLOSING_ORDER = operator.itemgetter(0, 1)
 
 
 class RewardJoiner:
@@ -134,31 +130,44 @@ class RewardJoiner:
         return sum(len(events) for events in self._events.values())
 
     def add_decision(self, decision: Decision) -> Admission:
-        self.max_ts = max(self.max_ts, decision.ts)
-        if decision.decision_id in self._decision_ids:
+        ts, decision_id = decision.ts, decision.decision_id
+        if ts > self.max_ts:
+            self.max_ts = ts
+        if decision_id in self._decision_ids:
             return self._count(Admission.DUPLICATE, "decision")
-        if decision.ts < self.watermark:
+        if ts < self.watermark:
             return self._count(Admission.LATE, "decision")
-        self._decisions.setdefault(decision.user_id, {})[decision.decision_id] = decision
-        self._decision_ids.add(decision.decision_id)
-        heapq.heappush(self._closing, (decision.ts + self.window_ms, decision.user_id))
-        return self._count(Admission.ACCEPTED, "decision")
+        user = decision.user_id
+        open_ = self._decisions.get(user)
+        if open_ is None:
+            open_ = self._decisions[user] = {}
+        open_[decision_id] = decision
+        self._decision_ids.add(decision_id)
+        heapq.heappush(self._closing, (ts + self.window_ms, user))
+        self.counts["decisions_accepted"] += 1
+        return Admission.ACCEPTED
 
     def add_event(self, event: ListeningEvent) -> Admission:
-        self.max_ts = max(self.max_ts, event.ts)
+        ts = event.ts
+        if ts > self.max_ts:
+            self.max_ts = ts
         value = self.reward_fn(event)
         if value is None:
             return self._count(Admission.IGNORED, "event")
-        buffered = self._events.setdefault(event.user_id, {})
-        if event.event_id in buffered:
+        user = event.user_id
+        buffered = self._events.get(user)
+        if buffered is None:
+            if ts < self.watermark:
+                return self._count(Admission.LATE, "event")
+            buffered = self._events[user] = {}
+        elif event.event_id in buffered:
             return self._count(Admission.DUPLICATE, "event")
-        if event.ts < self.watermark:
-            if not buffered:
-                del self._events[event.user_id]
+        elif ts < self.watermark:
             return self._count(Admission.LATE, "event")
         buffered[event.event_id] = (event, float(value))
-        heapq.heappush(self._expiring, (event.ts, event.user_id))
-        return self._count(Admission.ACCEPTED, "event")
+        heapq.heappush(self._expiring, (ts, user))
+        self.counts["events_accepted"] += 1
+        return Admission.ACCEPTED
 
     def _count(self, admission: Admission, kind: str) -> Admission:
         self.counts[_COUNT_KEYS[kind, admission]] += 1
@@ -168,77 +177,118 @@ class RewardJoiner:
 
     def advance(self, watermark: int | None = None) -> list[Reward]:
         """Move the watermark forward and return the decisions whose window closed."""
+        closed = self.close_windows(watermark)
+        at = self.watermark
+        return [Reward(decision, reward, events, at) for decision, reward, events in closed]
+
+    def close_windows(self, watermark: int | None = None) -> list[tuple[Decision, float, int]]:
+        """``advance`` without the ``Reward`` around each result: ``(decision, reward, events)``
+        in closing order, each closed at ``self.watermark`` (the learner's hot path)."""
         target = self.max_ts - self.allowed_lateness_ms if watermark is None else int(watermark)
         if self.max_ts == NO_WATERMARK and watermark is None:
             return []
-        self.watermark = max(self.watermark, target)
-        closing: set[str] = set()
-        while self._closing and self._closing[0][0] <= self.watermark:
-            closing.add(heapq.heappop(self._closing)[1])
-        expiring = set(closing)
-        while self._expiring and self._expiring[0][0] < self.watermark:
-            expiring.add(heapq.heappop(self._expiring)[1])
-        closed: list[Reward] = []
-        for user in sorted(closing):
-            closed.extend(self._close_user(user))
-        for user in sorted(expiring):
-            if user in self._events:
-                self._evict_events(user)
-        closed.sort(key=_closing_order)
-        return closed
+        if target > self.watermark:
+            self.watermark = target
+        now = self.watermark
+        heap, closing = self._closing, set()
+        while heap and heap[0][0] <= now:
+            closing.add(heapq.heappop(heap)[1])
+        heap = self._expiring
+        expiring: dict[str, int] = {}  # user -> the oldest of its events the watermark just passed
+        while heap and heap[0][0] < now:
+            ts, user = heapq.heappop(heap)
+            expiring.setdefault(user, ts)
+        # Users are independent: each closes its decisions, then drops the events nothing can claim.
+        closed: list[tuple[int, str, Decision, float, int]] = []
+        for user in closing:
+            self._close_user(user, closed)
+        events = self._events
+        for user, oldest in expiring.items():
+            if user in events and user not in closing:
+                self._evict_events(user, oldest)
+        if closed:
+            self.counts["decisions_closed"] += len(closed)
+        closed.sort(key=_CLOSING_ORDER)
+        return [(decision, reward, n) for _, _, decision, reward, n in closed]
 
-    def _close_user(self, user: str) -> list[Reward]:
-        decisions = self._decisions.get(user, {})
-        last_start = self.watermark - self.window_ms  # a decision closes when ts + window <= watermark
-        closing = [i for i, d in decisions.items() if d.ts <= last_start]
-        if not closing:
-            return []
-        totals = dict.fromkeys(closing, 0.0)
-        credited = dict.fromkeys(closing, 0)
-        events = self._events.get(user)
-        if events:
-            ranked = sorted(decisions.values(), key=_rank)  # every open decision can win an event
-            starts = list(map(_TS, ranked))
-            closing_ts = [decisions[i].ts for i in closing]
-            low, high = min(closing_ts), max(closing_ts) + self.window_ms
-            for event, value in events.values():
-                if low <= event.ts < high:
-                    winner = self._winner(ranked, starts, event)
-                    if winner is not None:
-                        winner_id = winner.decision_id
-                        if winner_id in totals:
-                            totals[winner_id] += value
-                            credited[winner_id] += 1
-        rewards = []
-        default, watermark, open_ids = self.default_reward, self.watermark, self._decision_ids
-        for decision_id in closing:
-            decision = decisions.pop(decision_id)
-            open_ids.discard(decision_id)
-            n = credited[decision_id]
-            rewards.append(Reward(decision, totals[decision_id] if n else default, n, watermark))
+    def _close_user(self, user: str, closed: list[tuple[int, str, Decision, float, int]]) -> None:
+        """Append the user's decisions whose window the watermark has passed, with their rewards;
+        then evict the user's events that no open decision can claim."""
+        decisions = self._decisions.get(user)
         if not decisions:
-            self._decisions.pop(user, None)
-        self.counts["decisions_closed"] += len(rewards)
-        return rewards
+            if user in self._events:
+                self._drop_events(user, self._events[user], self.watermark)
+            return
+        last_start = self.watermark - self.window_ms  # a decision closes when ts + window <= watermark
+        default, open_ids = self.default_reward, self._decision_ids
+        events = self._events.get(user)
+        if not events:  # nothing to credit: every closing decision gets the default
+            closing = [d for d in decisions.values() if d.ts <= last_start]
+            for decision in closing:
+                del decisions[decision.decision_id]
+                open_ids.discard(decision.decision_id)
+                closed.append((decision.ts, decision.decision_id, decision, default, 0))
+        else:
+            # Every open decision can win an event; the closing ones are the first ``k`` by rank.
+            ranked = list(decisions.values())
+            starts = list(map(_TS, ranked))
+            if not all(map(operator.lt, starts, starts[1:])):  # not already in rank order (as they came)
+                ranked.sort(key=_rank)
+                starts = list(map(_TS, ranked))
+            k = bisect.bisect_right(starts, last_start)
+            totals, credited = [0.0] * k, [0] * k
+            window, match = self.window_ms, self.match
+            low, high = (starts[0], starts[k - 1] + window) if k else (0, 0)
+            # once these close, the oldest decision still open (ranked[k]) holds back the events it may claim
+            now = self.watermark
+            horizon = starts[k] if k < len(starts) and starts[k] < now else now
+            stale = []
+            for event_id, (event, value) in events.items():
+                ts = event.ts
+                if ts < horizon:
+                    stale.append(event_id)
+                if low <= ts < high:
+                    # the most recent eligible decision: scan back from the last one started by ts
+                    i = bisect.bisect_right(starts, ts)
+                    while i > 0:
+                        i -= 1
+                        decision = ranked[i]
+                        if decision.ts + window <= ts:
+                            break  # this one and all before it ended before the event
+                        if match(decision, event):
+                            if i < k:
+                                totals[i] += value
+                                credited[i] += 1
+                            break
+            for i in range(k):
+                decision = ranked[i]
+                del decisions[decision.decision_id]
+                open_ids.discard(decision.decision_id)
+                n = credited[i]
+                closed.append((decision.ts, decision.decision_id, decision, totals[i] if n else default, n))
+            for event_id in stale:
+                del events[event_id]
+            if not events:
+                del self._events[user]
+        if not decisions:
+            del self._decisions[user]
 
-    def _winner(self, ranked: list[Decision], starts: list[int], event: ListeningEvent) -> Decision | None:
-        """The most recent eligible decision: scan back from the last one started by ``event.ts``."""
-        i = bisect.bisect_right(starts, event.ts)
-        while i > 0:
-            i -= 1
-            decision = ranked[i]
-            if decision.ts + self.window_ms <= event.ts:
-                return None  # this one and all before it ended before the event
-            if self.match(decision, event):
-                return decision
-        return None
-
-    def _evict_events(self, user: str) -> None:
+    def _evict_events(self, user: str, passed: int) -> None:
+        """Evict the events of a user none of whose decisions closed, ``passed`` the oldest of those
+        the watermark just passed. The user's other events are as the last eviction left them: at or
+        past the horizon then, its oldest open decision (which is still open), so only those the
+        watermark just passed may go, and none does if the oldest of them is past the horizon."""
         open_ = self._decisions.get(user)
         horizon = self.watermark
         if open_:
-            horizon = min(horizon, min(map(_TS, open_.values())))
-        events = self._events[user]
+            oldest = min(map(_TS, open_.values()))
+            if oldest < horizon:
+                horizon = oldest
+        if passed < horizon:
+            self._drop_events(user, self._events[user], horizon)
+
+    def _drop_events(self, user: str, events: dict[str, tuple[ListeningEvent, float]], horizon: int) -> None:
+        """Drop the user's buffered events older than ``horizon``."""
         for event_id in [i for i, (e, _) in events.items() if e.ts < horizon]:
             del events[event_id]
         if not events:

@@ -74,11 +74,17 @@ class OnlineLearner:
 
     def add_decision(self, decision: Decision, partition: Partition) -> Admission:
         self._observe(partition, decision.ts)
-        return self._count(self.joiner.add_decision(decision))
+        admission = self.joiner.add_decision(decision)
+        if admission is Admission.LATE:
+            self.late += 1
+        return admission
 
     def add_event(self, event: ListeningEvent, partition: Partition) -> Admission:
         self._observe(partition, event.ts)
-        return self._count(self.joiner.add_event(event))
+        admission = self.joiner.add_event(event)
+        if admission is Admission.LATE:
+            self.late += 1
+        return admission
 
     def declare(self, partition: Partition) -> None:
         """An assigned partition holds the watermark back until it has delivered a record."""
@@ -101,9 +107,11 @@ class OnlineLearner:
         # Each policy learns its closed decisions in closing order, in one batch (``update_many``
         # gives the very state that one ``update`` after the other would).
         by_policy: dict[str, list[tuple[Mapping[str, float], str, float]]] = {}
-        for reward in self.joiner.advance(watermark):
-            decision = reward.decision
-            by_policy.setdefault(decision.policy, []).append((decision.context, decision.arm, reward.reward))
+        for decision, reward, _ in self.joiner.close_windows(watermark):
+            updates = by_policy.get(decision.policy)
+            if updates is None:
+                updates = by_policy[decision.policy] = []
+            updates.append((decision.context, decision.arm, reward))
         applied = 0
         for name, updates in by_policy.items():
             self.policy(name).update_many(updates)
@@ -166,12 +174,8 @@ class OnlineLearner:
     def _observe(self, partition: Partition, ts: int) -> None:
         if ts > self.newest.get(partition, -1):
             self.newest[partition] = ts
-        self._last_ts = max(self._last_ts, ts)
-
-    def _count(self, admission: Admission) -> Admission:
-        if admission is Admission.LATE:
-            self.late += 1
-        return admission
+        if ts > self._last_ts:
+            self._last_ts = ts
 
     # -- JSON state (the policy factory and the reward function are code: pass them again) --
 
