@@ -151,4 +151,5 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         "lag_by_partition": lag_by_partition,
         "committed": committed,  # sum over the events partitions of the committed offsets
         **batcher.freshness.summary(),
+        **batcher.stage_summary(),
     }
