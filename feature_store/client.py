@@ -206,7 +206,12 @@ class FeatureStoreClient:
         within the stored second, the last write wins. Rows also go to the offline Parquet
         (all of them, unless disabled).
         """
-        table = rows_to_table(rows, self.schema)
+        return self.write_table(rows_to_table(rows, self.schema), offline_too=offline_too)
+
+    def write_table(self, table: pa.Table, *, offline_too: bool | None = None) -> WriteReport:
+        """``write_rows`` of rows already checked and converted (``feature_store.rows.rows_to_table``
+        with this client's ``schema``), e.g. to write them online now and offline later
+        (``append_offline``)."""
         store = self.store
         with self._lock:
             newest = _newest_per_user(table)
@@ -222,6 +227,11 @@ class FeatureStoreClient:
                 files = offline.append(offline_path(self.settings.repo_path.resolve()), table)
         return WriteReport(written=fresh.num_rows, stale=table.num_rows - fresh.num_rows,
                            offline_files=len(files))
+
+    def append_offline(self, table: pa.Table) -> int:
+        """Append rows (as ``write_table`` takes them) to the offline Parquet only; files written."""
+        with self._lock:
+            return len(offline.append(offline_path(self.settings.repo_path.resolve()), table))
 
     async def write_rows_async(self, rows: Sequence[Mapping[str, Any]]) -> WriteReport:
         """``write_rows`` in a worker thread, for asyncio callers (Feast has no async SQLite)."""
