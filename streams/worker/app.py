@@ -54,12 +54,9 @@ def new_app(
     store: str = "memory://",
     one_record_per_batch: bool | None = None,
     commit_interval_s: float | None = None,
-    fetch_wait_ms: int | None = None,
 ) -> Any:
     """A personalization Faust app with tandem's settings (raw bytes, manual acks, the prompt
-    fetch); its id and consumer group are ``app_id(settings, app_name)``. ``fetch_wait_ms``
-    replaces ``infra.kafka.config.fetch_max_wait_ms`` on the embedded broker (a real Kafka
-    answers a waiting fetch when data arrives: there the client's default stays)."""
+    fetch); its id and consumer group are ``app_id(settings, app_name)``."""
     from streams.worker.transport import PromptApp
 
     if one_record_per_batch is None:
@@ -76,8 +73,7 @@ def new_app(
     datadir.mkdir(parents=True, exist_ok=True)
     return PromptApp(
         app_id(settings, app_name),
-        fetch_max_wait_ms=fetch_wait_ms if fetch_wait_ms is not None and settings.embedded
-        else fetch_max_wait_ms(settings),
+        fetch_max_wait_ms=fetch_max_wait_ms(settings),
         datadir=str(datadir),
         store=store,
         key_serializer="raw",

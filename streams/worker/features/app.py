@@ -47,10 +47,6 @@ from streams.worker.status import consumer_lag, partition_lags, status_path, wri
 logger = logging.getLogger(__name__)
 
 APP_NAME = "tandem-personalization"
-#: The features consumer's fetch wait on the embedded broker, which holds a fetch that finds no
-#: new record for that long even when records arrive meanwhile (``infra.kafka.config``): a
-#: caught-up worker's records waited ~half of it on average. Measured in docs/performance.md.
-FETCH_WAIT_MS = 10
 TABLE_NAME = "user-features"
 
 
@@ -76,7 +72,7 @@ def make_app(
     import faust
 
     app = new_app(settings, app_name, store=store or default_store(), one_record_per_batch=one_record_per_batch,
-                  commit_interval_s=commit_interval_s, fetch_wait_ms=FETCH_WAIT_MS)
+                  commit_interval_s=commit_interval_s)
     events = app.topic(settings.topic(EVENTS), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     dead_topic = app.topic(settings.topic(DEAD_LETTERS), key_serializer="raw", value_serializer="raw")
