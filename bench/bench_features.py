@@ -18,7 +18,10 @@ measured it at. A fixed load is a different share of a slower machine: at 2,000 
 machine whose pipeline sustains little more than that only measures its queue
 (``freshness_offered_vs_pipeline`` near or above 1). So freshness is also measured at half and
 at 0.9 of the pipeline's own rate measured just before (``freshness_half_of_max_*``,
-``freshness_0p9_of_max_*``). Each load reports p50, p99 and p99.9 (``*_p999_ms``).
+``freshness_0p9_of_max_*``). Each load reports p50, p99 and p99.9 (``*_p999_ms``); the fixed
+load also where the time goes, per record (``freshness_stage_<stage>_p50_ms`` / ``_p99_ms``:
+``to_agent`` publish to the agent, ``in_batch`` waiting in the batch, ``to_write`` sealed to the
+write's start, ``write`` the writer process's online write).
 
     python -m bench.bench_features [--events 100000] [--users 2000] [--offered-eps 2000]
 """
@@ -200,6 +203,8 @@ def freshness(settings: Any, offered_eps: float, seconds: float, users: int, wor
         while time.monotonic() < deadline and status.get("records_flushed", 0) < n:
             time.sleep(0.2)
             status = _status(settings) or {}
+        time.sleep(2.2)  # the worker summarizes its freshness stages (stage_*) every 2 s
+        status = {**status, **{k: v for k, v in (_status(settings) or {}).items() if k.startswith("stage_")}}
     return status
 
 
@@ -259,6 +264,8 @@ def run(settings_or_bootstrap: Any = None, *, events: int = 100_000, users: int 
                 out[f"{name}_p99_ms"] = fresh.get("freshness_p99_ms")
                 out[f"{name}_p999_ms"] = fresh.get("freshness_p999_ms")
                 out[f"{name}_samples"] = fresh.get("freshness_samples")
+                if name == "freshness":  # where it goes: publish -> agent -> batch sealed -> write began -> online
+                    out.update({f"freshness_{key}": value for key, value in fresh.items() if key.startswith("stage_")})
         finally:
             if broker is not None:
                 broker.stop()

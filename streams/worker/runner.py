@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="loopback port of /metrics (default: the role's, see infra.metrics; 0: any free port)")
     features = parser.add_argument_group("features worker only")
     features.add_argument("--flush-records", type=int, default=None, help="default 1000")
-    features.add_argument("--flush-ms", type=float, default=None, help="default 100")
+    features.add_argument("--flush-ms", type=float, default=None,
+                          help="ms a batch's first record waits for others (default 10; longer while a write runs)")
     features.add_argument("--persist-interval", type=float, default=None,
                           help="seconds between table writes of the changed user states")
     features.add_argument("--store", choices=("rocksdb://", "memory://"), default=None)

@@ -10,7 +10,8 @@ Per record, in log order:
 
 The batcher writes the rows of its batch to Feast (online + day-partitioned Parquet) and
 hands the events back through ``ack``; they wait there for ``persist_and_ack`` (a timer,
-every 5 s by default), which writes every state changed since the last time once to
+every 5 s by default), which has the writer finish what it deferred (``before_ack``: the
+rows' offline Parquet), writes every state changed since the last time once to
 the Faust table (RocksDB locally + one changelog record per user and interval, not per
 event: per-event table writes capped the worker at ~2.3k events/s on the embedded broker
 with one record per produce batch), in steps small enough never to stall the stream,
@@ -43,7 +44,7 @@ import itertools
 import logging
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streams.errors import InvalidRecord
@@ -74,6 +75,7 @@ class FeaturesAdapter:
         cache_limit: int = DEFAULT_CACHE_LIMIT,
         generation: Callable[[], Any] = lambda: None,
         changelog_backlog: Callable[[], int] = lambda: 0,
+        before_ack: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.table = table
         self.batcher = batcher
@@ -82,6 +84,7 @@ class FeaturesAdapter:
         self.cache_limit = cache_limit
         self.generation = generation  # the consumer group generation now (Faust's)
         self.changelog_backlog = changelog_backlog  # table writes not yet handed to the producer
+        self.before_ack = before_ack  # what the writer deferred for rows already online (their Parquet)
         self.counts: Counter[str] = Counter()
         self.positions: dict[Any, int] = {}  # TP -> next offset to process
         self.table_writes = 0
@@ -134,6 +137,15 @@ class FeaturesAdapter:
                     await asyncio.sleep(0.005)
         if self.generation() != generation:
             return
+        if self.before_ack is not None:
+            try:
+                await self.before_ack()
+            except Exception:  # the offline write failed: ack nothing now, retry at the next persist
+                logger.exception("the feature writer's deferred writes failed; acks wait for the next persist")
+                self._written[:0] = written
+                return
+            if self.generation() != generation:
+                return
         for event in written:
             try:
                 event.ack()

@@ -26,9 +26,11 @@ that write. The SIGKILL-and-restart integration test checks the result against t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from infra.kafka.topics import DEAD_LETTERS, EVENTS
@@ -54,7 +56,7 @@ def make_app(
     feature_store: Any,
     store: str | None = None,
     flush_records: int = 1000,
-    flush_ms: float = 100.0,
+    flush_ms: float = 10.0,
     one_record_per_batch: bool | None = None,
     status_interval_s: float = 1.0,
     commit_interval_s: float | None = None,
@@ -80,7 +82,8 @@ def make_app(
                            max_records=flush_records, max_delay_ms=flush_ms)
     adapter = FeaturesAdapter(table=table, batcher=batcher, dead_letters=DeadLetters(dead_topic), config=config,
                               generation=lambda: app.consumer_generation_id,
-                              changelog_backlog=lambda: app.producer.buffer.size)
+                              changelog_backlog=lambda: app.producer.buffer.size,
+                              before_ack=_deferred_writes(feature_store))
     install(app, topic=events, adapter=adapter)
     app.tandem_adapter = adapter  # type: ignore[attr-defined]  # for tests and the status writer
 
@@ -111,6 +114,18 @@ def make_app(
         write_status(path, status)
 
     return app
+
+
+def _deferred_writes(feature_store: Any) -> Callable[[], Awaitable[object]] | None:
+    """The writer's ``sync_offline`` (``ProcessFeatureWriter``) off the event loop, if it has one."""
+    sync = getattr(feature_store, "sync_offline", None)
+    if sync is None:
+        return None
+
+    async def deferred() -> object:
+        return await asyncio.to_thread(sync)
+
+    return deferred
 
 
 def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
@@ -151,4 +166,5 @@ def snapshot(app: Any, adapter: FeaturesAdapter, topic: str) -> dict[str, Any]:
         "lag_by_partition": lag_by_partition,
         "committed": committed,  # sum over the events partitions of the committed offsets
         **batcher.freshness.summary(),
+        **batcher.stage_summary(),
     }

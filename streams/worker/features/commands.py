@@ -17,7 +17,7 @@ from streams.features.online import open_online_store
 from streams.worker.status import status_path, worker_status
 
 #: Options of the features worker only, with their defaults; the learner refuses them.
-FEATURES_ONLY = {"flush_records": 1000, "flush_ms": 100.0, "persist_interval": None, "store": None,
+FEATURES_ONLY = {"flush_records": 1000, "flush_ms": 10.0, "persist_interval": None, "store": None,
                  "changelog_batches": False}
 
 

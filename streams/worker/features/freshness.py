@@ -21,19 +21,27 @@ from infra.metrics import FRESHNESS_BUCKETS, Histogram
 
 
 class FreshnessTracker:
-    """Publish-to-readable latencies in ms; p50/p99 over the newest ``capacity`` samples."""
+    """Publish-to-readable latencies in ms; p50/p99 over the newest ``capacity`` samples.
 
-    def __init__(self, *, capacity: int = 20_000) -> None:
+    ``histogram=False`` keeps the samples only (the per-stage trackers of the batcher)."""
+
+    def __init__(self, *, capacity: int = 20_000, histogram: bool = True) -> None:
         if capacity < 1:
             raise ValueError(f"capacity: must be at least 1, got {capacity}")
         self._samples: deque[float] = deque(maxlen=capacity)
         self.count = 0  # every sample ever added, not only the kept ones
+        self._with_histogram = histogram
         self.histogram = Histogram(FRESHNESS_BUCKETS)  # every sample ever added, seconds
 
     def add(self, latency_ms: float) -> None:
         self.add_many((latency_ms,))
 
     def add_many(self, latencies_ms: Iterable[float]) -> None:
+        if not self._with_histogram:
+            batch = list(latencies_ms)
+            self._samples.extend(batch)
+            self.count += len(batch)
+            return
         observe = self.histogram.observe
         for latency in latencies_ms:
             self._samples.append(latency)

@@ -199,6 +199,28 @@ def test_without_the_older_write_check_sqlite_is_last_write_wins(tmp_path):
         assert not list((tmp_path / "offline" / "user_listening_features").glob("date=*"))
 
 
+def test_the_direct_sqlite_write_stores_what_feasts_provider_stores(tmp_path):
+    """Byte for byte: the same table rows (key, feature, serialized value, text, event time) as
+    Feast's ``online_write_batch``, over inserts, updates and every feature's kind."""
+
+    def online_table(direct: bool) -> list[tuple]:
+        settings = FeatureStoreSettings(repo_path=tmp_path / str(direct), write_offline=False)
+        with FeatureStoreClient(settings=settings, defaults=DEFAULTS) as client:
+            assert client._sqlite_upsert is not None
+            if not direct:
+                client._sqlite_upsert = None  # through the provider
+            client.write_rows([row("u1", T0, plays=2, rate=0.125), row("u2", T0, plays=0, rate=0.0)])
+            client.write_rows([row("u1", T0 + timedelta(seconds=1, microseconds=5), plays=-3, rate=1 / 3),
+                               row("u3", T0 + timedelta(days=2), plays=2**40, rate=1e-300)])
+            conn = client.store._get_provider().online_store._get_conn(client.store.config)
+            table = client._sqlite_select.split(" FROM ")[1].split(" WHERE")[0]
+            return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 - the store's own name
+
+    direct, feast = online_table(True), online_table(False)
+    assert len(direct) == 3 * len(DEFAULTS)
+    assert direct == feast
+
+
 def test_sqlite_reads_never_wait_for_a_writer(tmp_path):
     """WAL mode: a read during another connection's exclusive write transaction answers with
     the last committed row (in Feast's rollback-journal mode it waits 5 s, then fails: the

@@ -22,7 +22,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_the_features_worker_gets_its_defaults_and_its_options(started: dict[str, Any]) -> None:
     assert runner.main([]) == 0
     assert (started["role"], started["flush_records"], started["flush_ms"], started["store"]) == (
-        "features", 1000, 100.0, None)
+        "features", 1000, 10.0, None)
     assert started["one_record_per_batch"] is None and "persist_interval_s" not in started
     runner.main(["--flush-records", "50", "--changelog-batches", "--persist-interval", "2"])
     assert (started["flush_records"], started["one_record_per_batch"], started["persist_interval_s"]) == (

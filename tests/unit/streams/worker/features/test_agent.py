@@ -192,3 +192,33 @@ def test_a_persist_interrupted_by_a_rebalance_acks_nothing() -> None:
     events = asyncio.run(scenario())
     assert table.writes == PERSIST_CHUNK
     assert not any(event.acked for event in events)
+
+
+def test_events_are_acked_only_after_the_writers_deferred_writes_and_kept_when_they_fail() -> None:
+    calls: list[str] = []
+    fail = [True]
+
+    async def deferred() -> None:
+        calls.append("deferred")
+        if fail[0]:
+            raise OSError("disk full")
+
+    async def scenario() -> list[Event]:
+        batcher = MicroBatcher(write=lambda rows: calls.append("write"), ack=lambda event: adapter.ack(event),
+                               max_records=1000, max_delay_ms=10_000)
+        adapter = FeaturesAdapter(table=Table(), batcher=batcher, dead_letters=DeadLetters(Topic()),
+                                  before_ack=deferred)
+        events = [Event(Message(value=encode(make_event(n, user=f"u{n}")), key=f"u{n}".encode(), offset=n))
+                  for n in range(3)]
+        for event in events:
+            await adapter.handle(event)
+        await batcher.drain()
+        await adapter.persist_and_ack()  # the deferred writes fail: nothing is acked, nothing dropped
+        assert not any(event.acked for event in events) and adapter.waiting == 3
+        fail[0] = False
+        await adapter.persist_and_ack()
+        return events
+
+    events = asyncio.run(scenario())
+    assert all(event.acked for event in events)
+    assert calls == ["write", "deferred", "deferred"]

@@ -50,6 +50,9 @@ def test_a_full_batch_flushes_once_with_one_row_per_user_and_acks_after_the_writ
         await batcher.drain()
         assert batcher.stats.flushes == 1 and batcher.stats.records_flushed == 4
         assert batcher.freshness.count == 4
+        assert all(stage.count == 4 for stage in batcher.stages.values())  # where freshness goes
+        assert set(batcher.stage_summary()) == {f"stage_{name}_{q}_ms" for name in batcher.stages
+                                                for q in ("p50", "p99")}
 
     rec = Recorder()
     asyncio.run(scenario(rec))
