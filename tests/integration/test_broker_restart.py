@@ -215,3 +215,29 @@ async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_the_log_end_probe_reads_each_partitions_end_one_small_fetch_at_a_time(settings: Settings) -> None:
+    """The stale-state check's probe fetches as little as the broker sends and still finds every
+    partition's end, past many record batches."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from infra.kafka.config import consumer_config
+    from infra.kafka.incarnation import PROBE_FETCH, log_ends
+
+    apply_topics(settings)
+    topic = settings.topic(EVENTS)
+    counts = {0: 0, 1: 0, 2: 0, 3: 0}
+    producer = KafkaProducer(**producer_config(settings, batch_size=1024))
+    for i in range(3000):
+        part = i % 3  # partition 3 stays empty
+        producer.send(topic, value=b"x" * 200, key=f"k{i}".encode(), partition=part)
+        counts[part] += 1
+    producer.flush()
+    producer.close()
+    probe = KafkaConsumer(**consumer_config(settings, group_id=None, **PROBE_FETCH))
+    try:
+        ends = log_ends(probe, [TopicPartition(topic, p) for p in counts])
+    finally:
+        probe.close()
+    assert ends == {(topic, p): n for p, n in counts.items()}
