@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -326,20 +327,29 @@ class FeatureStoreClient:
                 for user, (_, values) in zip(user_ids, found, strict=True)}
 
     def _sqlite_values(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found = self._sqlite_rows(user_ids)
+        out = {}
+        for user in user_ids:
+            values = found.get(user)
+            out[user] = {name: values.get(name) if values else None for name in self.defaults}
+        return out
+
+    def _sqlite_rows(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Feature name -> value of the features stored for each user that has a row (a user
+        without one is absent), from one ``SELECT`` on Feast's own SQLite connection."""
         from feast.protos.feast.types.Value_pb2 import Value
 
         store = self.store
         conn = store._get_provider().online_store._get_conn(store.config)
-        keys = [_serialized_key(user) for user in user_ids]
+        keys = {_serialized_key(user): user for user in user_ids}
         marks = ",".join("?" * len(keys))
-        found: dict[bytes, dict[str, Any]] = {}
-        for key, name, raw in conn.execute(f"{self._sqlite_select} ({marks})", keys):  # noqa: S608 - marks only
-            found.setdefault(key, {})[name] = _python_value(Value.FromString(raw))
-        out = {}
-        for user, key in zip(user_ids, keys, strict=True):
-            values = found.get(key)
-            out[user] = {name: values.get(name) if values else None for name in self.defaults}
-        return out
+        found: dict[str, dict[str, Any]] = {}
+        for key, name, raw in conn.execute(f"{self._sqlite_select} ({marks})", list(keys)):  # noqa: S608 - marks
+            value = Value.FromString(raw)
+            kind = value.WhichOneof("val")
+            found.setdefault(keys[key], {})[name] = (None if kind is None or kind == "null_val"
+                                                     else getattr(value, kind))
+        return found
 
     def _online_read(self, user_ids: Sequence[str]) -> list[tuple[datetime | None, dict[str, Any] | None]]:
         store = self.store
@@ -356,11 +366,19 @@ class FeatureStoreClient:
         unique = list(dict.fromkeys(user_ids))
         if not unique:
             return {}
+        defaults = self.defaults
+        if self._sqlite_select is not None:  # the serving path: one pass over the rows found
+            with self._lock:
+                rows = self._sqlite_rows(unique)
+            return {user: dict(defaults) if (row := rows.get(user)) is None else
+                    {name: default if (value := row.get(name)) is None else value
+                     for name, default in defaults.items()}
+                    for user in unique}
         with self._lock:
             found = self._values(unique)
         return {
             user: {name: default if (value := found[user][name]) is None else value
-                   for name, default in self.defaults.items()}
+                   for name, default in defaults.items()}
             for user in unique
         }
 
@@ -451,13 +469,22 @@ def _sqlite_upsert(config: Any, view: Any) -> str | None:
             "created_ts = excluded.created_ts;")
 
 
+#: Feast's ``ValueType.STRING``, as ``serialize_entity_key`` writes it.
+_STRING = 2
+
+#: What ``serialize_entity_key`` (version 3) writes before a single string join key's value: the
+#: key count, then the key's type, length and name, then the value's type.
+_KEY_PREFIX = struct.pack("<III", 1, _STRING, len(JOIN_KEY.encode("utf-8"))) + JOIN_KEY.encode("utf-8") + struct.pack(
+    "<I", _STRING)
+
+
 @lru_cache(maxsize=65_536)
 def _serialized_key(user_id: str) -> bytes:
-    """The user's entity key as Feast stores it (with the serialization version ``start`` configures)."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
-
-    return bytes(serialize_entity_key(_entity_key(user_id),
-                                      entity_key_serialization_version=ENTITY_KEY_SERIALIZATION_VERSION))
+    """The user's entity key as Feast stores it: ``serialize_entity_key`` (version 3, which ``start``
+    configures) of one string join key, written here without building its protos (five times
+    cheaper; a test compares the two)."""
+    value = user_id.encode("utf-8")
+    return _KEY_PREFIX + struct.pack("<I", len(value)) + value
 
 
 def _entity_key(user_id: str) -> Any:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
 from infra.metrics import CONTENT_TYPE
@@ -23,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[ServingService] = web.AppKey("service", ServingService)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: ``web.json_response``'s Content-Type, for the answers encoded with orjson (the same JSON as the
+#: stdlib's ``json.dumps``, without its spaces, in a fifth of the time).
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -59,7 +65,11 @@ async def recommend(request: web.Request) -> web.Response:
         answer = await service.recommend(parsed)
     except InvalidRequest as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(answer)
+    try:
+        body = orjson.dumps(answer)
+    except (TypeError, orjson.JSONEncodeError):  # a parameter value orjson cannot write: as before
+        return web.json_response(answer)
+    return web.Response(body=body, headers=_JSON_HEADERS)
 
 
 async def health(request: web.Request) -> web.Response:

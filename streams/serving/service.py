@@ -96,11 +96,8 @@ class ServingService:
         ts = request.ts if request.ts is not None else min(max(int(time.time() * 1000), MIN_TS_MS), MAX_TS_MS - 1)
         out = self.recommender.recommend(request.user_id, features=features, ts_ms=ts, candidates=request.candidates,
                                          surface=request.surface)
-        self.log.offer(DECISIONS.name, out.decision)
-        for exposure in out.exposures:
-            self.log.offer(EXPOSURES.name, exposure)
-        for assignment in out.sticky:
-            self.log.offer(STICKY_ASSIGNMENTS.name, assignment)
+        self.log.offer_all([(DECISIONS.name, out.decision), *((EXPOSURES.name, e) for e in out.exposures),
+                            *((STICKY_ASSIGNMENTS.name, a) for a in out.sticky)])
         return out.response()
 
     # -- health and metrics ------------------------------------------------------------

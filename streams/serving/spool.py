@@ -73,6 +73,7 @@ class Spool:
         self._file: IO[bytes] | None = None
         self._written = 0  # records in the open segment
         self._last_sync = time.monotonic()
+        self._prefixes: dict[str, bytes] = {}  # kind -> the line's start, up to the key
         self.torn_lines = 0
 
     # -- start ------------------------------------------------------------------------
@@ -106,17 +107,22 @@ class Spool:
 
     # -- the request path -------------------------------------------------------------
 
-    def append(self, kind: str, key: bytes, value: bytes) -> int:
-        """Write one record to the open segment and flush it to the OS; its segment number."""
+    def append(self, kind: str, key: bytes, value: bytes, *, flush: bool = True) -> int:
+        """Write one record to the open segment and flush it to the OS; its segment number.
+
+        ``flush=False`` leaves it in the file's buffer: the caller flushes (``flush()``) before it
+        answers, once for all of a request's records (a write to the OS per request, not per record)."""
         if self._file is None or self._written >= self.segment_records:
             self._rotate()
         assert self._file is not None
-        self._file.write(b'{"kind":' + json.dumps(kind).encode("utf-8")
-                         + b',"key":' + json.dumps(key.decode("utf-8")).encode("utf-8")
-                         + b',"value":' + value + b"}\n")
+        prefix = self._prefixes.get(kind)
+        if prefix is None:
+            prefix = self._prefixes[kind] = b'{"kind":' + json.dumps(kind).encode("utf-8") + b',"key":'
+        self._file.write(prefix + json.dumps(key.decode("utf-8")).encode("utf-8") + b',"value":' + value + b"}\n")
         self._written += 1
         self._outstanding[self._segment] += 1
-        self.flush()
+        if flush:
+            self.flush()
         return self._segment
 
     def flush(self, *, sync: bool = False) -> None:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from feature_store import (
@@ -258,3 +260,20 @@ def test_a_missing_redis_client_is_a_clear_error(tmp_path, monkeypatch):
                                     redis_connection_string="127.0.0.1:1")
     with pytest.raises(FeatureStoreError, match="redis"):
         FeatureStoreClient(settings=settings, defaults=DEFAULTS).start()
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_the_serialized_entity_key_is_feasts(user_id: str) -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+
+    from feature_store.client import ENTITY_KEY_SERIALIZATION_VERSION, _entity_key, _serialized_key
+
+    try:
+        expected = serialize_entity_key(_entity_key(user_id),
+                                        entity_key_serialization_version=ENTITY_KEY_SERIALIZATION_VERSION)
+    except UnicodeEncodeError:  # a lone surrogate: neither encodes it
+        with pytest.raises(UnicodeEncodeError):
+            _serialized_key(user_id)
+        return
+    assert _serialized_key(user_id) == expected

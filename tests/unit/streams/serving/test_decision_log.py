@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from streams.events import Exposure
-from streams.serving import DecisionLog
+from streams.events import Exposure, StickyAssignment
+from streams.serving import DecisionLog, Spool
 from tests.helpers import T0_MS
 
 
@@ -141,3 +142,20 @@ def test_close_reports_what_could_not_be_sent(caplog: pytest.LogCaptureFixture) 
     gate.set()
     assert closed_while_stuck, "close waited for the stuck send"
     assert "3 records unsent or unacknowledged" in caplog.text
+
+
+def test_offer_all_accepts_in_order_up_to_the_limit_and_keys_sticky_records_by_experiment_and_user(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    log = DecisionLog(producer_factory=FakeProducer, topics={"exposures": "t.x", "sticky": "t.s"}, max_pending=3,
+                      spool=spool)
+    sticky = StickyAssignment(assignment_id="d:e", experiment="e", variant="a", user_id="u9", ts=T0_MS)
+    accepted = log.offer_all([("exposures", exposure(0)), ("sticky", sticky), ("exposures", exposure(1)),
+                              ("exposures", exposure(2))])
+    assert accepted == [True, True, True, False]
+    assert dict(log.offered) == {"exposures": 2, "sticky": 1} and dict(log.overflowed) == {"exposures": 1}
+    lines = [line for path in sorted((tmp_path / "spool").glob("*.jsonl")) for line in path.read_bytes().splitlines()]
+    assert [line[:40] for line in lines] == [  # on the spool (flushed to the OS) when offer_all returns
+        b'{"kind":"exposures","key":"u0","value":{', b'{"kind":"sticky","key":"e/u9","value":{"',
+        b'{"kind":"exposures","key":"u1","value":{']
+    spool.close()
