@@ -434,17 +434,24 @@ def _has_a_value(values: Mapping[str, Any] | None) -> bool:
     return values is not None and any(v.WhichOneof("val") is not None for v in values.values())
 
 
-def _sqlite_select(config: Any, view: Any) -> str | None:
-    """``SELECT entity_key, feature_name, value FROM <the view's table> WHERE entity_key IN`` as the
-    SQLite online store names its table; None (read through the provider) if this Feast names it
-    otherwise."""
+def _sqlite_table(config: Any, view: Any, use: str) -> str | None:
+    """The quoted name of the view's table as the SQLite online store names it; None (``use``
+    through Feast's provider, logged) if this Feast names it otherwise."""
     try:
         from feast.infra.online_stores import sqlite as feast_sqlite
 
         versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
-        table = feast_sqlite._quote_id(feast_sqlite._table_id(config.project, view, versioning))
+        return str(feast_sqlite._quote_id(feast_sqlite._table_id(config.project, view, versioning)))
     except (AttributeError, ImportError, TypeError) as exc:
-        logger.info("SQLite online reads through Feast's provider (%s)", exc)
+        logger.info("SQLite online %s through Feast's provider (%s)", use, exc)
+        return None
+
+
+def _sqlite_select(config: Any, view: Any) -> str | None:
+    """``SELECT entity_key, feature_name, value FROM <the view's table> WHERE entity_key IN``; None
+    (read through the provider) if the table's name is not known."""
+    table = _sqlite_table(config, view, "reads")
+    if table is None:
         return None
     return f"SELECT entity_key, feature_name, value FROM {table} WHERE entity_key IN"  # noqa: S608 - quoted
 
@@ -455,13 +462,8 @@ def _sqlite_upsert(config: Any, view: Any) -> str | None:
     online = config.online_store
     if getattr(online, "vector_enabled", False) or getattr(online, "enable_openai_compatible_store", False):
         return None
-    try:
-        from feast.infra.online_stores import sqlite as feast_sqlite
-
-        versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
-        table = feast_sqlite._quote_id(feast_sqlite._table_id(config.project, view, versioning))
-    except (AttributeError, ImportError, TypeError) as exc:
-        logger.info("SQLite online writes through Feast's provider (%s)", exc)
+    table = _sqlite_table(config, view, "writes")
+    if table is None:
         return None
     return (f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "  # noqa: S608
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
