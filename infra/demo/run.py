@@ -218,7 +218,13 @@ def settings_worker_specs(settings: Settings, serve_port: int, console_port: int
 
 def console_cpu_group(settings: Settings) -> Path | None:
     """The console's CPU group (``TANDEM_CONSOLE_CPU``): the idle one, where it can be made."""
-    return idle_cpu_group("console") if settings.console_cpu == "idle" else None
+    if settings.console_cpu != "idle":
+        return None
+    group = idle_cpu_group("console")
+    if group is None:
+        logger.warning("no idle CPU group can be made here (it needs root and a cpu cgroup controller): "
+                       "the console runs at its niceness only")
+    return group
 
 
 def _serving_ready(url: str) -> bool:
