@@ -46,11 +46,20 @@ class Verdict(Result):
 
 
 def srm_check(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]]) -> HealthCheck:
-    """The one function behind the SRM check: swap the test here, every caller follows."""
+    """The one function behind the SRM check: swap the test here, every caller follows.
+
+    The aggregator publishes a record for every variant, exposed or not, so a variant without one
+    has not been read yet (its records come in another fetch): judging it as 0 exposed stopped a
+    healthy experiment between the two fetches of one update."""
     exposed = {v.name: 0 for v in spec.variants}
+    reported: set[str] = set()
     for record in records:
         if record.get("variant") in exposed:
+            reported.add(record["variant"])
             exposed[record["variant"]] = max(exposed[record["variant"]], int(record.get("exposed", 0)))
+    unread = [name for name in exposed if name not in reported]
+    if reported and unread:
+        return HealthCheck("srm", "ok", f"waiting for the records of {', '.join(unread)}")
     result = sequential_srm(exposed, {v.name: v.weight for v in spec.variants}, threshold=SRM_THRESHOLD)
     split = ", ".join(f"{k} {n}" for k, n in exposed.items())
     if result.p_value is None:

@@ -140,3 +140,17 @@ def test_a_spec_without_guardrails_is_checked_for_srm_only() -> None:
     (published,) = looks(spec, seed=1, retention={}, users_per_look=50, count=1)
     checks = {c.name: c for c in evaluate(spec, [r for _, r in published]).checks}
     assert checks["guardrails"].status == "ok" and checks["srm"].status == "ok"
+
+
+def test_a_variant_whose_records_are_not_read_yet_is_not_a_sample_ratio_mismatch() -> None:
+    """Regression: the console read one variant's records of an update before the other's, judged the
+    other as 0 exposed and stopped a healthy experiment (srm: split control 200, treatment 0)."""
+    spec = guarded_spec()
+    (published,) = looks(spec, seed=1, retention={"control": 0.6, "treatment": 0.6}, users_per_look=200, count=1)
+    records = [r for _, r in published]
+    control_only = [r for r in records if r["variant"] == "control"]
+    assert control_only and len(control_only) < len(records)
+    verdict = evaluate(spec, control_only)
+    checks = {c.name: c for c in verdict.checks}
+    assert not verdict.stop and checks["srm"].status == "ok" and "treatment" in checks["srm"].detail
+    assert evaluate(spec, records).stop is False
