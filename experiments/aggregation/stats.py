@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from hashlib import blake2b
 from typing import Any
+
+import orjson
 
 from experiments.aggregation.windows import Contribution
 from experiments.spec import Metric
@@ -155,9 +156,21 @@ def metric_record(
     if partition is not None:
         record["partition"] = partition
         record["terms"] = {name: stats._sums[name].terms for name in SufficientStats.FIELDS}
-    content = json.dumps(record, sort_keys=True).encode("utf-8")
-    record["record_id"] = f"{key}@{watermark_ts}:{blake2b(content, digest_size=6).hexdigest()}"
+    record["record_id"] = f"{key}@{watermark_ts}:{_content_digest(record)}"
     return record
+
+
+def _content_digest(record: dict[str, Any]) -> str:
+    """A hash of everything in a record but its id and watermark (the id names the watermark)."""
+    content = orjson.dumps({**record, "record_id": "", "watermark_ts": 0}, option=orjson.OPT_SORT_KEYS)
+    return blake2b(content, digest_size=6).hexdigest()
+
+
+def with_watermark(record: dict[str, Any], watermark_ts: int) -> dict[str, Any]:
+    """The same record as of a later watermark: a batch that moved the watermark without changing
+    an experiment's figures republishes its records this way, without recomputing them."""
+    key, digest = record["record_id"].rsplit("@", 1)[0], record["record_id"].rsplit(":", 1)[1]
+    return {**record, "watermark_ts": watermark_ts, "record_id": f"{key}@{watermark_ts}:{digest}"}
 
 
 #: Fields of a record that add up over partitions (the sums are added exactly from their terms).
@@ -194,8 +207,7 @@ def merge_partials(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     exact.add(term)
             total[name] = exact.value
         total["watermark_ts"] = min(int(r["watermark_ts"]) for r in ordered)
-        content = json.dumps({**total, "record_id": ""}, sort_keys=True).encode("utf-8")
         total_key = record_key(total["experiment"], total["variant"], total["metric"])
-        total["record_id"] = f"{total_key}@{total['watermark_ts']}:{blake2b(content, digest_size=6).hexdigest()}"
+        total["record_id"] = f"{total_key}@{total['watermark_ts']}:{_content_digest(total)}"
         merged.append(total)
     return merged

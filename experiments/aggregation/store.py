@@ -17,7 +17,6 @@ refused (``FencedWrite``) and writes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -28,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
 from experiments.aggregation import changelog
 from experiments.aggregation import schema as sql
 from experiments.aggregation.backends import connect
 from experiments.aggregation.foldable import MAX_PRE_PERIOD_MS, check_foldable
 from experiments.aggregation.state import AggregationState
-from experiments.aggregation.stats import merge_partials, record_key
+from experiments.aggregation.stats import merge_partials, record_key, with_watermark
 from experiments.errors import FencedWrite, InvalidSpec, StoreError
 from experiments.spec import ExperimentSpec, spec_from_json, spec_to_json
 from experiments.surfaces import check_against_surfaces, load_surfaces
@@ -459,7 +460,7 @@ class AggregationStore:
              f"dead_letter:{d.dead_letter_id}", "dead_letter", d.source_topic, d.model_dump_json())
             for d in dead_letters
         ] + [
-            (record["partition"], f"metric:{key}", "metric", key, json.dumps(record))
+            (record["partition"], f"metric:{key}", "metric", key, orjson.dumps(record).decode("utf-8"))
             for record in changed
             for key in [record_key(record["experiment"], record["variant"], record["metric"], record["partition"])]
         ]
@@ -541,10 +542,12 @@ class AggregationStore:
 
     def _changed_records(self, *, every_watermark: bool = False) -> list[dict[str, Any]]:
         """The records whose content changed since they were last published. Only experiments
-        the batch touched are recomputed (from the journal not yet taken), unless the
-        partition's watermark moved by ``watermark_republish_ms`` since every record of it was
-        last published (or moved at all, with ``every_watermark``)."""
-        touched: dict[int, set[str] | None] = {}
+        the batch touched are recomputed (from the journal not yet taken); once the partition's
+        watermark moved by ``watermark_republish_ms`` since every record of it was last published
+        (or moved at all, with ``every_watermark``), the others' last records are republished
+        with the new watermark."""
+        touched: dict[int, set[str]] = {}
+        moved: dict[int, int] = {}  # partitions whose every record gets the new watermark
         for part, state in self.states.items():
             watermark = state.tracker.watermark
             published = self._published_watermarks.get(part, -1)
@@ -553,22 +556,38 @@ class AggregationStore:
                 or watermark - published >= self._watermark_republish_ms
             ):
                 self._published_watermarks[part] = watermark
-                touched[part] = None  # every experiment
-            else:
-                j = state.journal
-                touched[part] = (
-                    {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | set(j.late) | {s.id for s in j.specs}
-                )
+                moved[part] = watermark or 0
+            j = state.journal
+            touched[part] = (
+                {e for e, _ in j.anchors} | {c[0] for c in j.contributions} | set(j.late) | {s.id for s in j.specs}
+            )
         changed = []
         parts = sorted(self.states)
+        emitted = self._emitted
         for experiment in sorted(self.specs):
             for part in parts:
-                experiments = touched[part]
-                if experiments is not None and experiment not in experiments:
+                if experiment in touched[part]:
+                    records = self._partials(part, experiment)
+                elif part in moved:
+                    records = self._rewatermarked(part, experiment, moved[part])
+                else:
                     continue
-                for record in self._partials(part, experiment):
+                for record in records:
                     key = record_key(record["experiment"], record["variant"], record["metric"], part)
-                    if self._emitted.get(key, {}).get("record_id") != record["record_id"]:
-                        self._emitted[key] = record
+                    if emitted.get(key, {}).get("record_id") != record["record_id"]:
+                        emitted[key] = record
                         changed.append(record)
         return changed
+
+    def _rewatermarked(self, part: int, experiment: str, watermark: int) -> list[dict[str, Any]]:
+        """The records of an experiment the batch did not change, as of the partition's new
+        watermark: their figures are those last published, so only the watermark and the id are
+        new, and nothing is recomputed (records not all published yet are computed)."""
+        spec = self.specs[experiment]
+        last = [
+            self._emitted.get(record_key(experiment, variant.name, metric.name, part))
+            for variant in spec.variants for metric in spec.metrics
+        ]
+        if any(record is None for record in last):
+            return self._partials(part, experiment)
+        return [with_watermark(record, watermark) for record in last if record is not None]

@@ -414,3 +414,37 @@ def test_a_batch_republishes_the_records_it_did_not_change_only_once_the_waterma
             ("exp", T0 + 100 * S), ("other", T0 + 100 * S)}
     finally:
         store.close()
+
+
+def test_records_republished_for_a_new_watermark_are_those_the_state_computes(new_target):
+    """An experiment a batch did not change gets its last records with the new watermark, not
+    recomputed: they must equal what its state computes, id and all."""
+    other = SPEC.model_copy(update={"id": "other", "salt": "o"})
+    store = AggregationStore(new_target(), allowed_lateness_ms=0, watermark_republish_ms=5 * S)
+    offsets = {EVENTS: 0, EXPOSURES: 0}
+
+    def batch(ts: int, experiments: list[str]) -> list[dict]:
+        records = []
+        for user in ("u1", "u2", "u3"):
+            for experiment in experiments:
+                exposure = Exposure(exposure_id=f"x{ts}{user}{experiment}", experiment=experiment, variant="a",
+                                    user_id=user, ts=ts)
+                records.append(SourceRecord(EXPOSURES, 0, offsets[EXPOSURES], user.encode(), encode(exposure)))
+                offsets[EXPOSURES] += 1
+            event = ListeningEvent(event_id=f"e{ts}{user}", user_id=user, ts=ts, type="play", item_id="i1",
+                                   ms_played=1000)
+            records.append(SourceRecord(EVENTS, 0, offsets[EVENTS], user.encode(), encode(event)))
+            offsets[EVENTS] += 1
+        return store.apply_batch(records).metric_records
+
+    try:
+        store.register_spec(SPEC)
+        store.register_spec(other)
+        batch(T0, ["exp", "other"])
+        published = batch(T0 + 6 * S, ["exp"])  # moved past the republish step, no window closed
+        republished = [r for r in published if r["experiment"] == "other"]
+        assert republished and {r["watermark_ts"] for r in republished} == {T0 + 6 * S}
+        assert {r["exposed"] for r in republished if r["variant"] == "a"} == {3}
+        assert republished == store.partial_records("other")
+    finally:
+        store.close()
