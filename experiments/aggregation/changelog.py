@@ -15,10 +15,12 @@ Entries of a delta or snapshot document (each optional):
 ==== ==========================================================================================
 pe   event ids pruned (applied before ``E``: an id pruned and seen again is in both)
 E    ``{user: [[event_id, ts], ...]}`` event ids remembered for dedupe
-B    ``[step, {user: {type: [[start / step, n, ms_played(, items, genres)], ...], "": [start /
-     step, ...]}}]`` buckets: per user, each event type's summaries (the item and genre sets
-     only when not empty); under ``""`` the buckets gone. A document names every type of a
-     bucket it changes. ``step`` divides every bucket start of the document (the resolution)
+Bg   ``[step, {user: {type: [[gap, n, ms_played(, items, genres)], ...], "": [gap, ...]}}]``
+     buckets: per user, each event type's summaries (the item and genre sets only when not
+     empty); under ``""`` the buckets gone. A bucket's start is ``step`` times the sum of the
+     gaps of its list up to its own: a user's buckets are days apart, so a gap is a digit or two
+     where the day number took five. A document names every type of a bucket it changes.
+     ``step`` divides every bucket start of the document (the resolution)
 A    ``{experiment: [[user, variant, ts, exposure_id, multi], ...]}`` first exposures
 c    ``[experiment, variant, metric, value, den, pre]`` a closed window, added to the sums
 s    ``[experiment, variant, metric, n, {field: terms}]`` the sums as a whole (snapshots)
@@ -26,11 +28,12 @@ l    ``{experiment: late records}``
 p    ``[topic, partition, newest event time]``
 ==== ==========================================================================================
 
-A user's rows are grouped under the user, and a bucket start is written as a multiple of the
-resolution: a day's bucket of one event type is ``[20454, 3, 243817]``, where a row per bucket
-repeating the user, the millisecond start and the empty sets took three times that. Logs written
-before that (``e``, ``b``, ``a``: one row per entry) still load, and so do exposure ids from
-when they were kept (``x``, ``px``: read and ignored).
+A user's rows are grouped under the user, and a bucket start is written as its distance from the
+previous one in resolutions: a day's bucket of one event type, the day after the last, is
+``[1, 3, 243817]``, where a row per bucket repeating the user, the millisecond start and the
+empty sets took four times that. Logs written before that still load: ``B`` (the same with
+each start as a multiple of ``step``), ``e``, ``b``, ``a`` (one row per entry), and exposure ids
+from when they were kept (``x``, ``px``: read and ignored).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def delta(state: AggregationState, journal: Journal) -> tuple[dict[str, Any], in
         doc["E"] = _by_user((events[i].user_id, [i, ts]) for i, ts in journal.events.items())
         entries += len(journal.events)
     if journal.buckets:
-        doc["B"], written = _bucket_document(state.buckets, journal.buckets, state.resolution_ms)
+        doc["Bg"], written = _bucket_document(state.buckets, journal.buckets, state.resolution_ms)
         entries += written
     if journal.anchors:
         anchors = state.anchors
@@ -96,7 +99,7 @@ def snapshot(state: AggregationState) -> tuple[list[dict[str, Any]], int]:
     buckets, resolution_ms = state.buckets, state.resolution_ms
     parts: list[tuple[str, list[Any], Callable[[list[Any]], Any], Callable[[Any], int] | None]] = [
         ("E", [(seen.user_id, [i, seen.ts]) for i, seen in state.events.items()], _by_user, None),
-        ("B", list(buckets), lambda users: _bucket_document(buckets, _starts_of(buckets, users), resolution_ms)[0],
+        ("Bg", list(buckets), lambda users: _bucket_document(buckets, _starts_of(buckets, users), resolution_ms)[0],
          lambda user: sum(len(bucket) for bucket in buckets[user].values())),
         ("A", [(e, u, a) for e, users in state.anchors.items() for u, a in users.items()], _anchor_document, None),
         ("s", [[e, v, m, s.n, s.terms()] for (e, v, m), s in state.stats.items()], list, None),
@@ -140,12 +143,13 @@ def _by_user(rows: Iterable[tuple[str, list[Any]]]) -> dict[str, list[list[Any]]
 def _bucket_document(
     buckets: dict[str, dict[int, Any]], changed: Iterable[tuple[str, int]], resolution_ms: int,
 ) -> tuple[list[Any], int]:
-    """``[step, {user: {type: rows, "": starts gone}}]`` for the (user, start) pairs changed, and
-    how many summaries it holds. The step is the resolution, unless a start is no multiple of it
-    (a state kept at another resolution): then a divisor of every start."""
+    """``[step, {user: {type: rows, "": gaps of the starts gone}}]`` for the (user, start) pairs
+    changed, and how many summaries it holds. The step is the resolution, unless a start is no
+    multiple of it (a state kept at another resolution): then a divisor of every start."""
     changed = list(changed)
     step = math.gcd(resolution_ms, *(start for _, start in changed))
     users: dict[str, dict[str, list[Any]]] = {}
+    last: dict[tuple[str, str], int] = {}  # (user, type): the start of its list's last row, in steps
     written = 0
     for user, start in changed:  # about one per event at 1 ms: no throwaway containers
         by_type = users.get(user)
@@ -153,14 +157,17 @@ def _bucket_document(
             by_type = users[user] = {}
         user_buckets = buckets.get(user)
         bucket = None if user_buckets is None else user_buckets.get(start)
+        at = start // step
         if bucket is None:
-            by_type.setdefault("", []).append(start // step)
+            by_type.setdefault("", []).append(at - last.get((user, ""), 0))
+            last[(user, "")] = at
             continue
         for etype, summary in bucket.items():
             row = summary.to_row()
             if not row[2] and not row[3]:
                 del row[2:]
-            row.insert(0, start // step)
+            row.insert(0, at - last.get((user, etype), 0))
+            last[(user, etype)] = at
             rows = by_type.get(etype)
             if rows is None:
                 by_type[etype] = [row]
@@ -206,21 +213,27 @@ class Restored:
             entries += len(rows)
         for i, user, ts in doc.get("e", ()):  # older logs
             events[i] = (user, ts)
-        if "B" in doc:
-            step, users = doc["B"]
+        for key, gaps in (("Bg", True), ("B", False)):  # "B": older logs, absolute starts
+            if key not in doc:
+                continue
+            step, users = doc[key]
             for user, by_type in users.items():
+                at = 0
                 for start in by_type.get("", ()):
-                    buckets.pop((user, start * step), None)
+                    at = at + start if gaps else start
+                    buckets.pop((user, at * step), None)
                 reset: set[int] = set()  # a document holds every type of a bucket it names
                 for etype, rows in by_type.items():
                     if not etype:
                         continue
+                    at = 0
                     for row in rows:
-                        key = (user, row[0] * step)
-                        if row[0] not in reset:
-                            reset.add(row[0])
-                            buckets[key] = {}
-                        buckets[key][etype] = row[1:] if len(row) > 3 else [row[1], row[2], [], []]
+                        at = at + row[0] if gaps else row[0]
+                        bucket_key = (user, at * step)
+                        if at not in reset:
+                            reset.add(at)
+                            buckets[bucket_key] = {}
+                        buckets[bucket_key][etype] = row[1:] if len(row) > 3 else [row[1], row[2], [], []]
                     entries += len(rows)
         written: set[tuple[str, int]] = set()
         for row in doc.get("b", ()):  # older logs

@@ -153,19 +153,47 @@ def test_a_log_written_when_exposure_ids_were_kept_still_loads():
     assert contents(loaded(older, D, watermark)) == contents(loaded(older[2:], D, watermark))
 
 
-def test_a_day_bucket_is_written_as_its_day_and_its_numbers_under_its_user():
-    state = AggregationState(allowed_lateness_ms=1500, resolution_ms=D, item_sets=False)
+def test_a_day_bucket_is_written_as_its_distance_from_the_last_and_its_numbers_under_its_user():
+    state = AggregationState(allowed_lateness_ms=1500, resolution_ms=D, item_sets=False, min_retention_ms=5 * D)
     state.register_spec(SPEC)
     state.declare_partition(PARTS[0])
     state.take_journal()
-    for i, ms in enumerate((1_000, 2_500)):
-        state.apply_event(ListeningEvent(event_id=f"e{i}", user_id="u1", ts=T0 + i * S, type="play",
+    for i, (ts, ms) in enumerate(((T0, 1_000), (T0 + S, 2_500), (T0 + 3 * D, 700))):
+        state.apply_event(ListeningEvent(event_id=f"e{i}", user_id="u1", ts=ts, type="play",
                                          item_id="i1", genre="g0", ms_played=ms), PARTS[0])
     document, entries = changelog.delta(state, state.take_journal())
-    assert document["B"] == [D, {"u1": {"play": [[T0 // D, 2, 3_500]]}}]
-    assert document["E"] == {"u1": [["e0", T0], ["e1", T0 + S]]}
-    assert document["p"] == [[*PARTS[0], T0 + S]]
-    assert entries == 4  # one summary, two ids, one partition's newest event time
+    assert document["Bg"] == [D, {"u1": {"play": [[T0 // D, 2, 3_500], [3, 1, 700]]}}]
+    assert document["E"] == {"u1": [["e0", T0], ["e1", T0 + S], ["e2", T0 + 3 * D]]}
+    assert document["p"] == [[*PARTS[0], T0 + 3 * D]]
+    assert entries == 6  # two summaries, three ids, one partition's newest event time
+
+
+def _absolute_starts(document: dict) -> dict:
+    """A document as logs wrote it before the gaps: ``B``, each start a multiple of the step."""
+    if "Bg" not in document:
+        return document
+    step, users = document["Bg"]
+    absolute: dict = {}
+    for user, by_type in users.items():
+        for etype, rows in by_type.items():
+            at, out = 0, []
+            for row in rows:
+                at += row if not etype else row[0]
+                out.append(at if not etype else [at, *row[1:]])
+            absolute.setdefault(user, {})[etype] = out
+    return {**{k: v for k, v in document.items() if k != "Bg"}, "B": [step, absolute]}
+
+
+def test_a_log_written_with_absolute_bucket_starts_still_loads():
+    for resolution_ms in (1, D):
+        state = fresh(resolution_ms)
+        apply(state, records(4))
+        documents, _ = changelog.snapshot(state)
+        assert any("Bg" in doc for doc in documents)
+        watermark = state.tracker.watermark
+        older = [changelog.dumps(_absolute_starts(doc)) for doc in documents]
+        assert "Bg" not in "".join(older)
+        assert contents(loaded(older, resolution_ms, watermark)) == contents(state)
 
 
 def test_a_log_written_a_row_per_entry_still_loads():
