@@ -235,10 +235,31 @@ def _serving_ready(url: str) -> bool:
         return False
 
 
-def _windows_closed(settings: Settings, experiments: list[str]) -> bool:
-    values = _metric_records(settings, experiments)
-    return {v["experiment"] for v in values} == set(experiments) and all(
-        v["in_progress"] == 0 and v["n"] > 0 for v in values)
+#: The wait for the windows fails only after this long without any metric record changing: a
+#: larger demo takes longer to aggregate, and a fixed deadline failed 4,500-user runs mid-way.
+WINDOWS_STALL_S = 120.0
+
+
+def wait_for_windows(read_records: Callable[[], list[dict[str, Any]]], experiments: list[str], *,
+                     stall_s: float = WINDOWS_STALL_S, interval_s: float = 3.0) -> None:
+    """Until every metric window of the experiments is closed in the totals ``read_records``
+    returns, as long as the aggregator moves."""
+    last, moved_at = None, time.monotonic()
+    while True:
+        records = read_records()
+        if {r["experiment"] for r in records} == set(experiments) and all(
+                r["in_progress"] == 0 and r["n"] > 0 for r in records):
+            return
+        progress = sorted((r["experiment"], r["variant"], r["metric"], r["n"], r["watermark_ts"]) for r in records)
+        if progress != last:
+            last, moved_at = progress, time.monotonic()
+        elif time.monotonic() - moved_at > stall_s:
+            for record in records:
+                if record["in_progress"] or not record["n"]:
+                    say(f"still open: {record['experiment']}/{record['variant']}/{record['metric']} "
+                        f"n {record['n']}, in progress {record['in_progress']}")
+            raise TimeoutError(f"every metric window closed: no metric record changed for {stall_s:.0f} s")
+        time.sleep(interval_s)
 
 
 def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
@@ -262,15 +283,7 @@ def run(*, settings: Settings, options: DemoOptions) -> DemoResult:
             access = ConsoleAccess(f"http://127.0.0.1:{console_port}", token, f"http://127.0.0.1:{port}")
             driven = _drive(settings, options, supervisor, processes, serve_url=access.serve_url, specs=specs)
             say("waiting for the aggregator to close every metric window")
-            try:
-                wait_for(lambda: _windows_closed(settings, ids), timeout_s=120, interval_s=1.0,
-                         what="every metric window closed")
-            except TimeoutError:
-                for record in _metric_records(settings, ids):
-                    if record["in_progress"] or not record["n"]:
-                        say(f"still open: {record['experiment']}/{record['variant']}/{record['metric']} "
-                            f"n {record['n']}, in progress {record['in_progress']}")
-                raise
+            wait_for_windows(lambda: _metric_records(settings, ids), ids)
             files = {spec.id: run_report(settings=settings, experiment=spec.id, out_dir=options.out_dir)
                      for spec in specs}
             live_metrics = _metric_records(settings, ids)
