@@ -24,8 +24,8 @@ install: $(STAMP) ## create .venv and install tandem with its dev tools
 browser: ## Debian's chromium for the console's browser test, installed when missing
 	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-demo: $(STAMP) ## the main job: the end-to-end demo on the embedded broker
-	$(BIN)/tandem demo
+demo: $(STAMP) ## the main job: the end-to-end demo on the embedded broker (USERS=N for more users)
+	$(BIN)/tandem demo $(if $(USERS),--users $(USERS))
 
 # Two pytest workers: each starts its own broker and PostgreSQL (session fixtures), and the
 # integration tests spend much of their time waiting on the subprocesses they drive.
