@@ -213,10 +213,10 @@ class Restored:
             entries += len(rows)
         for i, user, ts in doc.get("e", ()):  # older logs
             events[i] = (user, ts)
-        for key, gaps in (("Bg", True), ("B", False)):  # "B": older logs, absolute starts
-            if key not in doc:
+        for entry, gaps in (("Bg", True), ("B", False)):  # "B": older logs, absolute starts
+            if entry not in doc:
                 continue
-            step, users = doc[key]
+            step, users = doc[entry]
             for user, by_type in users.items():
                 at = 0
                 for start in by_type.get("", ()):
