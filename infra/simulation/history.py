@@ -1,11 +1,16 @@
-"""Past experiments in the simulator: the archive the surrogate of day-7 retention is learned from.
+"""Past experiments in the simulator: the archive the surrogate of day-7 or day-28 retention is learned from.
 
 Each past experiment is the demo's ranker experiment with other policies in its two variants,
 run by the in-process simulator (``infra.simulation.offline``) on its own users and seed, with
 its events kept. The users' first exposures and events go through ``OutcomeJoin`` exactly as
 ``tandem experiments surrogate`` reads them from the topics, so the rows are the ones an archive
-would give. ``python -m infra.simulation.history`` prints the fitted surrogate and its held-out
-validity (the effect through the surrogate against the realized effect, per experiment).
+would give. ``python -m infra.simulation.history [--outcome d7|d28|both]`` prints the fitted
+surrogate and its held-out validity (the effect through the surrogate against the realized effect,
+per experiment) for each outcome.
+
+The outcomes (``OUTCOME_DELAYS_MS``): any event in ``[k d, (k + 1) d)`` after the first exposure,
+day 7 by default. Day 28 needs a run of 30 days after exposure (``ModelParams.covering``) instead of
+the default 9, and an attribution window of 29 days: its interval ends 29 days after the exposure.
 """
 
 from __future__ import annotations
@@ -13,10 +18,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from experiments.spec import ExperimentSpec
-from experiments.surrogate import OutcomeJoin, Surrogate, SurrogateRow, Validity, fit_surrogate, validate
+from experiments.surrogate import (
+    DEFAULT_ATTRIBUTION_WINDOW_MS,
+    OutcomeJoin,
+    Surrogate,
+    SurrogateRow,
+    Validity,
+    fit_surrogate,
+    validate,
+)
 from infra.simulation.model import DAY_MS, ModelParams
 from infra.simulation.offline import load_demo_spec, run_offline
 
@@ -41,27 +55,50 @@ def past_spec(experiment: str, control: tuple[str, dict[str, Any]], treatment: t
     return ExperimentSpec.model_validate({**data, "id": experiment, "salt": f"{experiment}/sim", "variants": variants})
 
 
-def archive_rows(*, users: int = 1000, seed: int = 100, params: ModelParams = ModelParams(),  # noqa: B008 - frozen
-                 signal_horizon_ms: int = DAY_MS) -> list[SurrogateRow]:
-    """The rows of every past experiment, each run on its own users (seed + its index), with signals
-    read over ``signal_horizon_ms`` after the first exposure."""
-    rows: list[SurrogateRow] = []
+#: The long-term outcomes the archive can give: retention on day ``k``, the outcome interval's delay.
+OUTCOME_DELAYS_MS: dict[str, int] = {"d7": 7 * DAY_MS, "d28": 28 * DAY_MS}
+OUTCOME_LENGTH_MS = DAY_MS
+
+
+def outcome_join(outcome: str, *, signal_horizon_ms: int = DAY_MS) -> OutcomeJoin:
+    """The join of one outcome; the attribution window stretched when the interval ends after the default's."""
+    delay = OUTCOME_DELAYS_MS[outcome]
+    return OutcomeJoin(signal_horizon_ms=signal_horizon_ms, outcome_delay_ms=delay, outcome_length_ms=OUTCOME_LENGTH_MS,
+                       attribution_window_ms=max(DEFAULT_ATTRIBUTION_WINDOW_MS, delay + OUTCOME_LENGTH_MS))
+
+
+def archive(*, users: int = 1000, seed: int = 100, params: ModelParams = ModelParams(),  # noqa: B008 - frozen
+            signal_horizon_ms: int = DAY_MS, outcomes: Sequence[str] = ("d7",)) -> dict[str, list[SurrogateRow]]:
+    """The rows of every past experiment per outcome, each experiment run once (long enough for the latest
+    outcome) on its own users (seed + its index), with signals read over ``signal_horizon_ms`` after the
+    first exposure."""
+    run_params = params.covering(max(OUTCOME_DELAYS_MS[o] for o in outcomes) + OUTCOME_LENGTH_MS)
+    rows: dict[str, list[SurrogateRow]] = {outcome: [] for outcome in outcomes}
     for k, (experiment, control, treatment) in enumerate(PAST):
         spec = past_spec(experiment, control, treatment)
-        result = run_offline(users=users, seed=seed + k, specs=[spec], params=params, keep_events=True)
-        join = OutcomeJoin(signal_horizon_ms=signal_horizon_ms)
-        for person in result.people:
-            first = person.first_exposures.get(experiment)
-            if first is not None:
-                join.add_exposure(f"{experiment}/{person.user_id}", experiment, first[1], person.user_id, first[0])
-        for event in result.events:
-            join.add_event(event)
-        rows.extend(join.rows(watermark=params.horizon_ms()))
+        result = run_offline(users=users, seed=seed + k, specs=[spec], params=run_params, keep_events=True)
+        for outcome in outcomes:
+            join = outcome_join(outcome, signal_horizon_ms=signal_horizon_ms)
+            for person in result.people:
+                first = person.first_exposures.get(experiment)
+                if first is not None:
+                    join.add_exposure(f"{experiment}/{person.user_id}", experiment, first[1], person.user_id, first[0])
+            for event in result.events:
+                join.add_event(event)
+            rows[outcome].extend(join.rows(watermark=run_params.horizon_ms()))
     return rows
 
 
-def fit_and_validate(rows: list[SurrogateRow]) -> tuple[Surrogate, Validity]:
-    return fit_surrogate(rows), validate(rows, controls={e: "control" for e, _, _ in PAST})
+def archive_rows(*, users: int = 1000, seed: int = 100, params: ModelParams = ModelParams(),  # noqa: B008 - frozen
+                 signal_horizon_ms: int = DAY_MS, outcome: str = "d7") -> list[SurrogateRow]:
+    """The rows of one outcome (``archive``)."""
+    return archive(users=users, seed=seed, params=params, signal_horizon_ms=signal_horizon_ms,
+                   outcomes=(outcome,))[outcome]
+
+
+def fit_and_validate(rows: list[SurrogateRow], outcome: str = "d7") -> tuple[Surrogate, Validity]:
+    return (fit_surrogate(rows, outcome=f"retention_{outcome}"),  # the specs' metric names: retention_d7
+            validate(rows, controls={e: "control" for e, _, _ in PAST}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--signal-days", type=float, default=1.0, help="days of short-term signals (default 1)")
+    parser.add_argument("--outcome", choices=[*OUTCOME_DELAYS_MS, "both"], default="d7",
+                        help="day-7 or day-28 retention, or both from the same runs (default d7)")
     args = parser.parse_args(argv)
-    model, validity = fit_and_validate(archive_rows(users=args.users, seed=args.seed,
-                                                    signal_horizon_ms=int(args.signal_days * DAY_MS)))
-    print(json.dumps({"surrogate": model.to_state(), "agreement": validity.agreement,
-                      "sign_agreement": validity.sign_agreement,
-                      "validity": [dataclasses.asdict(row) for row in validity.rows]}, indent=2))
+    outcomes = list(OUTCOME_DELAYS_MS) if args.outcome == "both" else [args.outcome]
+    rows = archive(users=args.users, seed=args.seed, signal_horizon_ms=int(args.signal_days * DAY_MS),
+                   outcomes=outcomes)
+    report = {}
+    for outcome in outcomes:
+        model, validity = fit_and_validate(rows[outcome], outcome)
+        report[outcome] = {"surrogate": model.to_state(), "agreement": validity.agreement,
+                           "sign_agreement": validity.sign_agreement,
+                           "validity": [dataclasses.asdict(row) for row in validity.rows]}
+    # One outcome prints as before; both print keyed by outcome.
+    print(json.dumps(report[outcomes[0]] if len(outcomes) == 1 else report, indent=2))
     return 0
 
 

@@ -28,6 +28,7 @@ life depends only on the seed and on the arms it was served, never on processing
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from bisect import bisect_left
@@ -45,6 +46,9 @@ WEEK_MS = 7 * DAY_MS
 
 #: Day 0 of the simulation, 2026-01-08T00:00Z: the pre-period starts at the demo spec's start.
 ORIGIN_MS = 1_767_830_400_000
+
+#: Days of sessions after the first exposure by default: day-7 retention's ``[7 d, 8 d)`` closes, plus a day of slack.
+DEFAULT_POST_DAYS = 9
 
 #: The genres of the features' config, so every arm has an ``affinity_<genre>_7d`` feature.
 GENRES: tuple[str, ...] = DEFAULT_CONFIG.top_genres
@@ -78,7 +82,7 @@ class ModelParams:
     reference_genres: float = 3.0
     reference_items: float = 2.0
     arrival_ms: int = DAY_MS
-    post_days: int = 9
+    post_days: int = DEFAULT_POST_DAYS
     #: A variant's own effect on coming back: ``(experiment, variant, shift)`` adds ``shift`` to the
     #: logit of every return (day 1 on) of the users first exposed to that variant (a harmful
     #: treatment: strongly negative). None by default: retention then moves only with discovery.
@@ -89,8 +93,8 @@ class ModelParams:
             raise ValueError("genre_popularity: one weight per genre")
         if not 0.0 <= self.play_min <= self.play_max <= 1.0:
             raise ValueError("play_min, play_max: need 0 <= play_min <= play_max <= 1")
-        if self.recs_per_session < 1 or self.items_per_genre < 1 or self.post_days < 8:
-            raise ValueError("recs_per_session, items_per_genre >= 1 and post_days >= 8")
+        if self.recs_per_session < 1 or self.items_per_genre < 1 or self.post_days < DEFAULT_POST_DAYS:
+            raise ValueError(f"recs_per_session, items_per_genre >= 1 and post_days >= {DEFAULT_POST_DAYS}")
 
     @property
     def mean_play_ms(self) -> float:
@@ -120,8 +124,15 @@ class ModelParams:
                    if first_exposures.get(experiment, (0, None))[1] == variant)
 
     def horizon_ms(self, lateness_ms: int = 30 * 60_000) -> int:
-        """Event time at which the run ends: every 8-day window closed, plus lateness and slack."""
-        return ORIGIN_MS + self.arrival_ms + 8 * DAY_MS + lateness_ms + 2 * HOUR_MS
+        """Event time at which the run ends: every window ending ``post_days - 1`` days after a first
+        exposure closed (8 by default: day-7 retention's ``[7 d, 8 d)``), plus lateness and slack."""
+        return ORIGIN_MS + self.arrival_ms + (self.post_days - 1) * DAY_MS + lateness_ms + 2 * HOUR_MS
+
+    def covering(self, outcome_end_ms: int) -> ModelParams:
+        """These parameters with enough days that an outcome interval ending ``outcome_end_ms`` after
+        the first exposure closes before the horizon (unchanged when it already does)."""
+        days = -(-outcome_end_ms // DAY_MS)  # ceiling
+        return dataclasses.replace(self, post_days=max(self.post_days, days + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +215,11 @@ def make_user(params: ModelParams, seed: int, index: int) -> User:
     weights = [rng.gammavariate(params.taste_concentration * p, 1.0) + 1e-12 for p in params.genre_popularity]
     total = sum(weights)
     tastes = tuple(w / total for w in weights)
-    offsets = tuple(0 if day == 0 else rng.randrange(HOUR_MS, 22 * HOUR_MS) for day in range(-7, params.post_days + 1))
+    offsets = tuple(0 if day == 0 else rng.randrange(HOUR_MS, 22 * HOUR_MS) for day in range(-7, DEFAULT_POST_DAYS + 1))
+    # The days beyond the default draw from their own stream, so a longer run repeats the default run's
+    # users and first days exactly and only adds days after them.
+    later = random.Random(f"tandem-sim:{seed}:{index}:later-days")
+    offsets += tuple(later.randrange(HOUR_MS, 22 * HOUR_MS) for _ in range(DEFAULT_POST_DAYS + 1, params.post_days + 1))
     return User(
         index=index,
         user_id=f"sim{seed}-u{index:05d}",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.simulation.model import DAY_MS, ORIGIN_MS, ModelParams, Served, make_user, make_users, session
+from infra.simulation.model import DAY_MS, HOUR_MS, ORIGIN_MS, ModelParams, Served, make_user, make_users, session
 from streams.events import EventType, ListeningEvent
 
 PARAMS = ModelParams()
@@ -114,6 +115,27 @@ def test_every_day_of_a_user_lies_in_its_exposure_anchored_day() -> None:
                 assert exposure + day * DAY_MS <= ts and ts + 3_600_000 < exposure + (day + 1) * DAY_MS
             if day < 0:
                 assert exposure - 7 * DAY_MS <= ts < exposure
+
+
+def test_the_default_run_ends_where_it_always_did_and_already_covers_day_7_retention() -> None:
+    lateness, slack = 30 * 60_000, 2 * HOUR_MS
+    assert PARAMS.post_days == 9
+    assert PARAMS.horizon_ms() == ORIGIN_MS + DAY_MS + 8 * DAY_MS + lateness + slack
+    assert PARAMS.covering(8 * DAY_MS) == PARAMS
+
+
+def test_a_run_covering_day_28_retention_closes_its_interval_and_repeats_the_default_users() -> None:
+    longer = PARAMS.covering(29 * DAY_MS)  # day-28 retention: [28 d, 29 d) after the first exposure
+    assert longer.post_days == 30 and longer.covering(8 * DAY_MS) == longer
+    for index in range(50):
+        default, extended = make_user(PARAMS, 4, index), make_user(longer, 4, index)
+        assert extended.start + 29 * DAY_MS < longer.horizon_ms()
+        assert (extended.tastes, extended.activity, extended.start) == (default.tastes, default.activity, default.start)
+        assert extended.offsets[:len(default.offsets)] == default.offsets
+        assert len(extended.offsets) == len(default.offsets) + 21
+        assert {day for _, day in extended.slot_times(longer)} >= set(range(-7, 29))
+    with pytest.raises(ValueError, match="post_days"):
+        ModelParams(post_days=8)  # would end before day-7 retention's interval closes
 
 
 def test_everything_exported_is_importable() -> None:
