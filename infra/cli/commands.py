@@ -45,6 +45,12 @@ def _add_experiments(commands_parser: Any) -> None:
         "surrogate", help="fit the surrogate of day-7 retention on the exposures and events, with its "
                           "held-out validity per past experiment")
     surrogate.add_argument("--out", default=None, help="write the fitted surrogate (JSON) here")
+    surrogate.add_argument("--follow", action="store_true",
+                           help="keep reading and refit every --every of event time, writing each fit over --out")
+    surrogate.add_argument("--every", default="1d", help="event time between refits with --follow, e.g. 1d, 12h")
+    surrogate.add_argument("--min-rows", type=int, default=50, help="closed rows a refit needs (default 50)")
+    surrogate.add_argument("--idle-exit", type=float, default=None,
+                           help="with --follow: stop after this many seconds without a record")
     actions.add_parser("list", help="the experiments on the experiments topic")
     aggregate = actions.add_parser("aggregate", help="run the aggregation worker (its own consumer group)")
     aggregate.add_argument("--allowed-lateness", default="30m", help="event-time lateness, e.g. 30m, 2h")
@@ -255,8 +261,14 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "apply":
         return _apply_spec(args, settings)
     if args.action == "surrogate":
-        from infra.cli.surrogate import fit_from_topics
+        from experiments.spec import parse_duration
+        from infra.cli.surrogate import fit_from_topics, follow_topics
 
+        if args.follow:
+            if not args.out:
+                raise SystemExit("tandem experiments surrogate --follow needs --out, the file each refit is written to")
+            return follow_topics(settings, out=args.out, every_ms=parse_duration(args.every),
+                                 min_rows=args.min_rows, idle_exit_s=args.idle_exit)
         return fit_from_topics(settings, out=args.out)
     if args.action == "list":
         return _list_specs(settings)

@@ -38,7 +38,7 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> li
             batch = consumer.poll(timeout_ms=500, max_records=5000)
             for partition_records in batch.values():
                 records.extend(partition_records)
-            if all(_caught_up(consumer, tp) for tp in assigned):
+            if all(caught_up(consumer, tp) for tp in assigned):
                 return records
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic} not read to its end within {timeout_s} s")
@@ -46,7 +46,8 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> li
         consumer.close()
 
 
-def _caught_up(consumer: Any, partition: Any) -> bool:
+def caught_up(consumer: Any, partition: Any) -> bool:
+    """The consumer has read ``partition`` to the high-watermark of its last fetch (an empty one too)."""
     highwater = consumer.highwater(partition)
     return highwater is not None and consumer.position(partition) >= highwater
 
