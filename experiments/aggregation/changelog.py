@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -149,7 +150,6 @@ def _bucket_document(
     changed = list(changed)
     step = math.gcd(resolution_ms, *(start for _, start in changed))
     users: dict[str, dict[str, list[Any]]] = {}
-    last: dict[tuple[str, str], int] = {}  # (user, type): the start of its list's last row, in steps
     written = 0
     for user, start in changed:  # about one per event at 1 ms: no throwaway containers
         by_type = users.get(user)
@@ -157,23 +157,30 @@ def _bucket_document(
             by_type = users[user] = {}
         user_buckets = buckets.get(user)
         bucket = None if user_buckets is None else user_buckets.get(start)
-        at = start // step
         if bucket is None:
-            by_type.setdefault("", []).append(at - last.get((user, ""), 0))
-            last[(user, "")] = at
+            by_type.setdefault("", []).append(start // step)
             continue
         for etype, summary in bucket.items():
             row = summary.to_row()
             if not row[2] and not row[3]:
                 del row[2:]
-            row.insert(0, at - last.get((user, etype), 0))
-            last[(user, etype)] = at
+            row.insert(0, start // step)
             rows = by_type.get(etype)
             if rows is None:
                 by_type[etype] = [row]
             else:
                 rows.append(row)
             written += 1
+    for by_type in users.values():  # each list in time order, its starts as gaps (``changed`` is a set's order)
+        for etype, rows in by_type.items():
+            if len(rows) > 1:
+                if etype:
+                    rows.sort(key=itemgetter(0))
+                    for i in range(len(rows) - 1, 0, -1):
+                        rows[i][0] -= rows[i - 1][0]
+                else:
+                    rows.sort()
+                    rows[1:] = [b - a for a, b in zip(rows, rows[1:], strict=False)]
     return [step, users], written
 
 
