@@ -85,8 +85,13 @@ class Reward:
 _COUNT_KEYS = {(kind, admission): f"{kind}s_{admission.value}"
                for kind in ("decision", "event") for admission in Admission}
 
-_rank = operator.attrgetter("ts", "decision_id")  # (ts, decision_id): the most recent decision wins
-_TS = operator.attrgetter("ts")
+#: An open decision as the joiner keeps it: its time and id first, so that tuples sort in rank order
+#: (the most recent decision wins) and the hot loops read no model attribute (slow on pydantic models).
+_OpenDecision = tuple[int, str, Decision]
+#: A buffered event with its time first (same reason) and its reward.
+_BufferedEvent = tuple[int, ListeningEvent, float]
+
+_START = operator.itemgetter(0)
 #: Closing order of the closed tuples: decision time and id (one window length: close time follows decision time)
 _CLOSING_ORDER = operator.itemgetter(0, 1)
 
@@ -113,8 +118,8 @@ class RewardJoiner:
         self.watermark = NO_WATERMARK
         self.max_ts = NO_WATERMARK
         self.counts: Counter[str] = Counter()
-        self._decisions: dict[str, dict[str, Decision]] = {}  # user -> id -> open decision
-        self._events: dict[str, dict[str, tuple[ListeningEvent, float]]] = {}  # user -> id -> (event, reward)
+        self._decisions: dict[str, dict[str, _OpenDecision]] = {}  # user -> id -> open decision
+        self._events: dict[str, dict[str, _BufferedEvent]] = {}  # user -> id -> buffered event
         self._decision_ids: set[str] = set()
         # (close time, user) per open decision and (ts, user) per buffered event, so that
         # advance() visits only the users whose state can change
@@ -141,7 +146,7 @@ class RewardJoiner:
         open_ = self._decisions.get(user)
         if open_ is None:
             open_ = self._decisions[user] = {}
-        open_[decision_id] = decision
+        open_[decision_id] = (ts, decision_id, decision)
         self._decision_ids.add(decision_id)
         heapq.heappush(self._closing, (ts + self.window_ms, user))
         self.counts["decisions_accepted"] += 1
@@ -164,7 +169,7 @@ class RewardJoiner:
             return self._count(Admission.DUPLICATE, "event")
         elif ts < self.watermark:
             return self._count(Admission.LATE, "event")
-        buffered[event.event_id] = (event, float(value))
+        buffered[event.event_id] = (ts, event, float(value))
         heapq.heappush(self._expiring, (ts, user))
         self.counts["events_accepted"] += 1
         return Admission.ACCEPTED
@@ -223,18 +228,18 @@ class RewardJoiner:
         default, open_ids = self.default_reward, self._decision_ids
         events = self._events.get(user)
         if not events:  # nothing to credit: every closing decision gets the default
-            closing = [d for d in decisions.values() if d.ts <= last_start]
-            for decision in closing:
-                del decisions[decision.decision_id]
-                open_ids.discard(decision.decision_id)
-                closed.append((decision.ts, decision.decision_id, decision, default, 0))
+            closing = [entry for entry in decisions.values() if entry[0] <= last_start]
+            for ts, decision_id, decision in closing:
+                del decisions[decision_id]
+                open_ids.discard(decision_id)
+                closed.append((ts, decision_id, decision, default, 0))
         else:
             # Every open decision can win an event; the closing ones are the first ``k`` by rank.
             ranked = list(decisions.values())
-            starts = list(map(_TS, ranked))
+            starts = list(map(_START, ranked))
             if not all(map(operator.lt, starts, starts[1:])):  # not already in rank order (as they came)
-                ranked.sort(key=_rank)
-                starts = list(map(_TS, ranked))
+                ranked.sort()  # by time, then id: ids are unique, the decisions themselves are never compared
+                starts = list(map(_START, ranked))
             k = bisect.bisect_right(starts, last_start)
             totals, credited = [0.0] * k, [0] * k
             window, match = self.window_ms, self.match
@@ -243,8 +248,7 @@ class RewardJoiner:
             now = self.watermark
             horizon = starts[k] if k < len(starts) and starts[k] < now else now
             stale = []
-            for event_id, (event, value) in events.items():
-                ts = event.ts
+            for event_id, (ts, event, value) in events.items():
                 if ts < horizon:
                     stale.append(event_id)
                 if low <= ts < high:
@@ -252,8 +256,8 @@ class RewardJoiner:
                     i = bisect.bisect_right(starts, ts)
                     while i > 0:
                         i -= 1
-                        decision = ranked[i]
-                        if decision.ts + window <= ts:
+                        start, _, decision = ranked[i]
+                        if start + window <= ts:
                             break  # this one and all before it ended before the event
                         if match(decision, event):
                             if i < k:
@@ -261,11 +265,11 @@ class RewardJoiner:
                                 credited[i] += 1
                             break
             for i in range(k):
-                decision = ranked[i]
-                del decisions[decision.decision_id]
-                open_ids.discard(decision.decision_id)
+                ts, decision_id, decision = ranked[i]
+                del decisions[decision_id]
+                open_ids.discard(decision_id)
                 n = credited[i]
-                closed.append((decision.ts, decision.decision_id, decision, totals[i] if n else default, n))
+                closed.append((ts, decision_id, decision, totals[i] if n else default, n))
             for event_id in stale:
                 del events[event_id]
             if not events:
@@ -281,15 +285,15 @@ class RewardJoiner:
         open_ = self._decisions.get(user)
         horizon = self.watermark
         if open_:
-            oldest = min(map(_TS, open_.values()))
+            oldest = min(map(_START, open_.values()))
             if oldest < horizon:
                 horizon = oldest
         if passed < horizon:
             self._drop_events(user, self._events[user], horizon)
 
-    def _drop_events(self, user: str, events: dict[str, tuple[ListeningEvent, float]], horizon: int) -> None:
+    def _drop_events(self, user: str, events: dict[str, _BufferedEvent], horizon: int) -> None:
         """Drop the user's buffered events older than ``horizon``."""
-        for event_id in [i for i, (e, _) in events.items() if e.ts < horizon]:
+        for event_id in [i for i, (ts, _, _) in events.items() if ts < horizon]:
             del events[event_id]
         if not events:
             del self._events[user]
@@ -305,9 +309,9 @@ class RewardJoiner:
             "watermark": self.watermark,
             "max_ts": self.max_ts,
             "counts": dict(self.counts),
-            "decisions": [d.model_dump(mode="json") for ds in self._decisions.values() for d in ds.values()],
+            "decisions": [d.model_dump(mode="json") for ds in self._decisions.values() for _, _, d in ds.values()],
             "events": [
-                [e.model_dump(mode="json"), v] for es in self._events.values() for e, v in es.values()
+                [e.model_dump(mode="json"), v] for es in self._events.values() for _, e, v in es.values()
             ],
         }
 
@@ -330,12 +334,12 @@ class RewardJoiner:
             joiner.counts.update({str(k): int(v) for k, v in state["counts"].items()})
             for raw in state["decisions"]:
                 d = Decision.model_validate(raw)
-                joiner._decisions.setdefault(d.user_id, {})[d.decision_id] = d
+                joiner._decisions.setdefault(d.user_id, {})[d.decision_id] = (d.ts, d.decision_id, d)
                 joiner._decision_ids.add(d.decision_id)
                 joiner._closing.append((d.ts + joiner.window_ms, d.user_id))
             for raw, value in state["events"]:
                 e = ListeningEvent.model_validate(raw)
-                joiner._events.setdefault(e.user_id, {})[e.event_id] = (e, float(value))
+                joiner._events.setdefault(e.user_id, {})[e.event_id] = (e.ts, e, float(value))
                 joiner._expiring.append((e.ts, e.user_id))
             heapq.heapify(joiner._closing)
             heapq.heapify(joiner._expiring)

@@ -72,3 +72,28 @@ def test_check_context_accepts_ints_bools_and_float_subclasses() -> None:
         pass
 
     check_context({"a": 1, "b": True, "c": Score(0.5), "d": -0.0})
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # learning 1e308 overflows, batched or not
+@pytest.mark.parametrize("name", ["linucb", "linucb_long_term"])
+@pytest.mark.parametrize("values", [[math.inf], [-math.inf], [math.inf, -math.inf], [math.nan], [1e308, 1e308]])
+def test_update_many_refuses_or_learns_as_the_updates_would_whatever_the_batch_sums_to(
+    name: str, values: list[float],
+) -> None:
+    """The batch's quick check sums the values: infinities of both signs (a nan sum) and finite values
+    whose sum overflows must still be refused, or learned, exactly as one update after the other."""
+    log = updates(3, 10)
+    batch = [*log[:4], *[({"f0": 0.5, "f1": value}, "jazz", 1.0) for value in values], *log[4:]]
+
+    def outcome(apply: object) -> str | None:
+        try:
+            apply()  # type: ignore[operator]
+        except InvalidContext as exc:
+            return str(exc)
+        return None
+
+    one_by_one, batched = make_policy(name, seed=1), make_policy(name, seed=1)
+    assert outcome(lambda: [one_by_one.update(*update) for update in batch]) == outcome(
+        lambda: batched.update_many(batch))
+    assert batched.version == one_by_one.version
+    assert json.dumps(batched.to_state()) == json.dumps(one_by_one.to_state())
