@@ -12,9 +12,8 @@ fit. A refit is considered only when every partition is read to its end, at the 
 events partition's newest event time (among those that have delivered one): outcomes are
 events, so a row closes only once every events partition has passed its outcome interval;
 exposures only anchor units, and an exposure read after its interval passed is a row at the
-next refit. A refit is not pushed into a running
-experiment's policy: changing a treatment mid-experiment would void its comparison; the next
-spec version takes the file.
+next refit. A refit is not pushed into a running experiment's policy: changing a treatment
+mid-experiment would void its comparison; the next spec version takes the file.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 from experiments.lifecycle import read_specs
 from experiments.surrogate import OutcomeJoin, RefitSchedule, Surrogate, fit_surrogate, validate
 from infra.kafka.config import consumer_config
-from infra.kafka.topic_reader import caught_up, read_topic
+from infra.kafka.topic_reader import caught_up, partitions_of, read_topic
 from infra.kafka.topics import EVENTS, EXPOSURES
 from infra.settings import Settings
 from streams.events import Exposure, ListeningEvent, RecordT, decode
@@ -110,7 +109,7 @@ def follow_topics(settings: Settings, *, out: str, every_ms: int, min_rows: int 
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
     try:
         assigned = [TopicPartition(topic, p) for topic in (exposures, settings.topic(EVENTS))
-                    for p in sorted(_partitions(consumer, topic))]
+                    for p in partitions_of(consumer, topic)]
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
         active = time.monotonic()
@@ -147,15 +146,6 @@ def _decoded(raw: bytes | None, schema: type[RecordT]) -> RecordT | None:
         return decode(raw or b"", schema)
     except ValueError:
         return None  # the aggregator and the workers dead-letter it
-
-
-def _partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> set[int]:
-    deadline = time.monotonic() + timeout_s
-    while (partitions := consumer.partitions_for_topic(topic)) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} not found within {timeout_s} s")
-        time.sleep(0.2)
-    return set(partitions)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -23,14 +23,7 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> li
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None, consumer_timeout_ms=1000))
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = None
-        while partitions is None:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None and time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic} not found within {timeout_s} s")
-            if partitions is None:
-                time.sleep(0.2)
-        assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        assigned = [TopicPartition(topic, partition) for partition in partitions_of(consumer, topic, timeout_s)]
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
         records: list[Any] = []
@@ -44,6 +37,16 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> li
                 raise TimeoutError(f"{topic} not read to its end within {timeout_s} s")
     finally:
         consumer.close()
+
+
+def partitions_of(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
+    """The topic's partition numbers, once the broker's metadata names the topic."""
+    deadline = time.monotonic() + timeout_s
+    while (partitions := consumer.partitions_for_topic(topic)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} not found within {timeout_s} s")
+        time.sleep(0.2)
+    return sorted(partitions)
 
 
 def caught_up(consumer: Any, partition: Any) -> bool:
