@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ALLOWED_LATENESS_MS = 30 * 60 * 1000
 MAX_POLL_RECORDS = 5000
-#: Batches between full garbage collections (see ``_settle_garbage``).
+#: Batches between full garbage collections (see ``settle_garbage``).
 FULL_COLLECTION_EVERY = 2000
 #: Event-time resolution of each user's history: 1 ms keeps every window exact to the millisecond.
 DEFAULT_RESOLUTION_MS = 1
@@ -207,7 +207,7 @@ class Aggregator:
                     continue
                 last_record = time.monotonic()
                 self._apply(records, received_at=last_record, specs=specs, consumer=consumer, publisher=publisher)
-                self._settle_garbage()
+                settle_garbage(self.stats.batches)
         finally:
             self.metrics.close()
             gc.unfreeze()
@@ -262,23 +262,6 @@ class Aggregator:
         self.store = open_store(self.settings, claim_on_demand=False, **self._store_args)
         specs.restart(self.store.stored_offsets())
         self._reassigned.set()
-
-    def _settle_garbage(self) -> None:
-        """Keep the cyclic garbage collector off the state.
-
-        The state is millions of small containers that live for the lookback; each full
-        collection walked all of them, and collections came the more often the more records
-        came (a third of the CPU of a batch, measured). After each batch the young
-        generations are collected (the batch's own cycles: exceptions of dead letters) and
-        what survived is frozen: never walked again, still freed by reference counting, as the
-        state is acyclic. A full collection over everything, now and then, bounds what a
-        frozen cycle could hold."""
-        if self.stats.batches % FULL_COLLECTION_EVERY == 0:
-            gc.unfreeze()
-            gc.collect()
-        else:
-            gc.collect(1)
-        gc.freeze()
 
     @staticmethod
     def _caught_up(consumer: Any) -> bool:
@@ -344,6 +327,24 @@ class Aggregator:
             consumer.commit()
         except KafkaError as exc:  # the database holds the truth; a failed courtesy commit costs nothing
             logger.debug("courtesy commit failed: %s", exc)
+
+
+def settle_garbage(batches: int) -> None:
+    """Keep the cyclic garbage collector off the state, after the ``batches``-th batch.
+
+    The state is millions of small containers that live for the lookback; each full
+    collection walked all of them, and collections came the more often the more records
+    came (a third of the CPU of a batch, measured). After each batch the young
+    generations are collected (the batch's own cycles: exceptions of dead letters) and
+    what survived is frozen: never walked again, still freed by reference counting, as the
+    state is acyclic. A full collection over everything, now and then, bounds what a
+    frozen cycle could hold."""
+    if batches % FULL_COLLECTION_EVERY == 0:
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
+    gc.freeze()
 
 
 def aggregator_families(status: Mapping[str, Any]) -> list[Metric]:
