@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -238,6 +238,8 @@ def _serving_ready(url: str) -> bool:
 #: The wait for the windows fails only after this long without any metric record changing: a
 #: larger demo takes longer to aggregate, and a fixed deadline failed 4,500-user runs mid-way.
 WINDOWS_STALL_S = 120.0
+#: The demo fails when neither the features worker nor the learner moved for this long before day 0.
+PRE_PERIOD_STALL_S = 120.0
 
 
 def wait_for_windows(read_records: Callable[[], list[dict[str, Any]]], experiments: list[str], *,
@@ -565,23 +567,42 @@ class _DayBar:
             self._bar.close()
 
 
-async def _features_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
-    """Wait until the features worker has every pre-period event online (its status file says
-    no lag and nothing waiting) and the learner has read them all: day 0's first requests then
-    read up-to-date features, and the learner is not days behind the first decisions."""
+async def wait_for_pre_period(
+    read_statuses: Callable[[], tuple[dict[str, Any], dict[str, Any]]], *,
+    stall_s: float = PRE_PERIOD_STALL_S, interval_s: float = 0.2,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> float:
+    """Until the features worker has every pre-period event online (its status says no lag and
+    nothing waiting) and the learner has read them all, as long as either moves; the seconds it
+    took. ``read_statuses`` returns the features worker's status and the learner's. Day 0's first
+    requests then read up-to-date features, and the learner is not days behind the first decisions."""
+    began = time.monotonic()
+    last, moved_at = None, began
+    while True:
+        features, learner = read_statuses()
+        if (features.get("processed", 0) > 0 and features.get("lag") == 0 and features.get("waiting") == 0
+                and learner.get("lag") == 0):
+            return time.monotonic() - began
+        progress = (features.get("processed"), features.get("lag"), learner.get("read"), learner.get("lag"))
+        if progress != last:
+            last, moved_at = progress, time.monotonic()
+        elif time.monotonic() - moved_at > stall_s:
+            raise TimeoutError(
+                f"before day 0: the features worker (lag {features.get('lag')}, waiting {features.get('waiting')}) "
+                f"and the learner (lag {learner.get('lag')}) did not move for {stall_s:.0f} s"
+            )
+        await sleep(interval_s)
+
+
+async def _features_caught_up(settings: Settings) -> None:
     from streams.worker.learner.app import learner_status_path
     from streams.worker.status import read_status, status_path
 
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
-        features = read_status(status_path(settings)) or {}
-        learner = read_status(learner_status_path(settings)) or {}
-        if (features.get("processed", 0) > 0 and features.get("lag") == 0 and features.get("waiting") == 0
-                and learner.get("lag") == 0):
-            say(f"features worker and learner caught up with the pre-period after {time.monotonic() - began:.1f} s")
-            return
-        await asyncio.sleep(0.2)
-    say(f"features worker or learner still behind after {timeout_s:.0f} s; starting the experiment anyway")
+    def statuses() -> tuple[dict[str, Any], dict[str, Any]]:
+        return read_status(status_path(settings)) or {}, read_status(learner_status_path(settings)) or {}
+
+    took = await wait_for_pre_period(statuses)
+    say(f"features worker and learner caught up with the pre-period after {took:.1f} s")
 
 
 def _simulated_day(message: str) -> int | None:
