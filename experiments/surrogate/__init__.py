@@ -2,7 +2,8 @@
 
 ``short_term_signals`` and ``retention`` read a unit's events; ``OutcomeJoin`` turns exposures
 and events, arriving in any order and weeks apart, into ``SurrogateRow`` rows within an
-attribution window; ``fit_surrogate`` fits the ``Surrogate`` (a ridge of the long-term outcome
+attribution window (``RollingOutcomeJoin`` the same with state bounded by event time, for a process
+that follows the topics); ``fit_surrogate`` fits the ``Surrogate`` (a ridge of the long-term outcome
 on the signals) and ``RefitSchedule`` refits it on an event-time schedule; ``validate`` compares,
 per held-out past experiment, the effect predicted through the surrogate with the effect
 measured on the outcome, both with intervals. NumPy and SciPy are imported on first use.
@@ -16,7 +17,13 @@ from experiments.surrogate.errors import InvalidSurrogateData, InvalidSurrogateS
 from infra.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from experiments.surrogate.join import DEFAULT_ATTRIBUTION_WINDOW_MS, OutcomeJoin, RefitSchedule
+    from experiments.surrogate.join import (
+        DEFAULT_ATTRIBUTION_WINDOW_MS,
+        OutcomeJoin,
+        RefitSchedule,
+        RollingOutcomeJoin,
+        Rows,
+    )
     from experiments.surrogate.model import Surrogate, SurrogateRow, fit_surrogate
     from experiments.surrogate.signals import SIGNALS, retention, short_term_signals
     from experiments.surrogate.validity import EffectInterval, Validity, ValidityRow, difference, validate
@@ -29,6 +36,8 @@ __all__ = [
     "InvalidSurrogateState",
     "OutcomeJoin",
     "RefitSchedule",
+    "RollingOutcomeJoin",
+    "Rows",
     "Surrogate",
     "SurrogateError",
     "SurrogateRow",
@@ -42,7 +51,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(("DEFAULT_ATTRIBUTION_WINDOW_MS", "OutcomeJoin", "RefitSchedule"), "experiments.surrogate.join"),
+    **dict.fromkeys(
+        ("DEFAULT_ATTRIBUTION_WINDOW_MS", "OutcomeJoin", "RefitSchedule", "RollingOutcomeJoin", "Rows"),
+        "experiments.surrogate.join",
+    ),
     **dict.fromkeys(("Surrogate", "SurrogateRow", "fit_surrogate"), "experiments.surrogate.model"),
     **dict.fromkeys(("SIGNALS", "retention", "short_term_signals"), "experiments.surrogate.signals"),
     **dict.fromkeys(("EffectInterval", "Validity", "ValidityRow", "difference", "validate"),

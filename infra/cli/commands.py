@@ -49,6 +49,9 @@ def _add_experiments(commands_parser: Any) -> None:
                            help="keep reading and refit every --every of event time, writing each fit over --out")
     surrogate.add_argument("--every", default="1d", help="event time between refits with --follow, e.g. 1d, 12h")
     surrogate.add_argument("--min-rows", type=int, default=50, help="closed rows a refit needs (default 50)")
+    surrogate.add_argument("--allowed-lateness", default="28d",
+                           help="with --follow: how far behind the newest event time a record still joins, and so "
+                                "how much event time the follower holds (default 28d)")
     surrogate.add_argument("--idle-exit", type=float, default=None,
                            help="with --follow: stop after this many seconds without a record")
     actions.add_parser("list", help="the experiments on the experiments topic")
@@ -268,7 +271,8 @@ def cmd_experiments(args: argparse.Namespace, settings: Settings) -> int:
             if not args.out:
                 raise SystemExit("tandem experiments surrogate --follow needs --out, the file each refit is written to")
             return follow_topics(settings, out=args.out, every_ms=parse_duration(args.every),
-                                 min_rows=args.min_rows, idle_exit_s=args.idle_exit)
+                                 min_rows=args.min_rows, idle_exit_s=args.idle_exit,
+                                 allowed_lateness_ms=parse_duration(args.allowed_lateness))
         return fit_from_topics(settings, out=args.out)
     if args.action == "list":
         return _list_specs(settings)

@@ -14,6 +14,10 @@ events, so a row closes only once every events partition has passed its outcome 
 exposures only anchor units, and an exposure read after its interval passed is a row at the
 next refit. A refit is not pushed into a running experiment's policy: changing a treatment
 mid-experiment would void its comparison; the next spec version takes the file.
+
+The follower's join is a ``RollingOutcomeJoin``: a process that runs for months holds the events
+of the last ``--allowed-lateness`` (28 days by default) and the outcome interval, not the
+history; a record later than that is counted (``late`` in each fit's line), not joined.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from experiments.lifecycle import read_specs
-from experiments.surrogate import OutcomeJoin, RefitSchedule, Surrogate, fit_surrogate, validate
+from experiments.surrogate import (
+    DEFAULT_ATTRIBUTION_WINDOW_MS,
+    OutcomeJoin,
+    RefitSchedule,
+    RollingOutcomeJoin,
+    Surrogate,
+    fit_surrogate,
+    validate,
+)
 from infra.kafka.config import consumer_config
 from infra.kafka.topic_reader import caught_up, partitions_of, read_topic
 from infra.kafka.topics import EVENTS, EXPOSURES
@@ -76,8 +88,9 @@ def fit_from_topics(settings: Settings, *, out: str | None) -> int:
 class SurrogateFollower:
     """Exposures and events as they are read; a refit when one is due (module doc)."""
 
-    def __init__(self, *, every_ms: int, min_rows: int = 50) -> None:
-        self.join = OutcomeJoin()
+    def __init__(self, *, every_ms: int, min_rows: int = 50,
+                 allowed_lateness_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS) -> None:
+        self.join = RollingOutcomeJoin(allowed_lateness_ms=allowed_lateness_ms)
         self.schedule = RefitSchedule(self.join, every_ms=every_ms, min_rows=min_rows)
         self.newest: dict[int, int] = {}  # per events partition
 
@@ -100,11 +113,11 @@ class SurrogateFollower:
 
 
 def follow_topics(settings: Settings, *, out: str, every_ms: int, min_rows: int = 50,
-                  idle_exit_s: float | None = None) -> int:
+                  idle_exit_s: float | None = None, allowed_lateness_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS) -> int:
     """Refit as outcomes arrive until interrupted (or idle for ``idle_exit_s``); module doc."""
     from kafka import KafkaConsumer, TopicPartition
 
-    follower = SurrogateFollower(every_ms=every_ms, min_rows=min_rows)
+    follower = SurrogateFollower(every_ms=every_ms, min_rows=min_rows, allowed_lateness_ms=allowed_lateness_ms)
     exposures = settings.topic(EXPOSURES)
     consumer = KafkaConsumer(**consumer_config(settings, group_id=None))
     try:
@@ -133,6 +146,7 @@ def follow_topics(settings: Settings, *, out: str, every_ms: int, min_rows: int 
                 _write_atomically(Path(out), json.dumps(model.to_state(), indent=2) + "\n")
                 print(json.dumps({"fitted_at": model.fitted_at, "rows": model.n,
                                   "pending": follower.join.pending(model.fitted_at or 0),
+                                  "late": follower.join.late, "held_events": follower.join.held_events(),
                                   "coefficients": model.coefficients}), flush=True)
     except KeyboardInterrupt:
         pass
