@@ -164,16 +164,21 @@ def capacity(url: str, env: dict[str, str], *, users: int, trial_s: float = 4.0,
              ) -> dict[str, Any]:
     """The highest offered rate (requests/s) at which p99 < ``CAPACITY_P99_MS`` with no error and
     the rate achieved: doubling from 250/s to the first rate that fails, then three bisections.
-    Each trial is ``trial_s`` seconds after a 1-second warm-up, from the same load generator."""
+    Each trial is ``trial_s`` seconds after a 1-second warm-up, from the same load generator; a rate
+    fails when a second trial at it fails too (one stall of this shared machine in a first trial
+    at 250/s once read as a capacity of 219)."""
     trials: list[dict[str, Any]] = []
 
-    def good(rps: float) -> bool:
+    def trial(rps: float) -> bool:
         result = _offer_load(url, env, rps=rps, duration_s=trial_s, warmup_s=1.0, users=users)
         ok = (result["errors"] == 0 and result["p99_ms"] is not None and result["p99_ms"] < CAPACITY_P99_MS
               and (result["achieved_rps"] or 0.0) >= 0.95 * rps)
         trials.append({"rps": rps, "p99_ms": result["p99_ms"], "achieved_rps": result["achieved_rps"],
                        "errors": result["errors"], "ok": ok})
         return ok
+
+    def good(rps: float) -> bool:
+        return trial(rps) or trial(rps)
 
     low, high = 0.0, 250.0
     while high <= max_rps and good(high):
