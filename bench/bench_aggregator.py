@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from experiments.aggregation import AggregationStore, SourceRecord
+from experiments.aggregation import SourceRecord
 from experiments.aggregation.aggregator import (
     DEFAULT_ALLOWED_LATENESS_MS,
     MAX_POLL_RECORDS,
@@ -86,7 +86,7 @@ def store_alone_rate(settings: Settings) -> float:
     ]
     specs = [r for r in records if r.topic == settings.topic(EXPERIMENTS)]
     inputs = [r for r in records if r.topic != settings.topic(EXPERIMENTS)]
-    store: AggregationStore = open_store(settings, allowed_lateness_ms=DEFAULT_ALLOWED_LATENESS_MS)
+    store = open_store(settings, allowed_lateness_ms=DEFAULT_ALLOWED_LATENESS_MS)
     try:
         store.apply_batch(specs)
         store.declare_partitions({(r.topic, r.partition) for r in inputs})  # as the aggregator's assignment does

@@ -95,12 +95,9 @@ class _Windows:
 class OutcomeJoin(_Windows):
     """Exposures and events by id; rows for the units whose outcome interval has closed (module doc)."""
 
-    def __init__(
-        self, *, signal_horizon_ms: int = DAY_MS, outcome_delay_ms: int = 7 * DAY_MS,
-        outcome_length_ms: int = DAY_MS, attribution_window_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS,
-    ) -> None:
-        super().__init__(signal_horizon_ms=signal_horizon_ms, outcome_delay_ms=outcome_delay_ms,
-                         outcome_length_ms=outcome_length_ms, attribution_window_ms=attribution_window_ms)
+    def __init__(self, **windows: int) -> None:
+        """``windows``: those of ``_Windows``."""
+        super().__init__(**windows)
         self._exposures: dict[str, _Exposure] = {}
         self._events: dict[str, dict[str, ListeningEvent]] = {}  # unit -> event id -> event
 
@@ -155,16 +152,12 @@ class RollingOutcomeJoin(_Windows):
     outcome interval, the anchors of the rows not final, and a row per final unit.
     """
 
-    def __init__(
-        self, *, allowed_lateness_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS, signal_horizon_ms: int = DAY_MS,
-        outcome_delay_ms: int = 7 * DAY_MS, outcome_length_ms: int = DAY_MS,
-        attribution_window_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS,
-    ) -> None:
-        super().__init__(signal_horizon_ms=signal_horizon_ms, outcome_delay_ms=outcome_delay_ms,
-                         outcome_length_ms=outcome_length_ms, attribution_window_ms=attribution_window_ms)
+    def __init__(self, *, allowed_lateness_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS, **windows: int) -> None:
+        """``windows``: those of ``_Windows``."""
+        super().__init__(**windows)
         if allowed_lateness_ms < 0:
             raise ValueError("allowed_lateness_ms: must not be negative")
-        if signal_horizon_ms > self.close_after_ms:
+        if self.signal_horizon_ms > self.close_after_ms:
             raise ValueError("signal_horizon_ms: a row closes at its outcome interval's end, so its signals must "
                              f"end by then ({self.close_after_ms} ms after the exposure)")
         self.allowed_lateness_ms = allowed_lateness_ms

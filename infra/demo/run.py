@@ -242,20 +242,33 @@ WINDOWS_STALL_S = 120.0
 PRE_PERIOD_STALL_S = 120.0
 
 
+class StallClock:
+    """Whether a figure read again and again has not changed for ``stall_s`` seconds."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self._last: object = None
+        self._moved_at = time.monotonic()
+
+    def stalled(self, progress: object) -> bool:
+        if progress != self._last:
+            self._last, self._moved_at = progress, time.monotonic()
+            return False
+        return time.monotonic() - self._moved_at > self.stall_s
+
+
 def wait_for_windows(read_records: Callable[[], list[dict[str, Any]]], experiments: list[str], *,
                      stall_s: float = WINDOWS_STALL_S, interval_s: float = 3.0) -> None:
     """Until every metric window of the experiments is closed in the totals ``read_records``
     returns, as long as the aggregator moves."""
-    last, moved_at = None, time.monotonic()
+    clock = StallClock(stall_s)
     while True:
         records = read_records()
         if {r["experiment"] for r in records} == set(experiments) and all(
                 r["in_progress"] == 0 and r["n"] > 0 for r in records):
             return
-        progress = sorted((r["experiment"], r["variant"], r["metric"], r["n"], r["watermark_ts"]) for r in records)
-        if progress != last:
-            last, moved_at = progress, time.monotonic()
-        elif time.monotonic() - moved_at > stall_s:
+        if clock.stalled(sorted((r["experiment"], r["variant"], r["metric"], r["n"], r["watermark_ts"])
+                                for r in records)):
             for record in records:
                 if record["in_progress"] or not record["n"]:
                     say(f"still open: {record['experiment']}/{record['variant']}/{record['metric']} "
@@ -577,16 +590,13 @@ async def wait_for_pre_period(
     took. ``read_statuses`` returns the features worker's status and the learner's. Day 0's first
     requests then read up-to-date features, and the learner is not days behind the first decisions."""
     began = time.monotonic()
-    last, moved_at = None, began
+    clock = StallClock(stall_s)
     while True:
         features, learner = read_statuses()
         if (features.get("processed", 0) > 0 and features.get("lag") == 0 and features.get("waiting") == 0
                 and learner.get("lag") == 0):
             return time.monotonic() - began
-        progress = (features.get("processed"), features.get("lag"), learner.get("read"), learner.get("lag"))
-        if progress != last:
-            last, moved_at = progress, time.monotonic()
-        elif time.monotonic() - moved_at > stall_s:
+        if clock.stalled((features.get("processed"), features.get("lag"), learner.get("read"), learner.get("lag"))):
             raise TimeoutError(
                 f"before day 0: the features worker (lag {features.get('lag')}, waiting {features.get('waiting')}) "
                 f"and the learner (lag {learner.get('lag')}) did not move for {stall_s:.0f} s"
