@@ -51,19 +51,16 @@ def join_from_topics(settings: Settings) -> tuple[OutcomeJoin, int]:
     join = OutcomeJoin()
     newest = 0
     for record in read_topic(settings, settings.topic(EXPOSURES)):
-        try:
-            exposure = decode(record.value, Exposure)
-        except ValueError:
-            continue  # the aggregator dead-letters it
-        join.add_exposure(exposure.exposure_id, exposure.experiment, exposure.variant, exposure.user_id, exposure.ts)
-        newest = max(newest, exposure.ts)
+        exposure = _decoded(record.value, Exposure)
+        if exposure is not None:
+            join.add_exposure(exposure.exposure_id, exposure.experiment, exposure.variant, exposure.user_id,
+                              exposure.ts)
+            newest = max(newest, exposure.ts)
     for record in read_topic(settings, settings.topic(EVENTS)):
-        try:
-            event = decode(record.value, ListeningEvent)
-        except ValueError:
-            continue  # the workers dead-letter it
-        join.add_event(event)
-        newest = max(newest, event.ts)
+        event = _decoded(record.value, ListeningEvent)
+        if event is not None:
+            join.add_event(event)
+            newest = max(newest, event.ts)
     return join, newest
 
 
